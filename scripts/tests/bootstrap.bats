@@ -206,7 +206,7 @@ mutations() { grep -E '^(apt-get (update|install)|useradd|usermod|chown|ufw (all
   [ "$status" -eq 0 ]
   grep -q '^useradd .* svc-web$' "$STUB_LOG"
   grep -q '^ufw allow 2222/tcp$' "$STUB_LOG"
-  ! grep -q '^ufw allow 22/tcp$' "$STUB_LOG"
+  run ! grep -q '^ufw allow 22/tcp$' "$STUB_LOG"
   grep -q '^VANTUS_IMAGE=registry.test/vantus:9.9.9$' "$T/srv/web/.env"
   grep -q '^OnCalendar=\*-\*-\* 01:30:00$' "$VANTUS_ROOT/etc/systemd/system/vantus-backup.timer"
   grep -q '^User=svc-web$' "$VANTUS_ROOT/etc/systemd/system/vantus-backup.service"
@@ -224,7 +224,7 @@ mutations() { grep -E '^(apt-get (update|install)|useradd|usermod|chown|ufw (all
   STUB_FAIL=useradd bootstrap --ready-attempts 3
   [ "$status" -ne 0 ]
   [[ "$output" == *'FAILED in step "system user"'* ]]
-  ! grep -q '^docker compose .* up ' "$STUB_LOG"
+  run ! grep -q '^docker compose .* up ' "$STUB_LOG"
 }
 
 @test "stack that never becomes ready fails after a bounded number of polls" {
