@@ -1,0 +1,56 @@
+use clap::Args;
+
+use super::{CliError, load_config};
+use crate::content::seed;
+use crate::store::migrate::{self, SetupError};
+use crate::store::{self, ConnectError};
+use crate::telemetry::{self, LogTarget};
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Only report which migrations are applied and pending; change nothing.
+    #[arg(long)]
+    pub status: bool,
+}
+
+fn connect_error(e: ConnectError) -> CliError {
+    match e {
+        ConnectError::Config(c) => CliError::Config(c),
+        other => CliError::Failed(other.to_string()),
+    }
+}
+
+pub async fn run(config_file: &Option<std::path::PathBuf>, args: MigrateArgs) -> Result<(), CliError> {
+    let config = load_config(config_file, None)?;
+    let _logs = telemetry::init(&config.log, LogTarget::Stderr);
+    let db = store::connect(&config.database).await.map_err(connect_error)?;
+    let failed = |e: &dyn std::fmt::Display| CliError::Failed(e.to_string());
+
+    if args.status {
+        let pending = migrate::pending(&db).await.map_err(|e| failed(&e))?;
+        for (version, description) in migrate::known() {
+            let state = if pending.iter().any(|(v, _)| *v == version) { "pending" } else { "applied" };
+            println!("{version:>6}  {state:<8} {description}");
+        }
+        db.close().await;
+        return Ok(());
+    }
+
+    let before = migrate::pending(&db).await.map_err(|e| failed(&e))?;
+    let tenant = config.site_tenant.clone();
+    let (_, seeded) = migrate::migrate_then(&db, async {
+        seed::seed_site_tenant(&db, &tenant)
+            .await
+            .map_err(|e| SetupError::Seed(e.to_string()))
+    })
+    .await
+    .map_err(|e| failed(&e))?;
+    db.close().await;
+    println!(
+        "migrations: {} applied now, {} known; site content: {seeded} item(s) added ({})",
+        before.len(),
+        migrate::known().len(),
+        config.database.url.redacted()
+    );
+    Ok(())
+}

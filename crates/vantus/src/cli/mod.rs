@@ -1,0 +1,94 @@
+//! Command-line interface: parsing and dispatch only. Each subcommand lives in its own file
+//! and calls into the library.
+
+mod healthcheck;
+mod migrate;
+mod serve;
+mod version;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, ConfigError, Overrides, SETTINGS};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vantus",
+    version,
+    about = "Vantus Systems' site, lead capture and admin portal, in one binary.",
+    long_about = "Vantus serves the public site and the admin portal, and operates itself: \
+migrations, backups, restores, engine copies and a readiness doctor.\n\n\
+With no configuration it runs on SQLite in ./var and listens on 127.0.0.1:8080. \
+Configuration comes from environment variables (listed under each command's --help) and an \
+optional TOML file.",
+    after_long_help = "Exit codes: 0 success, 1 failure, 2 usage error, 78 configuration error."
+)]
+pub struct Cli {
+    /// TOML file with settings; environment variables override it.
+    #[arg(long, global = true, env = "VANTUS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the public site (and, later, the portal) until SIGTERM or SIGINT.
+    #[command(after_long_help = settings_help())]
+    Serve(serve::ServeArgs),
+    /// Apply pending database migrations and seed the site tenant, then exit.
+    #[command(after_long_help = settings_help())]
+    Migrate(migrate::MigrateArgs),
+    /// Probe /readyz of a running server; exit 0 when ready, 1 otherwise (for container
+    /// HEALTHCHECKs without curl).
+    Healthcheck(healthcheck::HealthcheckArgs),
+    /// Print the version and build information.
+    Version(version::VersionArgs),
+}
+
+/// The environment-variable reference, generated from [`SETTINGS`] so it cannot drift.
+pub fn settings_help() -> String {
+    let mut out = String::from("Environment variables (secret ones also accept NAME_FILE):\n");
+    for s in SETTINGS {
+        out.push_str(&format!("  {}\n      {} [default: {}]\n", s.env, s.help, s.default));
+    }
+    out
+}
+
+/// How a command failed: configuration errors get their own exit code (78, EX_CONFIG).
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("configuration error: {0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::Config(_) => ExitCode::from(78),
+            CliError::Failed(_) => ExitCode::FAILURE,
+        }
+    }
+}
+
+/// Loads and validates the configuration; the CLI's one entry to settings.
+fn load_config(cli_config: &Option<PathBuf>, listen: Option<String>) -> Result<Config, CliError> {
+    Ok(Config::from_env(&Overrides {
+        config_file: cli_config.clone(),
+        listen,
+    })?)
+}
+
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Serve(args) => serve::run(&cli.config, args).await,
+        Command::Migrate(args) => migrate::run(&cli.config, args).await,
+        Command::Healthcheck(args) => healthcheck::run(args).await,
+        Command::Version(args) => version::run(args),
+    }
+}

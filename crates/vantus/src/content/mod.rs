@@ -1,0 +1,254 @@
+//! Site content: case studies, insight articles and pages. Model, queries and the generation
+//! counter that tells page caches when content changed.
+//!
+//! Every query takes a [`TenantScope`]; content of one tenant is unreachable from another.
+
+pub mod markdown;
+pub mod meta;
+pub mod seed;
+
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::store::{Db, Timestamp};
+use crate::tenancy::TenantScope;
+
+pub use markdown::SanitizedHtml;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ContentKind {
+    CaseStudy,
+    Insight,
+    Page,
+}
+
+impl ContentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContentKind::CaseStudy => "case_study",
+            ContentKind::Insight => "insight",
+            ContentKind::Page => "page",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "case_study" => Some(ContentKind::CaseStudy),
+            "insight" => Some(ContentKind::Insight),
+            "page" => Some(ContentKind::Page),
+            _ => None,
+        }
+    }
+
+    /// Public URL path of an item of this kind.
+    pub fn path_of(self, slug: &str) -> String {
+        match self {
+            ContentKind::CaseStudy => format!("/work/{slug}"),
+            ContentKind::Insight => format!("/insights/{slug}"),
+            ContentKind::Page if slug == "home" => "/".to_owned(),
+            ContentKind::Page => format!("/{slug}"),
+        }
+    }
+}
+
+/// A published item with its body, as a detail page needs it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ContentItem {
+    pub id: Uuid,
+    pub slug: String,
+    pub title: String,
+    pub summary: String,
+    pub body_markdown: String,
+    /// Kind-specific fields as JSON; read with [`ContentItem::meta`].
+    pub meta: String,
+    pub published_at: Option<Timestamp>,
+    pub updated_at: Timestamp,
+}
+
+/// A published item without its body, as lists and feeds need it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ContentSummary {
+    pub slug: String,
+    pub title: String,
+    pub summary: String,
+    pub meta: String,
+    pub published_at: Option<Timestamp>,
+    pub updated_at: Timestamp,
+}
+
+/// Parses kind-specific fields. Content edited into an unexpected shape degrades to defaults
+/// (and a warning) rather than taking the page down.
+fn parse_meta<T: DeserializeOwned + Default>(slug: &str, json: &str) -> T {
+    serde_json::from_str(json).unwrap_or_else(|e| {
+        tracing::warn!(slug, error = %e, "content fields unreadable; showing defaults");
+        T::default()
+    })
+}
+
+impl ContentItem {
+    pub fn meta<T: DeserializeOwned + Default>(&self) -> T {
+        parse_meta(&self.slug, &self.meta)
+    }
+
+    pub fn body_html(&self) -> SanitizedHtml {
+        markdown::render(&self.body_markdown)
+    }
+}
+
+impl ContentSummary {
+    pub fn meta<T: DeserializeOwned + Default>(&self) -> T {
+        parse_meta(&self.slug, &self.meta)
+    }
+}
+
+/// One published item by kind and slug.
+pub async fn find_published(
+    db: &Db,
+    scope: &TenantScope,
+    kind: ContentKind,
+    slug: &str,
+) -> Result<Option<ContentItem>, sqlx::Error> {
+    on_db!(db, pool => sqlx::query_as(
+        "SELECT id, slug, title, summary, body_markdown, meta, published_at, updated_at
+         FROM content_items
+         WHERE tenant_id = $1 AND kind = $2 AND slug = $3
+           AND status = 'published' AND deleted_at IS NULL"
+    ).bind(scope.id()).bind(kind.as_str()).bind(slug).fetch_optional(pool).await)
+}
+
+/// Published items of a kind, newest first.
+pub async fn list_published(
+    db: &Db,
+    scope: &TenantScope,
+    kind: ContentKind,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<ContentSummary>, sqlx::Error> {
+    on_db!(db, pool => sqlx::query_as(
+        "SELECT slug, title, summary, meta, published_at, updated_at
+         FROM content_items
+         WHERE tenant_id = $1 AND kind = $2 AND status = 'published' AND deleted_at IS NULL
+         ORDER BY published_at DESC, slug
+         LIMIT $3 OFFSET $4"
+    ).bind(scope.id()).bind(kind.as_str()).bind(limit).bind(offset).fetch_all(pool).await)
+}
+
+pub async fn count_published(
+    db: &Db,
+    scope: &TenantScope,
+    kind: ContentKind,
+) -> Result<i64, sqlx::Error> {
+    on_db!(db, pool => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM content_items
+         WHERE tenant_id = $1 AND kind = $2 AND status = 'published' AND deleted_at IS NULL"
+    ).bind(scope.id()).bind(kind.as_str()).fetch_one(pool).await)
+}
+
+/// The tenant's content generation: it grows with every content change.
+pub async fn generation(db: &Db, scope: &TenantScope) -> Result<i64, sqlx::Error> {
+    let g: Option<i64> = on_db!(db, pool => sqlx::query_scalar(
+        "SELECT content_generation FROM site_state WHERE tenant_id = $1"
+    ).bind(scope.id()).fetch_optional(pool).await)?;
+    Ok(g.unwrap_or(0))
+}
+
+/// Run in the same transaction as every content write: page caches and replica freshness
+/// checks compare generations, so content and generation must change together.
+const BUMP_GENERATION: &str = "UPDATE site_state
+     SET content_generation = content_generation + 1, updated_at = $2
+     WHERE tenant_id = $1";
+
+/// A new or changed item, as the seed (and later the CMS) supplies it.
+#[derive(Clone, Debug)]
+pub struct NewContent {
+    pub kind: ContentKind,
+    pub slug: String,
+    pub title: String,
+    pub summary: String,
+    pub body_markdown: String,
+    pub meta_json: String,
+    pub published_at: Timestamp,
+}
+
+/// Inserts items that do not exist yet (by kind and slug) and bumps the generation if any
+/// was added. Existing items are never overwritten: an editor's change outlives a new
+/// release's seed. Returns how many were inserted.
+pub async fn insert_missing(
+    db: &Db,
+    scope: &TenantScope,
+    items: &[NewContent],
+) -> Result<u64, sqlx::Error> {
+    let now = Timestamp::now();
+    let inserted = in_write_tx!(db, tx => {
+        let mut inserted = 0;
+        for item in items {
+            let result = sqlx::query(
+                "INSERT INTO content_items
+                   (id, tenant_id, kind, slug, title, summary, body_markdown, meta, status,
+                    published_at, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'published', $9, $10, $10)
+                 ON CONFLICT (tenant_id, kind, slug) DO NOTHING",
+            )
+            .bind(Uuid::now_v7())
+            .bind(scope.id())
+            .bind(item.kind.as_str())
+            .bind(&item.slug)
+            .bind(&item.title)
+            .bind(&item.summary)
+            .bind(&item.body_markdown)
+            .bind(&item.meta_json)
+            .bind(item.published_at)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            inserted += result.rows_affected();
+        }
+        if inserted > 0 {
+            sqlx::query(BUMP_GENERATION)
+            .bind(scope.id())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        inserted
+    });
+    Ok(inserted)
+}
+
+/// Changes an item's title and body (the CMS's edit) and bumps the generation in the same
+/// transaction, so a cache can never hold the new generation with the old content.
+pub async fn update_body(
+    db: &Db,
+    scope: &TenantScope,
+    kind: ContentKind,
+    slug: &str,
+    title: &str,
+    body_markdown: &str,
+) -> Result<bool, sqlx::Error> {
+    let now = Timestamp::now();
+    let changed = in_write_tx!(db, tx => {
+        let changed = sqlx::query(
+            "UPDATE content_items SET title = $4, body_markdown = $5, updated_at = $6
+             WHERE tenant_id = $1 AND kind = $2 AND slug = $3 AND deleted_at IS NULL",
+        )
+        .bind(scope.id())
+        .bind(kind.as_str())
+        .bind(slug)
+        .bind(title)
+        .bind(body_markdown)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if changed {
+            sqlx::query(BUMP_GENERATION)
+            .bind(scope.id())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        changed
+    });
+    Ok(changed)
+}

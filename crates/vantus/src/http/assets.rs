@@ -1,0 +1,62 @@
+//! Static files (the stylesheet and the icon), embedded in the binary and served under
+//! fingerprinted URLs (`/static/site.3f9a0c1e.css`), so they can be cached forever: a new
+//! release changes the URL, never the bytes behind one.
+
+use std::sync::{Arc, LazyLock};
+
+use axum::extract::Path;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::caching::{CachePolicy, CachedPage, content_hash};
+use super::errors::AppError;
+
+pub struct Asset {
+    /// The fingerprinted URL path, e.g. `/static/site.3f9a0c1e.css`.
+    pub url: String,
+    page: Arc<CachedPage>,
+}
+
+pub struct Assets {
+    pub stylesheet: Asset,
+    pub icon: Asset,
+}
+
+fn asset(stem: &str, ext: &str, content_type: &'static str, bytes: &'static [u8]) -> Asset {
+    let fingerprint = &content_hash(bytes)[..10];
+    Asset {
+        url: format!("/static/{stem}.{fingerprint}.{ext}"),
+        page: Arc::new(CachedPage::new(
+            0,
+            StatusCode::OK,
+            content_type,
+            CachePolicy::Immutable,
+            bytes,
+        )),
+    }
+}
+
+pub static ASSETS: LazyLock<Assets> = LazyLock::new(|| Assets {
+    stylesheet: asset(
+        "site",
+        "css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../../../static/site.css"),
+    ),
+    icon: asset(
+        "icon",
+        "svg",
+        "image/svg+xml",
+        include_bytes!("../../../../static/icon.svg"),
+    ),
+});
+
+/// `GET /static/{file}`: only current fingerprints exist; anything else is a 404.
+pub async fn serve(Path(file): Path<String>, headers: HeaderMap) -> Response {
+    let wanted = format!("/static/{file}");
+    [&ASSETS.stylesheet, &ASSETS.icon]
+        .into_iter()
+        .find(|a| a.url == wanted)
+        .map(|a| a.page.respond(&headers))
+        .unwrap_or_else(|| AppError::NotFound.into_response())
+}

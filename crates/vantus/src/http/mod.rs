@@ -1,0 +1,50 @@
+//! Cross-cutting HTTP rules, applied once to the whole router so no route can miss them:
+//! request ids and access logs, security headers, uniform error bodies, panic containment,
+//! a safe default Cache-Control, compression, timeouts and body limits.
+
+pub mod assets;
+pub mod caching;
+pub mod errors;
+pub mod extract;
+pub mod observe;
+pub mod security_headers;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::middleware::{from_fn, from_fn_with_state};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::config::Config;
+
+/// Wraps `router` in the standard stack. Outermost first: the access log sees the final
+/// status of everything, including errors produced by the layers below it.
+pub fn with_standard_layers(router: Router, config: &Config) -> Router {
+    let error_context = errors::ErrorContext {
+        body_limit: config.http.body_limit,
+        request_timeout: config.http.request_timeout,
+    };
+    router.layer(
+        ServiceBuilder::new()
+            .layer(from_fn(observe::observe))
+            .layer(from_fn_with_state(
+                security_headers::SecurityHeaders::new(config.is_production()),
+                security_headers::apply,
+            ))
+            // Pre-compressed cached pages carry Content-Encoding and are passed through.
+            .layer(CompressionLayer::new())
+            .layer(from_fn_with_state(error_context, errors::render_errors))
+            .layer(CatchPanicLayer::custom(errors::on_panic))
+            .layer(from_fn(caching::default_no_store))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::SERVICE_UNAVAILABLE,
+                config.http.request_timeout,
+            ))
+            .layer(RequestBodyLimitLayer::new(config.http.body_limit))
+            .layer(DefaultBodyLimit::max(config.http.body_limit)),
+    )
+}

@@ -1,0 +1,70 @@
+//! Request identity and the access log.
+//!
+//! Each request gets an id (the caller's `x-request-id` when it is well-formed, so a load
+//! balancer's id carries through; a new UUID otherwise). The id is echoed in the response, set
+//! on a tracing span so every log line of the request carries it, and written in the access log
+//! line with method, path, status and latency. The query string is not logged: it can carry
+//! personal data.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The current request's id, available to handlers as an extension.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+fn incoming_id(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(&X_REQUEST_ID)?.to_str().ok()?;
+    let ok = !v.is_empty()
+        && v.len() <= 128
+        && v
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    ok.then(|| v.to_owned())
+}
+
+pub async fn observe(mut req: Request<Body>, next: Next) -> Response {
+    let started = Instant::now();
+    let id = incoming_id(req.headers()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let span = tracing::info_span!("request", request_id = %id);
+
+    let mut res = next.run(req).instrument(span).await;
+
+    let status = res.status().as_u16();
+    let latency_ms = (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(X_REQUEST_ID.clone(), v);
+    }
+    if status >= 500 {
+        tracing::error!(request_id = %id, method = %method, path = %path, status, latency_ms, "request");
+    } else {
+        tracing::info!(request_id = %id, method = %method, path = %path, status, latency_ms, "request");
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_well_formed_ids_are_trusted() {
+        let mut h = HeaderMap::new();
+        h.insert(&X_REQUEST_ID, HeaderValue::from_static("lb-7f3a.91:2"));
+        assert_eq!(incoming_id(&h).as_deref(), Some("lb-7f3a.91:2"));
+        h.insert(&X_REQUEST_ID, HeaderValue::from_static("<script>"));
+        assert_eq!(incoming_id(&h), None);
+        h.insert(&X_REQUEST_ID, HeaderValue::from_str(&"a".repeat(200)).unwrap());
+        assert_eq!(incoming_id(&h), None);
+    }
+}

@@ -1,0 +1,20 @@
+//! Vantus: the public site, lead capture and admin portal of Vantus Systems, in one binary.
+//!
+//! Start at [`server`] for how a request is served, [`store`] for how both database engines are
+//! driven by one query path, and [`config`] for every setting.
+
+#[macro_use]
+pub mod store;
+
+pub mod cli;
+pub mod config;
+pub mod content;
+pub mod health;
+pub mod http;
+pub mod lifecycle;
+pub mod secrets;
+pub mod server;
+pub mod site;
+pub mod state;
+pub mod telemetry;
+pub mod tenancy;

@@ -1,0 +1,176 @@
+//! The application's signing secret, and the data folder that may hold it.
+//!
+//! There is no fallback secret anywhere: production must configure one (config refuses to start
+//! otherwise), and development generates a random one on first start, kept in the data folder
+//! with mode 0600 so sessions survive restarts.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::config::{ConfigError, SecretSource};
+
+/// File name of the generated development secret inside the data folder.
+pub const SECRET_FILE: &str = "secret.key";
+
+/// The resolved secret. Wrapped so it can never reach a log line or a `Debug` print.
+#[derive(Clone)]
+pub struct SecretKey(SecretString);
+
+impl SecretKey {
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(***)")
+    }
+}
+
+/// Creates the data folder if needed and proves it is writable, so a read-only volume is
+/// reported at start-up, by name, instead of as a failed write much later.
+pub fn ensure_data_dir(dir: &Path) -> Result<(), ConfigError> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(ConfigError::new(
+            "VANTUS_DATA_DIR",
+            format!("{} exists but is not a folder", dir.display()),
+        ));
+    }
+    fs::create_dir_all(dir).map_err(|e| {
+        ConfigError::new(
+            "VANTUS_DATA_DIR",
+            format!("cannot create {}: {e}", dir.display()),
+        )
+    })?;
+    let probe = dir.join(format!(".write-probe-{}", std::process::id()));
+    let result = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&probe)
+        .and_then(|mut f| f.write_all(b"ok"));
+    let _ = fs::remove_file(&probe);
+    result.map_err(|e| {
+        ConfigError::new(
+            "VANTUS_DATA_DIR",
+            format!("{} is not writable: {e}", dir.display()),
+        )
+    })
+}
+
+/// Resolves the configured secret, or in development loads (first: generates) the key file.
+pub fn resolve(source: &SecretSource, data_dir: &Path) -> Result<SecretKey, ConfigError> {
+    match source {
+        SecretSource::Configured(s) => Ok(SecretKey(s.clone())),
+        SecretSource::GeneratedInDataDir => load_or_generate(data_dir),
+    }
+}
+
+fn load_or_generate(data_dir: &Path) -> Result<SecretKey, ConfigError> {
+    let path = data_dir.join(SECRET_FILE);
+    let err = |what: &str, e: std::io::Error| {
+        ConfigError::new(
+            "VANTUS_SECRET_KEY",
+            format!("{what} {}: {e}", path.display()),
+        )
+    };
+    match fs::read_to_string(&path) {
+        Ok(existing) => {
+            let key = existing.trim().to_owned();
+            if crate::config::check_secret_strength(&key).is_err() {
+                return Err(ConfigError::new(
+                    "VANTUS_SECRET_KEY",
+                    format!(
+                        "the generated key file {} is damaged; delete it to generate a new one",
+                        path.display()
+                    ),
+                ));
+            }
+            restrict_permissions(&path).map_err(|e| err("cannot restrict permissions of", e))?;
+            Ok(SecretKey(SecretString::from(key)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            ensure_data_dir(data_dir)?;
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes).map_err(|e| {
+                ConfigError::new(
+                    "VANTUS_SECRET_KEY",
+                    format!("the operating system's random source failed: {e}"),
+                )
+            })?;
+            let key = hex::encode(bytes);
+            write_private(&path, key.as_bytes()).map_err(|e| err("cannot write", e))?;
+            Ok(SecretKey(SecretString::from(key)))
+        }
+        Err(e) => Err(err("cannot read", e)),
+    }
+}
+
+/// Writes a file that only the owner can read, atomically (create-new, then rename), so a
+/// crash never leaves a half-written key behind.
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(&tmp)?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)
+}
+
+fn restrict_permissions(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(path)?.permissions().mode() & 0o777;
+        if mode != 0o600 {
+            fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn development_secret_is_generated_once_with_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("var");
+        let first = resolve(&SecretSource::GeneratedInDataDir, &data).unwrap();
+        let second = resolve(&SecretSource::GeneratedInDataDir, &data).unwrap();
+        assert_eq!(first.expose(), second.expose());
+        assert_eq!(first.expose().len(), 64);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(data.join(SECRET_FILE)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let other = tempfile::tempdir().unwrap();
+        let third = resolve(&SecretSource::GeneratedInDataDir, other.path()).unwrap();
+        assert_ne!(first.expose(), third.expose(), "every install gets its own key");
+        assert_eq!(format!("{first:?}"), "SecretKey(***)");
+    }
+
+    #[test]
+    fn a_file_where_the_data_folder_should_be_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        fs::write(&file, "x").unwrap();
+        let e = ensure_data_dir(&file).unwrap_err();
+        assert_eq!(e.setting, "VANTUS_DATA_DIR");
+        assert!(e.problem.contains("not a folder"));
+    }
+}

@@ -1,0 +1,330 @@
+//! Start-up, the router, and graceful shutdown.
+//!
+//! Order of start-up, chosen so orchestrators always get a truthful answer:
+//! 1. bind the port and serve `/healthz` + `/readyz` (readiness says 503 and why);
+//! 2. connect to the database (retrying while it comes up), migrate and seed under a lock;
+//! 3. build the application and switch the router over to it; `/readyz` turns 200.
+//!
+//! On SIGTERM/SIGINT: readiness turns 503, the listener stops accepting, in-flight requests
+//! finish (bounded by the drain timeout), pools close, the process exits 0.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderValue, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures_util::future::{Either, Ready, ready};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tower::util::Oneshot;
+use tower::{Service, ServiceExt};
+
+use crate::config::{Config, ConfigError, DatabaseConfig};
+use crate::content::seed::{self, SeedSetupError};
+use crate::health::{self, HealthState};
+use crate::lifecycle::{Lifecycle, Phase};
+use crate::state::App;
+use crate::store::migrate::{self, SetupError};
+use crate::store::{self, ConnectError, Db, ReplicaSet, Store};
+use crate::{content, http, secrets, site};
+
+/// How often each process checks the database for content changed elsewhere.
+const GENERATION_POLL: Duration = Duration::from_secs(1);
+/// How often replicas are probed for health and lag.
+const REPLICA_PROBE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("configuration error: {0}")]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {addr} (VANTUS_LISTEN): {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("{0}")]
+    Setup(#[from] SetupError),
+    #[error("site tenant: {0}")]
+    Seed(#[from] SeedSetupError),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("start-up interrupted by a shutdown signal")]
+    Interrupted,
+}
+
+impl StartError {
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            StartError::Config(_) | StartError::Connect(ConnectError::Config(_))
+        )
+    }
+}
+
+/// A server that is up and ready. Tests drive it directly; `vantus serve` waits for a signal.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub app: App,
+    lifecycle: Arc<Lifecycle>,
+    stop: CancellationToken,
+    serve: JoinHandle<std::io::Result<()>>,
+    drain_timeout: Duration,
+}
+
+/// Sends requests to the application once it exists, and answers 503 until then.
+#[derive(Clone)]
+struct ReadySwitch(Arc<OnceLock<Router>>);
+
+impl Service<Request<Body>> for ReadySwitch {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<Oneshot<Router, Request<Body>>, Ready<Result<Response, Infallible>>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        match self.0.get() {
+            Some(router) => Either::Left(router.clone().oneshot(req)),
+            None => {
+                let mut res = StatusCode::SERVICE_UNAVAILABLE.into_response();
+                res.headers_mut()
+                    .insert("retry-after", HeaderValue::from_static("5"));
+                Either::Right(ready(Ok(res)))
+            }
+        }
+    }
+}
+
+/// Binds, migrates, seeds and returns once the server is ready.
+pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let secret = secrets::resolve(&config.secret, &config.data_dir)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+
+    let lifecycle = Arc::new(Lifecycle::default());
+    let app_cell: Arc<OnceLock<App>> = Arc::new(OnceLock::new());
+    let routes: Arc<OnceLock<Router>> = Arc::new(OnceLock::new());
+    let outer = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .with_state(HealthState {
+            lifecycle: lifecycle.clone(),
+            app: app_cell.clone(),
+        })
+        .fallback_service(ReadySwitch(routes.clone()));
+    let outer = http::with_standard_layers(outer, &config);
+
+    let stop = CancellationToken::new();
+    let serve = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, outer)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        })
+    };
+    tracing::info!(
+        addr = %addr,
+        env = config.env.as_str(),
+        database = %config.database.url.redacted(),
+        version = env!("CARGO_PKG_VERSION"),
+        "listening"
+    );
+
+    let drain_timeout = config.http.drain_timeout;
+    let prepared = prepare(config, secret, lifecycle.clone(), stop.clone()).await;
+    let app = match prepared {
+        Ok(app) => app,
+        Err(e) => {
+            stop.cancel();
+            let _ = serve.await;
+            return Err(e);
+        }
+    };
+
+    let _ = app_cell.set(app.clone());
+    let _ = routes.set(site::routes().with_state(app.clone()));
+    lifecycle.set(Phase::Ready);
+    spawn_background(&app, &stop);
+    Ok(RunningServer {
+        addr,
+        app,
+        lifecycle,
+        stop,
+        serve,
+        drain_timeout,
+    })
+}
+
+/// Connects, migrates, seeds and builds the application state.
+async fn prepare(
+    config: Config,
+    secret: secrets::SecretKey,
+    lifecycle: Arc<Lifecycle>,
+    stop: CancellationToken,
+) -> Result<App, StartError> {
+    let primary = tokio::select! {
+        db = connect_with_retry(&config.database) => db?,
+        _ = stop.cancelled() => return Err(StartError::Interrupted),
+    };
+    lifecycle.set(Phase::Migrating);
+    let started = Instant::now();
+    let site_tenant = config.site_tenant.clone();
+    let (scope, added) = migrate::migrate_then(&primary, async {
+        seed::seed_site_tenant(&primary, &site_tenant)
+            .await
+            .map_err(|e| SetupError::Seed(e.to_string()))
+    })
+    .await?;
+    tracing::info!(
+        tenant = scope.slug(),
+        seeded = added,
+        ms = started.elapsed().as_millis() as u64,
+        "database ready"
+    );
+
+    let replicas = if config.database.replica_urls.is_empty() {
+        None
+    } else {
+        let set = ReplicaSet::new(
+            &config.database.replica_urls,
+            config.database.max_connections,
+            config.database.replica_max_lag,
+        )?;
+        // One probe before serving, so replicas take reads from the first request.
+        set.probe_all().await;
+        Some(Arc::new(set))
+    };
+    let store = Store::new(primary, replicas);
+    let generation = content::generation(store.primary(), &scope).await?;
+    Ok(App::new(config, store, scope, generation, lifecycle, secret))
+}
+
+/// Opens the primary pool, retrying an unreachable PostgreSQL (it may still be starting, as
+/// in a compose stack) until `DATABASE_CONNECT_TIMEOUT`. Configuration mistakes and SQLite
+/// errors are not retried: waiting would not fix them.
+pub async fn connect_with_retry(cfg: &DatabaseConfig) -> Result<Db, ConnectError> {
+    let deadline = Instant::now() + cfg.connect_timeout;
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match store::connect(cfg).await {
+            Ok(db) => return Ok(db),
+            Err(ConnectError::Open { target, source })
+                if cfg.url.is_postgres()
+                    && store::is_connection_error(&source)
+                    && Instant::now() + delay < deadline =>
+            {
+                tracing::warn!(database = %target, error = %source, retry_in_ms = delay.as_millis() as u64, "database not reachable yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn spawn_background(app: &App, stop: &CancellationToken) {
+    {
+        let app = app.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(GENERATION_POLL) => {}
+                    _ = stop.cancelled() => return,
+                }
+                match app.refresh_generation().await {
+                    Ok(true) => tracing::debug!("content changed; cached pages retired"),
+                    Ok(false) => {}
+                    Err(e) => tracing::debug!(error = %e, "content generation check failed"),
+                }
+            }
+        });
+    }
+    if let Some(set) = app.store.replicas() {
+        tokio::spawn(set.clone().monitor(REPLICA_PROBE, stop.clone()));
+    }
+}
+
+impl RunningServer {
+    /// Drains and stops. Returns whether every in-flight request finished within the drain
+    /// timeout.
+    pub async fn shutdown(self) -> bool {
+        self.lifecycle.set(Phase::Draining);
+        self.stop.cancel();
+        let drained = match tokio::time::timeout(self.drain_timeout, self.serve).await {
+            Ok(Ok(Ok(()))) => true,
+            Ok(Ok(Err(e))) => {
+                tracing::error!(error = %e, "server error while draining");
+                false
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "server task failed");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(
+                    timeout_s = self.drain_timeout.as_secs(),
+                    "drain timeout reached; abandoning in-flight requests"
+                );
+                false
+            }
+        };
+        self.app.store.close().await;
+        tracing::info!(drained, "stopped");
+        drained
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler succeeds on Unix");
+        tokio::select! {
+            _ = interrupt => tracing::info!(signal = "SIGINT", "shutting down"),
+            _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+        tracing::info!(signal = "ctrl-c", "shutting down");
+    }
+}
+
+/// `vantus serve`: start, wait for a signal, drain, stop.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let server = tokio::select! {
+        s = start(config) => s?,
+        _ = shutdown_signal() => return Err(StartError::Interrupted),
+    };
+    shutdown_signal().await;
+    server.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,368 @@
+//! The public site: pages rendered from the database, cached per content generation.
+
+mod feeds;
+pub mod layout;
+pub mod views;
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+use crate::content::{self, ContentKind};
+use crate::http::caching::{CachePolicy, CachedPage, Lookup};
+use crate::http::errors::AppError;
+use crate::http::extract::Query;
+use crate::state::App;
+use crate::store::Db;
+use layout::{Layout, Section};
+use views::*;
+
+/// Insight articles per list page.
+const INSIGHTS_PER_PAGE: i64 = 10;
+/// Enough for any real portfolio; the list is one page by design.
+const WORK_LIMIT: i64 = 100;
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/", get(home))
+        .route("/services", get(services))
+        .route("/process", get(process))
+        .route("/work", get(work_index))
+        .route("/work/{slug}", get(case_study))
+        .route("/insights", get(insights_index))
+        .route("/insights/feed.xml", get(feeds::atom))
+        .route("/insights/{slug}", get(insight))
+        .route("/about", get(prose_page))
+        .route("/trust", get(prose_page))
+        .route("/contact", get(prose_page))
+        .route("/privacy", get(prose_page))
+        .route("/terms", get(prose_page))
+        .route("/sitemap.xml", get(feeds::sitemap))
+        .route("/robots.txt", get(feeds::robots))
+        .route("/static/{file}", get(crate::http::assets::serve))
+}
+
+/// What a page renderer produces: the body and how to serve it.
+pub struct Rendered {
+    pub content_type: &'static str,
+    pub policy: CachePolicy,
+    pub body: String,
+}
+
+impl Rendered {
+    pub fn html(t: &impl Template) -> Result<Self, AppError> {
+        Ok(Self {
+            content_type: "text/html; charset=utf-8",
+            policy: CachePolicy::Page,
+            body: t.render()?,
+        })
+    }
+}
+
+/// Serves `key` from the page cache, rendering it on a miss. If rendering fails for a reason
+/// that is not the client's (the database is down), a stale copy is better than an error page.
+pub async fn cached(
+    app: &App,
+    headers: &HeaderMap,
+    key: String,
+    render: impl std::future::Future<Output = Result<Rendered, AppError>>,
+) -> Response {
+    let stale = match app.pages.lookup(&key) {
+        Lookup::Fresh(page) => return page.respond(headers),
+        Lookup::Stale(page) => Some(page),
+        Lookup::Miss => None,
+    };
+    // Taken before reading: if content changes while we render, the entry is already stale.
+    let generation = app.pages.generation();
+    match render.await {
+        Ok(r) => {
+            let page = Arc::new(CachedPage::new(
+                generation,
+                StatusCode::OK,
+                r.content_type,
+                r.policy,
+                r.body,
+            ));
+            app.pages.insert(key, page.clone());
+            page.respond(headers)
+        }
+        Err(e) if e.is_internal() && stale.is_some() => {
+            tracing::warn!(error = %e, "serving a stale page because rendering failed");
+            stale.expect("checked").respond(headers)
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+fn canonical(app: &App, path: &str) -> String {
+    app.config
+        .public_url
+        .join(path.trim_start_matches('/'))
+        .map(|u| u.to_string())
+        .unwrap_or_else(|_| path.to_owned())
+}
+
+fn page_layout(app: &App, item: &content::ContentItem, path: &str, section: Section) -> Layout {
+    Layout::new(&item.title, &item.summary, canonical(app, path), section)
+}
+
+async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
+    cached(&app, &headers, "/".into(), async {
+        let site = &app.site;
+        let (page, work, insights) = app
+            .read_site(move |db: Db| async move {
+                Ok((
+                    content::find_published(&db, site, ContentKind::Page, "home").await?,
+                    content::list_published(&db, site, ContentKind::CaseStudy, 3, 0).await?,
+                    content::list_published(&db, site, ContentKind::Insight, 3, 0).await?,
+                ))
+            })
+            .await?;
+        let page = page.ok_or(AppError::NotFound)?;
+        Rendered::html(&HomePage {
+            layout: page_layout(&app, &page, "/", Section::Home),
+            meta: page.meta(),
+            intro: page.body_html(),
+            work: work.iter().map(CaseCard::from).collect(),
+            insights: insights.iter().map(InsightCard::from).collect(),
+        })
+    })
+    .await
+}
+
+/// Loads one page-kind item, or 404.
+async fn load_page(app: &App, slug: &str) -> Result<content::ContentItem, AppError> {
+    let site = &app.site;
+    app.read_site(move |db: Db| async move { content::find_published(&db, site, ContentKind::Page, slug).await })
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+async fn services(State(app): State<App>, headers: HeaderMap) -> Response {
+    cached(&app, &headers, "/services".into(), async {
+        let page = load_page(&app, "services").await?;
+        Rendered::html(&ServicesPage {
+            layout: page_layout(&app, &page, "/services", Section::Services),
+            title: page.title.clone(),
+            summary: page.summary.clone(),
+            meta: page.meta(),
+            body: page.body_html(),
+        })
+    })
+    .await
+}
+
+async fn process(State(app): State<App>, headers: HeaderMap) -> Response {
+    cached(&app, &headers, "/process".into(), async {
+        let page = load_page(&app, "process").await?;
+        Rendered::html(&ProcessPage {
+            layout: page_layout(&app, &page, "/process", Section::Process),
+            title: page.title.clone(),
+            summary: page.summary.clone(),
+            meta: page.meta(),
+            body: page.body_html(),
+        })
+    })
+    .await
+}
+
+/// About, trust, contact, privacy and terms share one template; the path is the slug.
+async fn prose_page(
+    State(app): State<App>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let path = uri.path().to_owned();
+    let slug = path.trim_start_matches('/').to_owned();
+    let section = match slug.as_str() {
+        "about" => Section::About,
+        "contact" => Section::Contact,
+        _ => Section::None,
+    };
+    cached(&app, &headers, path.clone(), async {
+        let page = load_page(&app, &slug).await?;
+        Rendered::html(&ProsePage {
+            layout: page_layout(&app, &page, &path, section),
+            title: page.title.clone(),
+            summary: page.summary.clone(),
+            body: page.body_html(),
+            updated: matches!(slug.as_str(), "privacy" | "terms").then(|| date_of(&page)).flatten(),
+            is_contact: slug == "contact",
+        })
+    })
+    .await
+}
+
+async fn work_index(State(app): State<App>, headers: HeaderMap) -> Response {
+    cached(&app, &headers, "/work".into(), async {
+        let site = &app.site;
+        let items = app
+            .read_site(move |db: Db| async move {
+                content::list_published(&db, site, ContentKind::CaseStudy, WORK_LIMIT, 0).await
+            })
+            .await?;
+        Rendered::html(&WorkIndex {
+            layout: Layout::new(
+                "Work",
+                "Case studies: integrations, dashboards and portals built for teams whose customers notice when things go wrong.",
+                canonical(&app, "/work"),
+                Section::Work,
+            ),
+            items: items.iter().map(CaseCard::from).collect(),
+        })
+    })
+    .await
+}
+
+/// Rejects slugs that cannot exist before touching the cache or the database, so junk URLs
+/// neither fill the cache nor cost a query.
+fn check_slug(slug: &str) -> Result<(), AppError> {
+    if crate::tenancy::is_valid_slug(slug) {
+        Ok(())
+    } else {
+        Err(AppError::NotFound)
+    }
+}
+
+async fn case_study(
+    State(app): State<App>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(e) = check_slug(&slug) {
+        return e.into_response();
+    }
+    let path = ContentKind::CaseStudy.path_of(&slug);
+    cached(&app, &headers, path.clone(), async {
+        let site = &app.site;
+        let slug = slug.as_str();
+        let (item, others) = app
+            .read_site(move |db: Db| async move {
+                Ok((
+                    content::find_published(&db, site, ContentKind::CaseStudy, slug).await?,
+                    content::list_published(&db, site, ContentKind::CaseStudy, 4, 0).await?,
+                ))
+            })
+            .await?;
+        let item = item.ok_or(AppError::NotFound)?;
+        Rendered::html(&CaseStudyPage {
+            layout: page_layout(&app, &item, &path, Section::Work).article(),
+            title: item.title.clone(),
+            summary: item.summary.clone(),
+            meta: item.meta(),
+            body: item.body_html(),
+            more: others
+                .iter()
+                .filter(|o| o.slug != slug)
+                .take(2)
+                .map(CaseCard::from)
+                .collect(),
+        })
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    page: Option<i64>,
+}
+
+async fn insights_index(
+    State(app): State<App>,
+    Query(q): Query<ListQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let page = q.page.unwrap_or(1);
+    if page < 1 {
+        return AppError::bad_request("page", "must be 1 or more").into_response();
+    }
+    // The cache key carries only parameters that change the page, so tracking parameters
+    // (?utm_source=...) share one entry.
+    let key = if page == 1 {
+        "/insights".to_owned()
+    } else {
+        format!("/insights?page={page}")
+    };
+    cached(&app, &headers, key, async {
+        let site = &app.site;
+        let (total, items) = app
+            .read_site(move |db: Db| async move {
+                Ok((
+                    content::count_published(&db, site, ContentKind::Insight).await?,
+                    content::list_published(&db,
+                        site,
+                        ContentKind::Insight,
+                        INSIGHTS_PER_PAGE,
+                        (page - 1) * INSIGHTS_PER_PAGE,
+                    )
+                    .await?,
+                ))
+            })
+            .await?;
+        let pages = ((total + INSIGHTS_PER_PAGE - 1) / INSIGHTS_PER_PAGE).max(1);
+        if page > pages {
+            return Err(AppError::NotFound);
+        }
+        let title = if page == 1 {
+            "Insights".to_owned()
+        } else {
+            format!("Insights, page {page}")
+        };
+        let path = if page == 1 {
+            "/insights".to_owned()
+        } else {
+            format!("/insights?page={page}")
+        };
+        Rendered::html(&InsightsIndex {
+            layout: Layout::new(
+                &title,
+                "Notes on building and running software people trust: reliability, security, performance and engineering practice.",
+                canonical(&app, &path),
+                Section::Insights,
+            ),
+            items: items.iter().map(InsightCard::from).collect(),
+            page,
+            pages,
+        })
+    })
+    .await
+}
+
+async fn insight(
+    State(app): State<App>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(e) = check_slug(&slug) {
+        return e.into_response();
+    }
+    let path = ContentKind::Insight.path_of(&slug);
+    cached(&app, &headers, path.clone(), async {
+        let site = &app.site;
+        let slug = slug.as_str();
+        let (item, others) = app
+            .read_site(move |db: Db| async move {
+                Ok((
+                    content::find_published(&db, site, ContentKind::Insight, slug).await?,
+                    content::list_published(&db, site, ContentKind::Insight, 4, 0).await?,
+                ))
+            })
+            .await?;
+        let item = item.ok_or(AppError::NotFound)?;
+        let more = others
+            .iter()
+            .filter(|o| o.slug != slug)
+            .take(2)
+            .map(InsightCard::from)
+            .collect();
+        let layout = page_layout(&app, &item, &path, Section::Insights).article();
+        Rendered::html(&InsightPage::from_item(layout, &item, more))
+    })
+    .await
+}

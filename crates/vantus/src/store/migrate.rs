@@ -1,0 +1,95 @@
+//! Schema migrations, one folder for both engines (`migrations/` at the repository root).
+//!
+//! On PostgreSQL, migrating (and the seeding that follows) happens under a session-level
+//! advisory lock, so any number of replicas starting together apply each migration exactly once;
+//! the others wait, then find nothing to do. SQLite serialises writers by itself.
+//!
+//! Migrations already applied by a newer release are tolerated (`ignore_missing`): during a
+//! rolling upgrade old pods keep serving on the expanded schema. Schema changes are therefore
+//! written expand-then-contract (ADR 0001).
+
+use sqlx::migrate::{MigrateError, Migrator};
+
+use super::Db;
+
+/// Key of the advisory lock held while migrating and seeding ("vantus:migrate").
+const MIGRATION_LOCK_KEY: i64 = 0x7661_6e74_7573_6d67;
+
+fn migrator() -> Migrator {
+    let mut m = sqlx::migrate!("../../migrations");
+    m.set_ignore_missing(true);
+    m
+}
+
+/// Versions and descriptions this binary knows, in order.
+pub fn known() -> Vec<(i64, String)> {
+    migrator()
+        .iter()
+        .map(|m| (m.version, m.description.to_string()))
+        .collect()
+}
+
+/// Applies pending migrations, then awaits `after` (seeding), all under the migration lock.
+/// `after` is a future, so nothing in it runs before the migrations are in place.
+pub async fn migrate_then<T>(
+    db: &Db,
+    after: impl std::future::Future<Output = Result<T, SetupError>>,
+) -> Result<T, SetupError> {
+    let m = migrator();
+    match db {
+        Db::Sqlite(pool) => {
+            m.run(pool).await?;
+            after.await
+        }
+        Db::Postgres(pool) => {
+            let mut lock_conn = pool.acquire().await?;
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(MIGRATION_LOCK_KEY)
+                .execute(&mut *lock_conn)
+                .await?;
+            let result = async {
+                m.run(&mut *lock_conn).await?;
+                after.await
+            }
+            .await;
+            // Unlock even on failure; if the connection is broken the server drops the lock.
+            let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(MIGRATION_LOCK_KEY)
+                .execute(&mut *lock_conn)
+                .await;
+            result
+        }
+    }
+}
+
+/// Migrations this binary knows that the database has not applied successfully.
+pub async fn pending(db: &Db) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    let applied: Vec<i64> = match on_db!(db, pool => sqlx::query_scalar::<_, i64>(
+        "SELECT version FROM _sqlx_migrations WHERE success = TRUE ORDER BY version"
+    ).fetch_all(pool).await)
+    {
+        Ok(v) => v,
+        Err(sqlx::Error::Database(e)) if is_missing_table(e.as_ref()) => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    Ok(known()
+        .into_iter()
+        .filter(|(v, _)| !applied.contains(v))
+        .collect())
+}
+
+fn is_missing_table(e: &dyn sqlx::error::DatabaseError) -> bool {
+    // PostgreSQL: undefined_table. SQLite has no code for it, only the message.
+    e.code().as_deref() == Some("42P01") || e.message().contains("no such table")
+}
+
+/// Why migrating or seeding failed, phrased for an operator.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("migration failed: {0}")]
+    Migrate(#[from] MigrateError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("{0}")]
+    Seed(String),
+}

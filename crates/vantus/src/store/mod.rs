@@ -1,0 +1,293 @@
+//! The database layer: one query path for SQLite and PostgreSQL.
+//!
+//! Business code writes each query once, with `$1` placeholders, and runs it through
+//! [`on_db!`], which expands the same expression for whichever engine is live. Dialect
+//! differences (advisory locks, replica lag, `BEGIN IMMEDIATE`) stay inside this module.
+//! Why this design and not sqlx `Any` or an ORM: `docs/adr/0001-database-layer.md`.
+
+/// Runs the same query expression against whichever pool is live.
+///
+/// ```ignore
+/// let n: i64 = on_db!(db, pool => sqlx::query_scalar("SELECT count(*) FROM tenants")
+///     .fetch_one(pool).await)?;
+/// ```
+/// The body is compiled once per engine, so it must type-check for both.
+#[macro_export]
+macro_rules! on_db {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Begins a write transaction and runs `$body` with `$tx` bound to it, for either engine.
+/// SQLite gets `BEGIN IMMEDIATE` so a read-then-write transaction waits for the write lock
+/// instead of failing with SQLITE_BUSY halfway through.
+#[macro_export]
+macro_rules! in_write_tx {
+    ($db:expr, $tx:ident => $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite(pool) => {
+                let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+            $crate::store::Db::Postgres(pool) => {
+                let mut $tx = pool.begin().await?;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+        }
+    };
+}
+
+pub mod migrate;
+pub mod replicas;
+mod timestamp;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub use replicas::{ReplicaSet, ReplicaState};
+pub use timestamp::Timestamp;
+
+use crate::config::{ConfigError, DatabaseConfig, DatabaseUrl};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgres",
+        }
+    }
+}
+
+/// A connection pool on one of the two supported engines.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl Db {
+    pub fn engine(&self) -> Engine {
+        match self {
+            Db::Sqlite(_) => Engine::Sqlite,
+            Db::Postgres(_) => Engine::Postgres,
+        }
+    }
+
+    /// A round trip to the server: proves it answers.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        on_db!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))
+    }
+
+    pub async fn close(&self) {
+        on_db!(self, pool => pool.close().await)
+    }
+
+    /// Connections in use and idle, for readiness and metrics.
+    pub fn pool_usage(&self) -> (u32, usize) {
+        on_db!(self, pool => (pool.size(), pool.num_idle()))
+    }
+}
+
+/// Failure to open a database, phrased for an operator.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot open the database at {target}: {source}")]
+    Open {
+        target: String,
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+/// How long a request may wait for a primary connection before it fails.
+const PRIMARY_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens the primary pool. SQLite files (and their folder) are created when missing.
+pub async fn connect(cfg: &DatabaseConfig) -> Result<Db, ConnectError> {
+    match &cfg.url {
+        DatabaseUrl::Sqlite { path } => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                crate::secrets::ensure_data_dir(parent).map_err(|e| {
+                    ConfigError::new("DATABASE_URL", format!("the SQLite folder: {}", e.problem))
+                })?;
+            }
+            let options = SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true)
+                .pragma("temp_store", "memory");
+            let pool = SqlitePoolOptions::new()
+                .max_connections(cfg.max_connections)
+                .acquire_timeout(PRIMARY_ACQUIRE_TIMEOUT)
+                .connect_with(options)
+                .await
+                .map_err(|source| ConnectError::Open {
+                    target: cfg.url.redacted(),
+                    source,
+                })?;
+            Ok(Db::Sqlite(pool))
+        }
+        DatabaseUrl::Postgres { .. } => {
+            let options = pg_options("DATABASE_URL", &cfg.url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(cfg.max_connections)
+                .acquire_timeout(PRIMARY_ACQUIRE_TIMEOUT)
+                .connect_with(options)
+                .await
+                .map_err(|source| ConnectError::Open {
+                    target: cfg.url.redacted(),
+                    source,
+                })?;
+            Ok(Db::Postgres(pool))
+        }
+    }
+}
+
+/// Parses PostgreSQL connection options without ever echoing the URL (it holds a password).
+pub(crate) fn pg_options(
+    setting: &'static str,
+    url: &DatabaseUrl,
+) -> Result<PgConnectOptions, ConfigError> {
+    let DatabaseUrl::Postgres { url } = url else {
+        return Err(ConfigError::new(setting, "expected a postgres:// URL"));
+    };
+    PgConnectOptions::from_str(url.expose_secret())
+        .map(|o| o.application_name("vantus"))
+        .map_err(|e| ConfigError::new(setting, format!("cannot be used: {}", scrub(&e, url))))
+}
+
+/// Removes a secret from an error message, in case a driver quotes its input.
+fn scrub(e: &dyn std::fmt::Display, secret: &secrecy::SecretString) -> String {
+    let msg = e.to_string();
+    let s = secret.expose_secret();
+    if s.is_empty() {
+        msg
+    } else {
+        msg.replace(s, "***")
+    }
+}
+
+/// Whether an error means "this server is unreachable" rather than "this query is wrong":
+/// only the former justifies retrying the read elsewhere.
+pub fn is_connection_error(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_)
+    ) || matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| {
+        // admin_shutdown, crash_shutdown, cannot_connect_now, and "recovery conflict" on a
+        // hot standby: all mean "try another server".
+        matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "40001")
+    }))
+}
+
+/// The primary pool plus optional read replicas.
+#[derive(Clone, Debug)]
+pub struct Store {
+    primary: Db,
+    replicas: Option<Arc<ReplicaSet>>,
+}
+
+impl Store {
+    pub fn new(primary: Db, replicas: Option<Arc<ReplicaSet>>) -> Self {
+        Self { primary, replicas }
+    }
+
+    /// All writes, and reads that must see them, go here.
+    pub fn primary(&self) -> &Db {
+        &self.primary
+    }
+
+    pub fn replicas(&self) -> Option<&Arc<ReplicaSet>> {
+        self.replicas.as_ref()
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.primary.engine()
+    }
+
+    /// Runs a read on a healthy replica whose copy is fresh enough (`is_fresh`, run on that
+    /// replica), or on the primary when no replica qualifies or the chosen one fails to answer.
+    /// A replica's connection error never reaches the caller.
+    ///
+    /// The closures receive the pool by value (a cheap handle) so their futures own everything
+    /// they use and stay `Send` without lifetime gymnastics.
+    pub async fn read<T, Fresh, FreshFut, Read, ReadFut>(
+        &self,
+        is_fresh: Fresh,
+        read: Read,
+    ) -> Result<T, sqlx::Error>
+    where
+        Fresh: FnOnce(Db) -> FreshFut,
+        FreshFut: std::future::Future<Output = Result<bool, sqlx::Error>>,
+        Read: Fn(Db) -> ReadFut,
+        ReadFut: std::future::Future<Output = Result<T, sqlx::Error>>,
+    {
+        if let Some(set) = &self.replicas {
+            if let Some(replica) = set.pick() {
+                let db = replica.db().clone();
+                let outcome = match is_fresh(db.clone()).await {
+                    Ok(true) => read(db).await.map(Some),
+                    Ok(false) => Ok(None),
+                    Err(e) => Err(e),
+                };
+                match outcome {
+                    Ok(Some(value)) => {
+                        replica.count_read();
+                        return Ok(value);
+                    }
+                    Ok(None) => set.count_fallback(replicas::FallbackReason::Stale),
+                    Err(e) if is_connection_error(&e) => {
+                        replica.mark_down(&e);
+                        set.count_fallback(replicas::FallbackReason::Unreachable);
+                    }
+                    Err(e) => return Err(e),
+                }
+            } else {
+                set.count_fallback(replicas::FallbackReason::NoneHealthy);
+            }
+        }
+        let value = read(self.primary.clone()).await?;
+        if let Some(set) = &self.replicas {
+            set.count_primary_read();
+        }
+        Ok(value)
+    }
+
+    pub async fn close(&self) {
+        self.primary.close().await;
+        if let Some(set) = &self.replicas {
+            set.close().await;
+        }
+    }
+}

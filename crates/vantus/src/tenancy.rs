@@ -1,0 +1,107 @@
+//! Tenants, and the scope every tenant-owned query requires.
+//!
+//! A [`TenantScope`] can only be obtained from this module, by looking a tenant up in the
+//! database. Functions that read or write tenant-owned rows take one, so there is no way to
+//! express "all tenants" or "whatever tenant, if any" in business code.
+
+use uuid::Uuid;
+
+use crate::store::{Db, Timestamp};
+
+/// Proof that a tenant exists, carried by every tenant-owned query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantScope {
+    id: Uuid,
+    slug: String,
+    name: String,
+}
+
+impl TenantScope {
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    pub fn slug(&self) -> &str {
+        &self.slug
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Lowercase ASCII letters, digits and single inner hyphens; 1 to 64 characters.
+pub fn is_valid_slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && !s.contains("--")
+}
+
+#[derive(sqlx::FromRow)]
+struct TenantRow {
+    id: Uuid,
+    slug: String,
+    name: String,
+}
+
+impl From<TenantRow> for TenantScope {
+    fn from(r: TenantRow) -> Self {
+        Self {
+            id: r.id,
+            slug: r.slug,
+            name: r.name,
+        }
+    }
+}
+
+pub async fn find_by_slug(db: &Db, slug: &str) -> Result<Option<TenantScope>, sqlx::Error> {
+    let row: Option<TenantRow> = on_db!(db, pool => sqlx::query_as(
+        "SELECT id, slug, name FROM tenants WHERE slug = $1"
+    ).bind(slug).fetch_optional(pool).await)?;
+    Ok(row.map(Into::into))
+}
+
+/// Creates the tenant unless it exists (idempotent; safe for concurrent starts), and its
+/// `site_state` row, then returns its scope.
+pub async fn ensure(
+    db: &Db,
+    slug: &str,
+    name: &str,
+    contact_email: Option<&str>,
+) -> Result<TenantScope, sqlx::Error> {
+    let now = Timestamp::now();
+    let id = Uuid::now_v7();
+    on_db!(db, pool => sqlx::query(
+        "INSERT INTO tenants (id, slug, name, contact_email, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $5)
+         ON CONFLICT (slug) DO NOTHING"
+    ).bind(id).bind(slug).bind(name).bind(contact_email).bind(now).execute(pool).await.map(|_| ()))?;
+    let scope = find_by_slug(db, slug)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    on_db!(db, pool => sqlx::query(
+        "INSERT INTO site_state (tenant_id, content_generation, updated_at)
+         VALUES ($1, 1, $2)
+         ON CONFLICT (tenant_id) DO NOTHING"
+    ).bind(scope.id()).bind(now).execute(pool).await.map(|_| ()))?;
+    Ok(scope)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_valid_slug;
+
+    #[test]
+    fn slugs() {
+        for ok in ["default", "acme-2", "a"] {
+            assert!(is_valid_slug(ok), "{ok}");
+        }
+        for bad in ["", "Acme", "a b", "-a", "a-", "a--b", "ü", &"x".repeat(65)] {
+            assert!(!is_valid_slug(bad), "{bad}");
+        }
+    }
+}
