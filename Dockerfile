@@ -16,7 +16,7 @@ ARG RUST_VERSION=1.95
 ARG DEBIAN_SUITE=bookworm
 
 FROM --platform=$BUILDPLATFORM rust:${RUST_VERSION}-slim-${DEBIAN_SUITE} AS chef
-ARG CARGO_CHEF_VERSION=0.1.71
+ARG CARGO_CHEF_VERSION=0.1.78
 ARG BUILDARCH
 # Cross toolchains only for the architecture we are NOT running on; native builds use the host gcc.
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
