@@ -65,7 +65,7 @@ settings! {
     "VANTUS_SITE_TENANT", "site_tenant", "default", false,
         "Slug of the tenant whose content the public site shows.";
     "VANTUS_REQUEST_TIMEOUT", "http.request_timeout", "15s", false,
-        "Longest time a request may take before it is answered with 503.";
+        "Longest time a request may take before it is answered with 504.";
     "VANTUS_DRAIN_TIMEOUT", "http.drain_timeout", "25s", false,
         "On SIGTERM, how long in-flight requests may take to finish before the process exits.";
     "VANTUS_BODY_LIMIT", "http.body_limit", "64KiB", false,
@@ -235,6 +235,9 @@ pub struct Config {
     pub env: Environment,
     pub listen: SocketAddr,
     pub public_url: Url,
+    /// True when VANTUS_PUBLIC_URL was not set and `public_url` was derived from the listen
+    /// address; the server replaces it with the address actually bound (port 0 → real port).
+    pub public_url_is_default: bool,
     pub data_dir: PathBuf,
     pub secret: SecretSource,
     pub database: DatabaseConfig,
@@ -302,7 +305,9 @@ impl Config {
             None => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
         };
 
-        let public_url = match src.get("VANTUS_PUBLIC_URL")? {
+        let configured_public_url = src.get("VANTUS_PUBLIC_URL")?;
+        let public_url_is_default = configured_public_url.is_none();
+        let public_url = match configured_public_url {
             Some(raw) => parse_public_url(&raw)?,
             None if production => {
                 return Err(ConfigError::new(
@@ -311,12 +316,7 @@ impl Config {
                 ));
             }
             None => {
-                let host = if listen.ip().is_unspecified() {
-                    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), listen.port())
-                } else {
-                    listen
-                };
-                Url::parse(&format!("http://{host}/")).expect("a socket address forms a valid URL")
+                default_public_url(listen)
             }
         };
 
@@ -414,6 +414,7 @@ impl Config {
             env: env_mode,
             listen,
             public_url,
+            public_url_is_default,
             data_dir,
             secret,
             database: DatabaseConfig {
@@ -433,6 +434,16 @@ impl Config {
     pub fn is_production(&self) -> bool {
         self.env == Environment::Production
     }
+}
+
+/// `http://<listen>/`, with an unspecified address (0.0.0.0) replaced by loopback.
+pub fn default_public_url(listen: SocketAddr) -> Url {
+    let host = if listen.ip().is_unspecified() {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), listen.port())
+    } else {
+        listen
+    };
+    Url::parse(&format!("http://{host}/")).expect("a socket address forms a valid URL")
 }
 
 /// Says why a secret is too weak, or `Ok` when it will do.

@@ -71,6 +71,9 @@ pub fn resolve(source: &SecretSource, data_dir: &Path) -> Result<SecretKey, Conf
 }
 
 fn load_or_generate(data_dir: &Path) -> Result<SecretKey, ConfigError> {
+    // Check the folder first: a read-only or misplaced data folder is the real problem to
+    // report, not the key file inside it.
+    ensure_data_dir(data_dir)?;
     let path = data_dir.join(SECRET_FILE);
     let err = |what: &str, e: std::io::Error| {
         ConfigError::new(
@@ -94,7 +97,6 @@ fn load_or_generate(data_dir: &Path) -> Result<SecretKey, ConfigError> {
             Ok(SecretKey(SecretString::from(key)))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            ensure_data_dir(data_dir)?;
             let mut bytes = [0u8; 32];
             getrandom::fill(&mut bytes).map_err(|e| {
                 ConfigError::new(

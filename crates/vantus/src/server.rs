@@ -108,7 +108,7 @@ impl Service<Request<Body>> for ReadySwitch {
 }
 
 /// Binds, migrates, seeds and returns once the server is ready.
-pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -123,6 +123,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         addr: config.listen,
         source,
     })?;
+
+    if config.public_url_is_default {
+        config.public_url = crate::config::default_public_url(addr);
+    }
 
     let lifecycle = Arc::new(Lifecycle::default());
     let app_cell: Arc<OnceLock<App>> = Arc::new(OnceLock::new());

@@ -215,6 +215,16 @@ pub async fn render_errors(
     if !(status.is_client_error() || status.is_server_error()) {
         return res;
     }
+    // A handler that wrote a structured body on purpose (the readiness report) keeps it;
+    // empty bodies and the frameworks' plain-text ones are replaced.
+    let deliberate = res
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| !ct.starts_with("text/plain"));
+    if deliberate && res.extensions().get::<ErrorDetail>().is_none() {
+        return res;
+    }
     let (mut parts, _discarded_body) = res.into_parts();
     let detail = parts
         .extensions

@@ -41,7 +41,7 @@ pub fn with_standard_layers(router: Router, config: &Config) -> Router {
             .layer(CatchPanicLayer::custom(errors::on_panic))
             .layer(from_fn(caching::default_no_store))
             .layer(TimeoutLayer::with_status_code(
-                StatusCode::SERVICE_UNAVAILABLE,
+                StatusCode::GATEWAY_TIMEOUT,
                 config.http.request_timeout,
             ))
             .layer(RequestBodyLimitLayer::new(config.http.body_limit))

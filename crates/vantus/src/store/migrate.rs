@@ -38,7 +38,11 @@ pub async fn migrate_then<T>(
     let m = migrator();
     match db {
         Db::Sqlite(pool) => {
-            m.run(pool).await?;
+            let mut conn = pool.acquire().await?;
+            // `run_direct` on a concrete connection rather than `run(pool)`: the generic
+            // `Acquire` bound of `run` makes the future non-`Send` (sqlx's own workaround).
+            m.run_direct(None, &mut *conn, false).await?;
+            drop(conn);
             after.await
         }
         Db::Postgres(pool) => {
@@ -48,7 +52,7 @@ pub async fn migrate_then<T>(
                 .execute(&mut *lock_conn)
                 .await?;
             let result = async {
-                m.run(&mut *lock_conn).await?;
+                m.run_direct(None, &mut *lock_conn, false).await?;
                 after.await
             }
             .await;

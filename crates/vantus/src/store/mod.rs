@@ -205,9 +205,11 @@ pub fn is_connection_error(e: &sqlx::Error) -> bool {
             | sqlx::Error::WorkerCrashed
             | sqlx::Error::Protocol(_)
     ) || matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| {
-        // admin_shutdown, crash_shutdown, cannot_connect_now, and "recovery conflict" on a
-        // hot standby: all mean "try another server".
-        matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "40001")
+        // Class 08 (connection exception); admin/crash shutdown and "cannot connect now";
+        // too many connections; "not accepting connections"; the database is gone; and a
+        // recovery conflict on a hot standby. All mean "this server cannot answer now".
+        c.starts_with("08")
+            || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "53300" | "55000" | "3D000" | "40001")
     }))
 }
 

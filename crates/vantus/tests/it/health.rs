@@ -1,0 +1,79 @@
+//! Liveness and readiness.
+
+use std::time::{Duration, Instant};
+
+use crate::both_engines;
+use crate::support::{Engine, TestApp, pg_admin};
+
+async fn healthz_and_readyz_report_checks(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let res = app.get("/healthz").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["status"], "pass");
+
+    let res = app.get("/readyz").await;
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "pass");
+    assert_eq!(body["phase"], "ready");
+    let checks = body["checks"].as_array().unwrap();
+    let check = |name: &str| checks.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("{name} check in {body}"));
+    assert_eq!(check("database")["status"], "pass");
+    let engine_name = if engine == Engine::Sqlite { "sqlite" } else { "postgres" };
+    assert!(check("database")["detail"].as_str().unwrap().starts_with(engine_name));
+    assert_eq!(check("migrations")["status"], "pass");
+    app.stop().await;
+}
+
+both_engines!(healthz_and_readyz_report_checks);
+
+/// Readiness follows the database: 503 naming the failed check while it is unreachable, 200
+/// again once it is back, while liveness stays 200 throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_while_the_database_is_unreachable_and_recovers() {
+    let app = TestApp::spawn(Engine::Postgres).await;
+    let name = app.db.url.rsplit('/').next().unwrap().to_owned();
+    pg_admin(&format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false")).await;
+    pg_admin(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")).await;
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let body = loop {
+        let res = app.get("/readyz").await;
+        if res.status() == 503 {
+            break res.json::<serde_json::Value>().await.unwrap();
+        }
+        assert!(Instant::now() < deadline, "readyz never noticed the outage");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let db = body["checks"].as_array().unwrap().iter().find(|c| c["name"] == "database").unwrap().clone();
+    assert_eq!(db["status"], "fail", "{body}");
+    assert_eq!(app.get("/healthz").await.status(), 200, "liveness does not depend on the database");
+    // A page never rendered before cannot be served: 503 with Retry-After, not a 500.
+    let page = app.get_html("/about").await;
+    assert_eq!(page.status(), 503);
+    assert_eq!(page.headers()["retry-after"], "5");
+
+    pg_admin(&format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true")).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while app.get("/readyz").await.status() != 200 {
+        assert!(Instant::now() < deadline, "readyz never recovered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.get("/about").await.status(), 200);
+    app.stop().await;
+}
+
+/// A page rendered before an outage is served (stale) during it rather than an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_pages_survive_a_database_outage() {
+    let app = TestApp::spawn(Engine::Postgres).await;
+    let before = app.get("/work").await.text().await.unwrap();
+    let name = app.db.url.rsplit('/').next().unwrap().to_owned();
+    pg_admin(&format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false")).await;
+    pg_admin(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")).await;
+    let during = app.get("/work").await;
+    assert_eq!(during.status(), 200);
+    assert_eq!(during.text().await.unwrap(), before);
+    pg_admin(&format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true")).await;
+    app.stop().await;
+}
