@@ -315,12 +315,13 @@ impl Config {
                     "is required in production: the absolute URL visitors use, e.g. https://vantus.example.com",
                 ));
             }
-            None => {
-                default_public_url(listen)
-            }
+            None => default_public_url(listen),
         };
 
-        let data_dir = PathBuf::from(src.get("VANTUS_DATA_DIR")?.unwrap_or_else(|| "./var".into()));
+        let data_dir = PathBuf::from(
+            src.get("VANTUS_DATA_DIR")?
+                .unwrap_or_else(|| "./var".into()),
+        );
         if data_dir.as_os_str().is_empty() {
             return Err(ConfigError::new("VANTUS_DATA_DIR", "must not be empty"));
         }
@@ -486,7 +487,10 @@ impl Source<'_> {
             })?;
             let value = value.trim_end_matches(['\n', '\r']).to_owned();
             if value.is_empty() {
-                return Err(ConfigError::new(name, format!("{file_var}={path} is empty")));
+                return Err(ConfigError::new(
+                    name,
+                    format!("{file_var}={path} is empty"),
+                ));
             }
             return Ok(Some(value));
         }
@@ -501,7 +505,10 @@ impl Source<'_> {
 
 fn load_toml(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError::new("VANTUS_CONFIG", format!("cannot read {}: {e}", path.display()))
+        ConfigError::new(
+            "VANTUS_CONFIG",
+            format!("cannot read {}: {e}", path.display()),
+        )
     })?;
     let table: toml::Table = toml::from_str(&text).map_err(|e| {
         let msg = e.message().to_owned();
@@ -589,9 +596,10 @@ fn parse_number(
     let Some(raw) = src.get(name)? else {
         return Ok(default);
     };
-    let n: u64 = raw.trim().parse().map_err(|_| {
-        ConfigError::new(name, format!("\"{raw}\" is not a whole number"))
-    })?;
+    let n: u64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| ConfigError::new(name, format!("\"{raw}\" is not a whole number")))?;
     if n < min || n > max {
         return Err(ConfigError::new(
             name,
@@ -622,9 +630,7 @@ fn parse_duration(
 /// Parses `65536`, `64KiB`, `1MiB`, `10MB`.
 pub fn parse_byte_size(raw: &str) -> Option<usize> {
     let raw = raw.trim();
-    let split = raw
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(raw.len());
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
     let (digits, unit) = raw.split_at(split);
     let n: usize = digits.parse().ok()?;
     let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
@@ -682,15 +688,20 @@ mod tests {
         assert_eq!(c.env, Environment::Development);
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.public_url.as_str(), "http://127.0.0.1:8080/");
-        assert!(matches!(c.database.url, DatabaseUrl::Sqlite { ref path } if path.ends_with("var/vantus.db")));
+        assert!(
+            matches!(c.database.url, DatabaseUrl::Sqlite { ref path } if path.ends_with("var/vantus.db"))
+        );
         assert!(matches!(c.secret, SecretSource::GeneratedInDataDir));
         assert_eq!(c.http.body_limit, 64 * 1024);
     }
 
     #[test]
     fn production_without_secret_names_the_variable() {
-        let e = load(&[("VANTUS_ENV", "production"), ("VANTUS_PUBLIC_URL", "https://x.test")])
-            .unwrap_err();
+        let e = load(&[
+            ("VANTUS_ENV", "production"),
+            ("VANTUS_PUBLIC_URL", "https://x.test"),
+        ])
+        .unwrap_err();
         assert_eq!(e.setting, "VANTUS_SECRET_KEY");
     }
 
@@ -732,7 +743,10 @@ mod tests {
         assert_eq!(e.setting, "DATABASE_REPLICA_URLS");
         let c = load(&[
             ("DATABASE_URL", "postgres://p/db"),
-            ("DATABASE_REPLICA_URLS", "postgres://r1/db, postgres://r2/db"),
+            (
+                "DATABASE_REPLICA_URLS",
+                "postgres://r1/db, postgres://r2/db",
+            ),
         ])
         .unwrap();
         assert_eq!(c.database.replica_urls.len(), 2);

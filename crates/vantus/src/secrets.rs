@@ -157,12 +157,19 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(data.join(SECRET_FILE)).unwrap().permissions().mode();
+            let mode = fs::metadata(data.join(SECRET_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let other = tempfile::tempdir().unwrap();
         let third = resolve(&SecretSource::GeneratedInDataDir, other.path()).unwrap();
-        assert_ne!(first.expose(), third.expose(), "every install gets its own key");
+        assert_ne!(
+            first.expose(),
+            third.expose(),
+            "every install gets its own key"
+        );
         assert_eq!(format!("{first:?}"), "SecretKey(***)");
     }
 

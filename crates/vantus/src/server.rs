@@ -224,7 +224,9 @@ async fn prepare(
     };
     let store = Store::new(primary, replicas);
     let generation = content::generation(store.primary(), &scope).await?;
-    Ok(App::new(config, store, scope, generation, lifecycle, secret))
+    Ok(App::new(
+        config, store, scope, generation, lifecycle, secret,
+    ))
 }
 
 /// Opens the primary pool, retrying an unreachable PostgreSQL (it may still be starting, as

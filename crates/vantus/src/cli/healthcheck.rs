@@ -53,6 +53,8 @@ pub async fn run(args: HealthcheckArgs) -> Result<(), CliError> {
         println!("ready: {url} answered {status}");
         Ok(())
     } else {
-        Err(CliError::Failed(format!("not ready: {url} answered {status}: {summary}")))
+        Err(CliError::Failed(format!(
+            "not ready: {url} answered {status}: {summary}"
+        )))
     }
 }

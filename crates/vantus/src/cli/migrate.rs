@@ -20,16 +20,25 @@ fn connect_error(e: ConnectError) -> CliError {
     }
 }
 
-pub async fn run(config_file: &Option<std::path::PathBuf>, args: MigrateArgs) -> Result<(), CliError> {
+pub async fn run(
+    config_file: &Option<std::path::PathBuf>,
+    args: MigrateArgs,
+) -> Result<(), CliError> {
     let config = load_config(config_file, None)?;
     let _logs = telemetry::init(&config.log, LogTarget::Stderr);
-    let db = store::connect(&config.database).await.map_err(connect_error)?;
+    let db = store::connect(&config.database)
+        .await
+        .map_err(connect_error)?;
     let failed = |e: &dyn std::fmt::Display| CliError::Failed(e.to_string());
 
     if args.status {
         let pending = migrate::pending(&db).await.map_err(|e| failed(&e))?;
         for (version, description) in migrate::known() {
-            let state = if pending.iter().any(|(v, _)| *v == version) { "pending" } else { "applied" };
+            let state = if pending.iter().any(|(v, _)| *v == version) {
+                "pending"
+            } else {
+                "applied"
+            };
             println!("{version:>6}  {state:<8} {description}");
         }
         db.close().await;

@@ -53,7 +53,10 @@ pub enum Command {
 pub fn settings_help() -> String {
     let mut out = String::from("Environment variables (secret ones also accept NAME_FILE):\n");
     for s in SETTINGS {
-        out.push_str(&format!("  {}\n      {} [default: {}]\n", s.env, s.help, s.default));
+        out.push_str(&format!(
+            "  {}\n      {} [default: {}]\n",
+            s.env, s.help, s.default
+        ));
     }
     out
 }

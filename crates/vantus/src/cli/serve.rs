@@ -11,7 +11,10 @@ pub struct ServeArgs {
     pub listen: Option<String>,
 }
 
-pub async fn run(config_file: &Option<std::path::PathBuf>, args: ServeArgs) -> Result<(), CliError> {
+pub async fn run(
+    config_file: &Option<std::path::PathBuf>,
+    args: ServeArgs,
+) -> Result<(), CliError> {
     let config = load_config(config_file, args.listen)?;
     let _logs = telemetry::init(&config.log, LogTarget::Stdout);
     match server::run(config).await {

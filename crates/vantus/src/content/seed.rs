@@ -70,9 +70,8 @@ pub fn parse(path: &str, text: &str) -> Result<NewContent, String> {
             .ok_or_else(|| format!("front matter needs a non-empty `{key}`"))
     };
     let kind_str = string("kind")?;
-    let kind = ContentKind::parse(&kind_str).ok_or_else(|| {
-        format!("kind \"{kind_str}\" is not one of case_study, insight, page")
-    })?;
+    let kind = ContentKind::parse(&kind_str)
+        .ok_or_else(|| format!("kind \"{kind_str}\" is not one of case_study, insight, page"))?;
     let slug = string("slug")?;
     let (folder, stem) = path
         .strip_suffix(".md")
@@ -188,12 +187,28 @@ mod tests {
     fn broken_files_are_refused_with_the_reason() {
         let ok = "+++\nkind = \"insight\"\nslug = \"a\"\ntitle = \"T\"\nsummary = \"S\"\npublished_at = 2026-01-01T00:00:00Z\n+++\nBody";
         assert!(parse("insights/a.md", ok).is_ok());
-        assert!(parse("insights/b.md", ok).unwrap_err().contains("file name"));
+        assert!(
+            parse("insights/b.md", ok)
+                .unwrap_err()
+                .contains("file name")
+        );
         assert!(parse("pages/a.md", ok).unwrap_err().contains("insights/"));
-        assert!(parse("insights/a.md", "no front matter").unwrap_err().contains("+++"));
+        assert!(
+            parse("insights/a.md", "no front matter")
+                .unwrap_err()
+                .contains("+++")
+        );
         let bad_date = ok.replace("2026-01-01T00:00:00Z", "\"yesterday\"");
-        assert!(parse("insights/a.md", &bad_date).unwrap_err().contains("published_at"));
+        assert!(
+            parse("insights/a.md", &bad_date)
+                .unwrap_err()
+                .contains("published_at")
+        );
         let bad_meta = ok.replace("+++\nBody", "[insight]\ntags = \"not a list\"\n+++\nBody");
-        assert!(parse("insights/a.md", &bad_meta).unwrap_err().contains("extra fields"));
+        assert!(
+            parse("insights/a.md", &bad_meta)
+                .unwrap_err()
+                .contains("extra fields")
+        );
     }
 }

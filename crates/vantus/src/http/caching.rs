@@ -68,10 +68,7 @@ pub enum Encoding {
 
 /// Picks the best encoding the client accepts (brotli, then gzip), honouring `q=0`.
 pub fn negotiate(headers: &HeaderMap) -> Encoding {
-    let Some(accept) = headers
-        .get(ACCEPT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-    else {
+    let Some(accept) = headers.get(ACCEPT_ENCODING).and_then(|v| v.to_str().ok()) else {
         return Encoding::Identity;
     };
     let (mut br, mut gzip, mut star) = (None, None, None);
@@ -189,8 +186,8 @@ impl CachedPage {
             }
             _ => (&self.identity.0, &self.identity.1, None),
         };
-        let not_modified = self.status == StatusCode::OK
-            && if_none_match_hits(request_headers, &self.hash);
+        let not_modified =
+            self.status == StatusCode::OK && if_none_match_hits(request_headers, &self.hash);
         let mut res = if not_modified {
             StatusCode::NOT_MODIFIED.into_response()
         } else {
@@ -310,36 +307,76 @@ mod tests {
 
     #[test]
     fn negotiation_prefers_brotli_and_respects_q0() {
-        assert_eq!(negotiate(&headers(&[("accept-encoding", "gzip, deflate, br")])), Encoding::Brotli);
-        assert_eq!(negotiate(&headers(&[("accept-encoding", "gzip")])), Encoding::Gzip);
-        assert_eq!(negotiate(&headers(&[("accept-encoding", "br;q=0, gzip")])), Encoding::Gzip);
-        assert_eq!(negotiate(&headers(&[("accept-encoding", "identity")])), Encoding::Identity);
-        assert_eq!(negotiate(&headers(&[("accept-encoding", "*")])), Encoding::Brotli);
-        assert_eq!(negotiate(&headers(&[("accept-encoding", ";;;q=x,,")])), Encoding::Identity);
+        assert_eq!(
+            negotiate(&headers(&[("accept-encoding", "gzip, deflate, br")])),
+            Encoding::Brotli
+        );
+        assert_eq!(
+            negotiate(&headers(&[("accept-encoding", "gzip")])),
+            Encoding::Gzip
+        );
+        assert_eq!(
+            negotiate(&headers(&[("accept-encoding", "br;q=0, gzip")])),
+            Encoding::Gzip
+        );
+        assert_eq!(
+            negotiate(&headers(&[("accept-encoding", "identity")])),
+            Encoding::Identity
+        );
+        assert_eq!(
+            negotiate(&headers(&[("accept-encoding", "*")])),
+            Encoding::Brotli
+        );
+        assert_eq!(
+            negotiate(&headers(&[("accept-encoding", ";;;q=x,,")])),
+            Encoding::Identity
+        );
         assert_eq!(negotiate(&HeaderMap::new()), Encoding::Identity);
     }
 
     #[test]
     fn etag_matching_is_weak_and_covers_all_variants() {
         let h = "0123abcd";
-        assert!(if_none_match_hits(&headers(&[("if-none-match", "\"0123abcd\"")]), h));
-        assert!(if_none_match_hits(&headers(&[("if-none-match", "W/\"0123abcd-br\"")]), h));
-        assert!(if_none_match_hits(&headers(&[("if-none-match", "\"x\", \"0123abcd-gz\"")]), h));
+        assert!(if_none_match_hits(
+            &headers(&[("if-none-match", "\"0123abcd\"")]),
+            h
+        ));
+        assert!(if_none_match_hits(
+            &headers(&[("if-none-match", "W/\"0123abcd-br\"")]),
+            h
+        ));
+        assert!(if_none_match_hits(
+            &headers(&[("if-none-match", "\"x\", \"0123abcd-gz\"")]),
+            h
+        ));
         assert!(if_none_match_hits(&headers(&[("if-none-match", "*")]), h));
-        assert!(!if_none_match_hits(&headers(&[("if-none-match", "0123abcd")]), h));
-        assert!(!if_none_match_hits(&headers(&[("if-none-match", "\"other\"")]), h));
+        assert!(!if_none_match_hits(
+            &headers(&[("if-none-match", "0123abcd")]),
+            h
+        ));
+        assert!(!if_none_match_hits(
+            &headers(&[("if-none-match", "\"other\"")]),
+            h
+        ));
     }
 
     #[test]
     fn cached_page_variants_round_trip() {
         let html = "<p>hello</p>".repeat(100);
-        let page = CachedPage::new(1, StatusCode::OK, "text/html; charset=utf-8", CachePolicy::Page, html.clone());
+        let page = CachedPage::new(
+            1,
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            CachePolicy::Page,
+            html.clone(),
+        );
         let res = page.respond(&headers(&[("accept-encoding", "gzip")]));
         assert_eq!(res.headers()[CONTENT_ENCODING], "gzip");
         let etag = res.headers()[ETAG].to_str().unwrap().to_owned();
         let (gz, _) = page.gzip.as_ref().unwrap();
         let mut out = String::new();
-        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut out).unwrap();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut out)
+            .unwrap();
         assert_eq!(out, html);
         let mut h = headers(&[("accept-encoding", "gzip")]);
         h.insert(IF_NONE_MATCH, HeaderValue::from_str(&etag).unwrap());
@@ -349,7 +386,15 @@ mod tests {
     #[test]
     fn cache_entries_go_stale_with_the_generation_and_stay_bounded() {
         let cache = PageCache::new(1, 2);
-        let page = |g| Arc::new(CachedPage::new(g, StatusCode::OK, "text/plain", CachePolicy::Page, "x"));
+        let page = |g| {
+            Arc::new(CachedPage::new(
+                g,
+                StatusCode::OK,
+                "text/plain",
+                CachePolicy::Page,
+                "x",
+            ))
+        };
         cache.insert("/".into(), page(1));
         assert!(matches!(cache.lookup("/"), Lookup::Fresh(_)));
         assert!(cache.observe_generation(2));

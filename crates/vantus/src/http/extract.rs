@@ -24,10 +24,7 @@ where
                 // axum reports "Failed to deserialize query string: page: invalid digit ...";
                 // keep the "field: reason" part.
                 let text = rejection.body_text();
-                let detail = text
-                    .split_once(": ")
-                    .map(|(_, rest)| rest)
-                    .unwrap_or(&text);
+                let detail = text.split_once(": ").map(|(_, rest)| rest).unwrap_or(&text);
                 let (field, message) = match detail.split_once(": ") {
                     Some((field, message)) if !field.contains(' ') => (field, message),
                     _ => ("query", detail),

@@ -24,8 +24,7 @@ fn incoming_id(headers: &HeaderMap) -> Option<String> {
     let v = headers.get(&X_REQUEST_ID)?.to_str().ok()?;
     let ok = !v.is_empty()
         && v.len() <= 128
-        && v
-            .bytes()
+        && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
     ok.then(|| v.to_owned())
 }
@@ -64,7 +63,10 @@ mod tests {
         assert_eq!(incoming_id(&h).as_deref(), Some("lb-7f3a.91:2"));
         h.insert(&X_REQUEST_ID, HeaderValue::from_static("<script>"));
         assert_eq!(incoming_id(&h), None);
-        h.insert(&X_REQUEST_ID, HeaderValue::from_str(&"a".repeat(200)).unwrap());
+        h.insert(
+            &X_REQUEST_ID,
+            HeaderValue::from_str(&"a".repeat(200)).unwrap(),
+        );
         assert_eq!(incoming_id(&h), None);
     }
 }

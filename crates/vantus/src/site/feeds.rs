@@ -108,10 +108,7 @@ pub async fn atom(State(app): State<App>, headers: HeaderMap) -> Response {
                     url,
                     title: i.title.clone(),
                     summary: i.summary.clone(),
-                    published: i
-                        .published_at
-                        .unwrap_or(i.updated_at)
-                        .to_rfc3339_seconds(),
+                    published: i.published_at.unwrap_or(i.updated_at).to_rfc3339_seconds(),
                     updated: i.updated_at.to_rfc3339_seconds(),
                     author: if meta.author.is_empty() {
                         super::layout::SITE_NAME.to_owned()

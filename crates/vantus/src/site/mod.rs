@@ -139,9 +139,11 @@ async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
 /// Loads one page-kind item, or 404.
 async fn load_page(app: &App, slug: &str) -> Result<content::ContentItem, AppError> {
     let site = &app.site;
-    app.read_site(move |db: Db| async move { content::find_published(&db, site, ContentKind::Page, slug).await })
-        .await?
-        .ok_or(AppError::NotFound)
+    app.read_site(move |db: Db| async move {
+        content::find_published(&db, site, ContentKind::Page, slug).await
+    })
+    .await?
+    .ok_or(AppError::NotFound)
 }
 
 async fn services(State(app): State<App>, headers: HeaderMap) -> Response {
@@ -173,11 +175,7 @@ async fn process(State(app): State<App>, headers: HeaderMap) -> Response {
 }
 
 /// About, trust, contact, privacy and terms share one template; the path is the slug.
-async fn prose_page(
-    State(app): State<App>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-) -> Response {
+async fn prose_page(State(app): State<App>, uri: axum::http::Uri, headers: HeaderMap) -> Response {
     let path = uri.path().to_owned();
     let slug = path.trim_start_matches('/').to_owned();
     let section = match slug.as_str() {
@@ -192,7 +190,9 @@ async fn prose_page(
             title: page.title.clone(),
             summary: page.summary.clone(),
             body: page.body_html(),
-            updated: matches!(slug.as_str(), "privacy" | "terms").then(|| date_of(&page)).flatten(),
+            updated: matches!(slug.as_str(), "privacy" | "terms")
+                .then(|| date_of(&page))
+                .flatten(),
             is_contact: slug == "contact",
         })
     })
@@ -334,11 +334,7 @@ async fn insights_index(
     .await
 }
 
-async fn insight(
-    State(app): State<App>,
-    Path(slug): Path<String>,
-    headers: HeaderMap,
-) -> Response {
+async fn insight(State(app): State<App>, Path(slug): Path<String>, headers: HeaderMap) -> Response {
     if let Err(e) = check_slug(&slug) {
         return e.into_response();
     }

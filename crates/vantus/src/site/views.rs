@@ -169,7 +169,9 @@ impl InsightPage {
             meta: item.meta(),
             date: Date::of(item.published_at),
             // 220 words a minute, rounded up: an honest estimate for technical prose.
-            reading_minutes: markdown::word_count(&item.body_markdown).div_ceil(220).max(1),
+            reading_minutes: markdown::word_count(&item.body_markdown)
+                .div_ceil(220)
+                .max(1),
             body: item.body_html(),
             more,
         }

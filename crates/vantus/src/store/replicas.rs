@@ -99,8 +99,10 @@ impl Replica {
     }
 
     fn set_state(&self, state: ReplicaState, lag: Duration) {
-        self.lag_millis
-            .store(lag.as_millis().min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
+        self.lag_millis.store(
+            lag.as_millis().min(u128::from(u64::MAX)) as u64,
+            Ordering::Relaxed,
+        );
         let previous = ReplicaState::from_u8(self.state.swap(state as u8, Ordering::Relaxed));
         if previous != state {
             match state {

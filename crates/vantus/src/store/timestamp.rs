@@ -30,7 +30,10 @@ impl Timestamp {
     pub fn from_datetime(t: OffsetDateTime) -> Self {
         let t = t.to_offset(UtcOffset::UTC);
         let micros = t.microsecond();
-        Self(t.replace_microsecond(micros).expect("microsecond taken from a valid time"))
+        Self(
+            t.replace_microsecond(micros)
+                .expect("microsecond taken from a valid time"),
+        )
     }
 
     pub fn from_unix_micros(micros: i64) -> Option<Self> {

@@ -8,7 +8,9 @@ use std::time::Duration;
 use vantus::config::SETTINGS;
 
 use crate::support::pg_cluster::is_root;
-use crate::support::{Engine, ServeProcess, TestDb, base_env, binary, client, pg_admin, run_binary};
+use crate::support::{
+    Engine, ServeProcess, TestDb, base_env, binary, client, pg_admin, run_binary,
+};
 
 const STRONG_SECRET: &str = "9c1e4b7a2f6d8e3051c9a7f2e4b6d8a1";
 
@@ -19,9 +21,16 @@ fn stderr(o: &std::process::Output) -> String {
 /// A configuration error is one line naming the setting, exit code 78, no panic.
 fn assert_config_error(o: &std::process::Output, setting: &str) {
     let err = stderr(o);
-    assert_eq!(o.status.code(), Some(78), "exit code for a configuration error; stderr: {err}");
+    assert_eq!(
+        o.status.code(),
+        Some(78),
+        "exit code for a configuration error; stderr: {err}"
+    );
     assert!(err.contains(setting), "names {setting}: {err}");
-    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "no panic: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "no panic: {err}"
+    );
     assert_eq!(err.trim().lines().count(), 1, "one sentence: {err}");
 }
 
@@ -36,27 +45,40 @@ fn help_documents_every_command_and_setting() {
         assert!(o.status.success(), "{cmd} --help");
     }
     for cmd in ["serve", "migrate"] {
-        let help = String::from_utf8_lossy(&run_binary(&[cmd, "--help"], &HashMap::new()).stdout).into_owned();
+        let help = String::from_utf8_lossy(&run_binary(&[cmd, "--help"], &HashMap::new()).stdout)
+            .into_owned();
         for s in SETTINGS {
             assert!(help.contains(s.env), "`{cmd} --help` documents {}", s.env);
         }
     }
     let o = run_binary(&["frobnicate"], &HashMap::new());
-    assert_eq!(o.status.code(), Some(2), "unknown subcommand is a usage error");
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "unknown subcommand is a usage error"
+    );
 }
 
 #[test]
 fn readme_documents_every_setting() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).expect("README.md");
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+        .expect("README.md");
     for s in SETTINGS {
-        assert!(readme.contains(&format!("`{}`", s.env)), "README's configuration table lists {}", s.env);
+        assert!(
+            readme.contains(&format!("`{}`", s.env)),
+            "README's configuration table lists {}",
+            s.env
+        );
     }
 }
 
 #[test]
 fn version_prints_text_and_json() {
     let o = run_binary(&["version"], &HashMap::new());
-    assert!(String::from_utf8_lossy(&o.stdout).starts_with(&format!("vantus {}", env!("CARGO_PKG_VERSION"))));
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .starts_with(&format!("vantus {}", env!("CARGO_PKG_VERSION")))
+    );
     let o = run_binary(&["version", "--json"], &HashMap::new());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
@@ -69,7 +91,10 @@ fn production_without_secrets_refuses_to_start() {
     let mut env = HashMap::from([
         ("VANTUS_ENV".to_owned(), "production".to_owned()),
         ("VANTUS_DATA_DIR".to_owned(), data),
-        ("VANTUS_PUBLIC_URL".to_owned(), "https://vantus.example.com".to_owned()),
+        (
+            "VANTUS_PUBLIC_URL".to_owned(),
+            "https://vantus.example.com".to_owned(),
+        ),
     ]);
     let o = run_binary(&["serve"], &env);
     assert_config_error(&o, "VANTUS_SECRET_KEY");
@@ -78,13 +103,19 @@ fn production_without_secrets_refuses_to_start() {
     env.insert("VANTUS_SECRET_KEY".into(), STRONG_SECRET.into());
     env.remove("VANTUS_PUBLIC_URL");
     assert_config_error(&run_binary(&["serve"], &env), "VANTUS_PUBLIC_URL");
-    assert!(!dir.path().join("secret.key").exists(), "production never generates a secret");
+    assert!(
+        !dir.path().join("secret.key").exists(),
+        "production never generates a secret"
+    );
 }
 
 #[test]
 fn invalid_settings_are_named_without_echoing_secrets() {
     let dir = tempfile::tempdir().unwrap();
-    let base = HashMap::from([("VANTUS_DATA_DIR".to_owned(), dir.path().display().to_string())]);
+    let base = HashMap::from([(
+        "VANTUS_DATA_DIR".to_owned(),
+        dir.path().display().to_string(),
+    )]);
     for (name, value) in [
         ("DATABASE_URL", "mysql://admin:hunter2@db/vantus"),
         ("DATABASE_URL", "this is not a url hunter2"),
@@ -96,10 +127,17 @@ fn invalid_settings_are_named_without_echoing_secrets() {
         env.insert(name.into(), value.into());
         let o = run_binary(&["serve"], &env);
         assert_config_error(&o, name);
-        assert!(!stderr(&o).contains("hunter2"), "the password is not echoed: {}", stderr(&o));
+        assert!(
+            !stderr(&o).contains("hunter2"),
+            "the password is not echoed: {}",
+            stderr(&o)
+        );
     }
     let mut env = base.clone();
-    env.insert("VANTUS_SECRET_KEY_FILE".into(), "/nonexistent/secret".into());
+    env.insert(
+        "VANTUS_SECRET_KEY_FILE".into(),
+        "/nonexistent/secret".into(),
+    );
     assert_config_error(&run_binary(&["serve"], &env), "VANTUS_SECRET_KEY");
 }
 
@@ -129,7 +167,11 @@ fn a_data_folder_that_cannot_be_written_is_named() {
         run_binary(&["serve"], &env)
     };
     assert_config_error(&output, "VANTUS_DATA_DIR");
-    assert!(stderr(&output).contains("not writable"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("not writable"),
+        "{}",
+        stderr(&output)
+    );
 
     // A file where the folder should be.
     let file = dir.path().join("file");
@@ -151,11 +193,18 @@ async fn embedded_default_creates_and_reuses_its_data_folder() {
     };
     let mut first = ServeProcess::spawn_with(&env, start()).await;
     first.wait_ready(Duration::from_secs(30)).await;
-    assert_eq!(client().get(first.url("/")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client().get(first.url("/")).send().await.unwrap().status(),
+        200
+    );
     let var = cwd.path().join("var");
     assert!(var.join("vantus.db").exists());
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(var.join("secret.key")).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(var.join("secret.key"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
     let secret = std::fs::read_to_string(var.join("secret.key")).unwrap();
     first.terminate();
@@ -171,7 +220,11 @@ async fn embedded_default_creates_and_reuses_its_data_folder() {
     let mut second = ServeProcess::spawn_with(&env, start()).await;
     second.wait_ready(Duration::from_secs(30)).await;
     assert_eq!(seeded(&second), Some(0), "the second start adds nothing");
-    assert_eq!(std::fs::read_to_string(var.join("secret.key")).unwrap(), secret, "the secret is kept");
+    assert_eq!(
+        std::fs::read_to_string(var.join("secret.key")).unwrap(),
+        secret,
+        "the secret is kept"
+    );
     second.terminate();
     assert_eq!(second.wait_exit(Duration::from_secs(20)).await, Some(0));
 }
@@ -189,7 +242,11 @@ async fn logs_are_json_lines_without_secrets() {
     env.insert("RUST_LOG".into(), "debug".into());
     let mut p = ServeProcess::start(&env).await;
     let c = client();
-    c.get(p.url("/work?email=someone@example.com")).header("x-request-id", "trace-me-1").send().await.unwrap();
+    c.get(p.url("/work?email=someone@example.com"))
+        .header("x-request-id", "trace-me-1")
+        .send()
+        .await
+        .unwrap();
     c.get(p.url("/nope")).send().await.unwrap();
     p.terminate();
     assert_eq!(p.wait_exit(Duration::from_secs(20)).await, Some(0));
@@ -197,11 +254,18 @@ async fn logs_are_json_lines_without_secrets() {
     let lines = p.log_lines();
     assert!(!lines.is_empty());
     for line in &lines {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        assert!(v["timestamp"].is_string() && v["level"].is_string(), "{line}");
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v["timestamp"].is_string() && v["level"].is_string(),
+            "{line}"
+        );
         assert!(!line.contains("hunter2-pw"), "password leaked: {line}");
         assert!(!line.contains(STRONG_SECRET), "secret leaked: {line}");
-        assert!(!line.contains("someone@example.com"), "query strings are not logged: {line}");
+        assert!(
+            !line.contains("someone@example.com"),
+            "query strings are not logged: {line}"
+        );
     }
     let request = lines
         .iter()
@@ -218,12 +282,27 @@ async fn logs_are_json_lines_without_secrets() {
 async fn healthcheck_exit_codes() {
     let db = TestDb::create(Engine::Sqlite).await;
     let p = ServeProcess::start(&base_env(&db)).await;
-    let ok = run_binary(&["healthcheck", "--url", &p.url("/readyz")], &HashMap::new());
+    let ok = run_binary(
+        &["healthcheck", "--url", &p.url("/readyz")],
+        &HashMap::new(),
+    );
     assert!(ok.status.success(), "{}", stderr(&ok));
     let env = HashMap::from([("VANTUS_LISTEN".to_owned(), p.addr.clone())]);
-    assert!(run_binary(&["healthcheck"], &env).status.success(), "default URL from VANTUS_LISTEN");
+    assert!(
+        run_binary(&["healthcheck"], &env).status.success(),
+        "default URL from VANTUS_LISTEN"
+    );
     drop(p);
-    let down = run_binary(&["healthcheck", "--url", "http://127.0.0.1:9/readyz", "--timeout", "1s"], &HashMap::new());
+    let down = run_binary(
+        &[
+            "healthcheck",
+            "--url",
+            "http://127.0.0.1:9/readyz",
+            "--timeout",
+            "1s",
+        ],
+        &HashMap::new(),
+    );
     assert_eq!(down.status.code(), Some(1));
     assert!(stderr(&down).contains("did not answer"));
 }
@@ -249,10 +328,14 @@ async fn sigterm_lets_in_flight_requests_finish() {
     let mut p = ServeProcess::start(&base_env(&db)).await;
 
     let mut blocker = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    sqlx::raw_sql("BEGIN; LOCK TABLE content_items IN ACCESS EXCLUSIVE MODE").execute(&mut blocker).await.unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE content_items IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
 
     let url = p.url("/insights/graphql-at-scale");
-    let slow = tokio::spawn(async move { client().get(url).send().await.map(|r| r.status().as_u16()) });
+    let slow =
+        tokio::spawn(async move { client().get(url).send().await.map(|r| r.status().as_u16()) });
     // Wait until the request's query is really waiting on the lock.
     let db_name = db.url.rsplit('/').next().unwrap().to_owned();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -267,17 +350,34 @@ async fn sigterm_lets_in_flight_requests_finish() {
         if waiting > 0 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the request never reached the database");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request never reached the database"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     p.terminate();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(p.child.try_wait().unwrap().is_none(), "the process waits for the in-flight request");
-    sqlx::raw_sql("ROLLBACK").execute(&mut blocker).await.unwrap();
+    assert!(
+        p.child.try_wait().unwrap().is_none(),
+        "the process waits for the in-flight request"
+    );
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
 
-    assert_eq!(slow.await.unwrap().expect("the in-flight request is answered"), 200);
+    assert_eq!(
+        slow.await
+            .unwrap()
+            .expect("the in-flight request is answered"),
+        200
+    );
     assert_eq!(p.wait_exit(Duration::from_secs(20)).await, Some(0));
-    assert!(p.log_lines().iter().any(|l| l.contains("\"drained\":true")), "drained cleanly");
+    assert!(
+        p.log_lines().iter().any(|l| l.contains("\"drained\":true")),
+        "drained cleanly"
+    );
     drop(blocker);
     pg_admin("SELECT 1").await;
 }
@@ -292,11 +392,26 @@ async fn slow_requests_time_out_with_a_clear_error() {
     env.insert("VANTUS_REQUEST_TIMEOUT".into(), "1s".into());
     let p = ServeProcess::start(&env).await;
     let mut blocker = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    sqlx::raw_sql("BEGIN; LOCK TABLE content_items IN ACCESS EXCLUSIVE MODE").execute(&mut blocker).await.unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE content_items IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
     let res = client().get(p.url("/work")).send().await.unwrap();
     assert_eq!(res.status(), 504);
     let body: serde_json::Value = res.json().await.unwrap();
-    assert!(body["error"]["message"].as_str().unwrap().contains("1s limit"), "{body}");
-    sqlx::raw_sql("ROLLBACK").execute(&mut blocker).await.unwrap();
-    assert_eq!(client().get(p.url("/work")).send().await.unwrap().status(), 200);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1s limit"),
+        "{body}"
+    );
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    assert_eq!(
+        client().get(p.url("/work")).send().await.unwrap().status(),
+        200
+    );
 }

@@ -9,7 +9,10 @@ async fn healthz_and_readyz_report_checks(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     let res = app.get("/healthz").await;
     assert_eq!(res.status(), 200);
-    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["status"], "pass");
+    assert_eq!(
+        res.json::<serde_json::Value>().await.unwrap()["status"],
+        "pass"
+    );
 
     let res = app.get("/readyz").await;
     assert_eq!(res.status(), 200);
@@ -17,10 +20,24 @@ async fn healthz_and_readyz_report_checks(engine: Engine) {
     assert_eq!(body["status"], "pass");
     assert_eq!(body["phase"], "ready");
     let checks = body["checks"].as_array().unwrap();
-    let check = |name: &str| checks.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("{name} check in {body}"));
+    let check = |name: &str| {
+        checks
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("{name} check in {body}"))
+    };
     assert_eq!(check("database")["status"], "pass");
-    let engine_name = if engine == Engine::Sqlite { "sqlite" } else { "postgres" };
-    assert!(check("database")["detail"].as_str().unwrap().starts_with(engine_name));
+    let engine_name = if engine == Engine::Sqlite {
+        "sqlite"
+    } else {
+        "postgres"
+    };
+    assert!(
+        check("database")["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with(engine_name)
+    );
     assert_eq!(check("migrations")["status"], "pass");
     app.stop().await;
 }
@@ -33,8 +50,14 @@ both_engines!(healthz_and_readyz_report_checks);
 async fn readiness_fails_while_the_database_is_unreachable_and_recovers() {
     let app = TestApp::spawn(Engine::Postgres).await;
     let name = app.db.url.rsplit('/').next().unwrap().to_owned();
-    pg_admin(&format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false")).await;
-    pg_admin(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")).await;
+    pg_admin(&format!(
+        "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"
+    ))
+    .await;
+    pg_admin(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ))
+    .await;
 
     let deadline = Instant::now() + Duration::from_secs(15);
     let body = loop {
@@ -45,15 +68,28 @@ async fn readiness_fails_while_the_database_is_unreachable_and_recovers() {
         assert!(Instant::now() < deadline, "readyz never noticed the outage");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let db = body["checks"].as_array().unwrap().iter().find(|c| c["name"] == "database").unwrap().clone();
+    let db = body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "database")
+        .unwrap()
+        .clone();
     assert_eq!(db["status"], "fail", "{body}");
-    assert_eq!(app.get("/healthz").await.status(), 200, "liveness does not depend on the database");
+    assert_eq!(
+        app.get("/healthz").await.status(),
+        200,
+        "liveness does not depend on the database"
+    );
     // A page never rendered before cannot be served: 503 with Retry-After, not a 500.
     let page = app.get_html("/about").await;
     assert_eq!(page.status(), 503);
     assert_eq!(page.headers()["retry-after"], "5");
 
-    pg_admin(&format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true")).await;
+    pg_admin(&format!(
+        "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true"
+    ))
+    .await;
     let deadline = Instant::now() + Duration::from_secs(15);
     while app.get("/readyz").await.status() != 200 {
         assert!(Instant::now() < deadline, "readyz never recovered");
@@ -69,11 +105,20 @@ async fn cached_pages_survive_a_database_outage() {
     let app = TestApp::spawn(Engine::Postgres).await;
     let before = app.get("/work").await.text().await.unwrap();
     let name = app.db.url.rsplit('/').next().unwrap().to_owned();
-    pg_admin(&format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false")).await;
-    pg_admin(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")).await;
+    pg_admin(&format!(
+        "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"
+    ))
+    .await;
+    pg_admin(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ))
+    .await;
     let during = app.get("/work").await;
     assert_eq!(during.status(), 200);
     assert_eq!(during.text().await.unwrap(), before);
-    pg_admin(&format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true")).await;
+    pg_admin(&format!(
+        "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true"
+    ))
+    .await;
     app.stop().await;
 }

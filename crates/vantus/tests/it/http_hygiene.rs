@@ -32,24 +32,50 @@ async fn responses_are_compressed_with_brotli_and_gzip(engine: Engine) {
     assert!(plain.headers().get("content-encoding").is_none());
     let plain = plain.bytes().await.unwrap();
 
-    let res = app.client.get(app.url("/")).header("accept-encoding", "gzip, deflate, br").send().await.unwrap();
+    let res = app
+        .client
+        .get(app.url("/"))
+        .header("accept-encoding", "gzip, deflate, br")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.headers()["content-encoding"], "br");
     assert_eq!(res.headers()["vary"], "accept-encoding");
     let br = res.bytes().await.unwrap();
-    assert!(br.len() * 3 < plain.len(), "brotli shrinks the page ({} vs {})", br.len(), plain.len());
+    assert!(
+        br.len() * 3 < plain.len(),
+        "brotli shrinks the page ({} vs {})",
+        br.len(),
+        plain.len()
+    );
     let mut decoded = Vec::new();
     brotli::BrotliDecompress(&mut &br[..], &mut decoded).unwrap();
     assert_eq!(decoded, plain);
 
-    let res = app.client.get(app.url("/")).header("accept-encoding", "gzip").send().await.unwrap();
+    let res = app
+        .client
+        .get(app.url("/"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.headers()["content-encoding"], "gzip");
     let gz = res.bytes().await.unwrap();
     let mut decoded = Vec::new();
-    flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut decoded).unwrap();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut decoded)
+        .unwrap();
     assert_eq!(decoded, plain);
 
     // Dynamic responses (the readiness JSON, error pages) are compressed by the layer.
-    let res = app.client.get(app.url("/no-such-page")).header("accept", "text/html").header("accept-encoding", "gzip").send().await.unwrap();
+    let res = app
+        .client
+        .get(app.url("/no-such-page"))
+        .header("accept", "text/html")
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.headers()["content-encoding"], "gzip");
     app.stop().await;
 }
@@ -59,22 +85,48 @@ async fn etag_and_304(engine: Engine) {
     for path in ["/", "/work/shopify-erp-sync", "/sitemap.xml"] {
         let first = app.get(path).await;
         let etag = first.headers()["etag"].to_str().unwrap().to_owned();
-        assert!(etag.starts_with('"') && etag.ends_with('"'), "strong ETag: {etag}");
+        assert!(
+            etag.starts_with('"') && etag.ends_with('"'),
+            "strong ETag: {etag}"
+        );
         let body = first.bytes().await.unwrap();
         let again = app.get(path).await;
-        assert_eq!(again.headers()["etag"].to_str().unwrap(), etag, "stable across requests");
+        assert_eq!(
+            again.headers()["etag"].to_str().unwrap(),
+            etag,
+            "stable across requests"
+        );
         assert_eq!(again.bytes().await.unwrap(), body);
 
-        let res = app.client.get(app.url(path)).header("if-none-match", &etag).send().await.unwrap();
+        let res = app
+            .client
+            .get(app.url(path))
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 304, "{path}");
         assert_eq!(res.headers()["etag"].to_str().unwrap(), etag);
         assert!(res.bytes().await.unwrap().is_empty());
 
         // A compressed variant's tag validates too (same entity, another encoding).
-        let res = app.client.get(app.url(path)).header("accept-encoding", "br").header("if-none-match", &etag).send().await.unwrap();
+        let res = app
+            .client
+            .get(app.url(path))
+            .header("accept-encoding", "br")
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 304);
 
-        let res = app.client.get(app.url(path)).header("if-none-match", "\"something-else\"").send().await.unwrap();
+        let res = app
+            .client
+            .get(app.url(path))
+            .header("if-none-match", "\"something-else\"")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 200);
     }
     app.stop().await;
@@ -83,7 +135,15 @@ async fn etag_and_304(engine: Engine) {
 async fn cache_control_per_route(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     let html = app.get("/").await.text().await.unwrap();
-    let css = html.split("href=\"").find_map(|s| s.split('"').next().filter(|h| h.starts_with("/static/site."))).expect("stylesheet link").to_owned();
+    let css = html
+        .split("href=\"")
+        .find_map(|s| {
+            s.split('"')
+                .next()
+                .filter(|h| h.starts_with("/static/site."))
+        })
+        .expect("stylesheet link")
+        .to_owned();
     for (path, policy) in [
         ("/", "public, no-cache"),
         ("/insights/graphql-at-scale", "public, no-cache"),
@@ -100,19 +160,40 @@ async fn cache_control_per_route(engine: Engine) {
     }
     let res = app.get(&css).await;
     assert_eq!(res.headers()["content-type"], "text/css; charset=utf-8");
-    assert_eq!(app.get("/static/site.0000000000.css").await.status(), 404, "old fingerprints are gone");
+    assert_eq!(
+        app.get("/static/site.0000000000.css").await.status(),
+        404,
+        "old fingerprints are gone"
+    );
     app.stop().await;
 }
 
 async fn security_headers_on_every_response(engine: Engine) {
     let app = TestApp::spawn(engine).await;
-    for path in ["/", "/work/shopify-erp-sync", "/nope", "/healthz", "/readyz", "/sitemap.xml", "/robots.txt"] {
+    for path in [
+        "/",
+        "/work/shopify-erp-sync",
+        "/nope",
+        "/healthz",
+        "/readyz",
+        "/sitemap.xml",
+        "/robots.txt",
+    ] {
         let res = app.get(path).await;
         assert_security_headers(&res, path);
-        assert!(res.headers().get("strict-transport-security").is_none(), "no HSTS on development http");
+        assert!(
+            res.headers().get("strict-transport-security").is_none(),
+            "no HSTS on development http"
+        );
     }
     let big = vec![b'x'; 200 * 1024];
-    let res = app.client.post(app.url("/")).body(big).send().await.unwrap();
+    let res = app
+        .client
+        .post(app.url("/"))
+        .body(big)
+        .send()
+        .await
+        .unwrap();
     assert_security_headers(&res, "413");
     let res = app.client.delete(app.url("/")).send().await.unwrap();
     assert_security_headers(&res, "405");
@@ -122,13 +203,27 @@ async fn security_headers_on_every_response(engine: Engine) {
 async fn production_adds_hsts(engine: Engine) {
     let app = TestApp::spawn_with(engine, |env| {
         env.insert("VANTUS_ENV".into(), "production".into());
-        env.insert("VANTUS_SECRET_KEY".into(), "7d2f9c4e1a8b3650f2e7d4c9a1b6e3f0".into());
-        env.insert("VANTUS_PUBLIC_URL".into(), "https://vantus.example.com".into());
+        env.insert(
+            "VANTUS_SECRET_KEY".into(),
+            "7d2f9c4e1a8b3650f2e7d4c9a1b6e3f0".into(),
+        );
+        env.insert(
+            "VANTUS_PUBLIC_URL".into(),
+            "https://vantus.example.com".into(),
+        );
     })
     .await;
     let res = app.get("/").await;
-    assert_eq!(res.headers()["strict-transport-security"], "max-age=63072000; includeSubDomains");
-    assert!(res.headers()["content-security-policy"].to_str().unwrap().contains("upgrade-insecure-requests"));
+    assert_eq!(
+        res.headers()["strict-transport-security"],
+        "max-age=63072000; includeSubDomains"
+    );
+    assert!(
+        res.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("upgrade-insecure-requests")
+    );
     let html = res.text().await.unwrap();
     assert!(html.contains("<link rel=\"canonical\" href=\"https://vantus.example.com/\">"));
     app.stop().await;
@@ -136,25 +231,61 @@ async fn production_adds_hsts(engine: Engine) {
 
 async fn request_ids_are_generated_or_propagated(engine: Engine) {
     let app = TestApp::spawn(engine).await;
-    let a = app.get("/").await.headers()["x-request-id"].to_str().unwrap().to_owned();
-    let b = app.get("/").await.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let a = app.get("/").await.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let b = app.get("/").await.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert_ne!(a, b);
     assert_eq!(a.len(), 36);
-    let res = app.client.get(app.url("/")).header("x-request-id", "lb-1234.abcd").send().await.unwrap();
+    let res = app
+        .client
+        .get(app.url("/"))
+        .header("x-request-id", "lb-1234.abcd")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.headers()["x-request-id"], "lb-1234.abcd");
-    let res = app.client.get(app.url("/")).header("x-request-id", "has spaces <and> junk").send().await.unwrap();
+    let res = app
+        .client
+        .get(app.url("/"))
+        .header("x-request-id", "has spaces <and> junk")
+        .send()
+        .await
+        .unwrap();
     assert_ne!(res.headers()["x-request-id"], "has spaces <and> junk");
     app.stop().await;
 }
 
 async fn oversized_bodies_and_wrong_methods_get_clear_errors(engine: Engine) {
     let app = TestApp::spawn(engine).await;
-    let res = app.client.post(app.url("/")).body(vec![b'x'; 65 * 1024]).send().await.unwrap();
+    let res = app
+        .client
+        .post(app.url("/"))
+        .body(vec![b'x'; 65 * 1024])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 413);
     let body: serde_json::Value = res.json().await.unwrap();
-    assert!(body["error"]["message"].as_str().unwrap().contains("64 KiB"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("64 KiB"),
+        "{body}"
+    );
 
-    let res = app.client.put(app.url("/work")).body("x").send().await.unwrap();
+    let res = app
+        .client
+        .put(app.url("/work"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 405);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"]["status"], 405);
@@ -169,9 +300,18 @@ async fn oversized_bodies_and_wrong_methods_get_clear_errors(engine: Engine) {
 async fn malformed_headers_are_refused_or_ignored_never_fatal(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     // Garbage in optional headers is ignored.
-    for (h, v) in [("if-none-match", "garbage, W/"), ("accept-encoding", ";;;q=banana,,br;q=x"), ("accept", "*/*;q=banana"), ("x-request-id", "")] {
+    for (h, v) in [
+        ("if-none-match", "garbage, W/"),
+        ("accept-encoding", ";;;q=banana,,br;q=x"),
+        ("accept", "*/*;q=banana"),
+        ("x-request-id", ""),
+    ] {
         let res = app.client.get(app.url("/")).header(h, v).send().await;
-        assert_eq!(res.map(|r| r.status().as_u16()).unwrap_or(0), 200, "{h}: {v}");
+        assert_eq!(
+            res.map(|r| r.status().as_u16()).unwrap_or(0),
+            200,
+            "{h}: {v}"
+        );
     }
     // A request line or header the HTTP parser cannot read is refused with 400.
     let addr = app.server().addr;
@@ -182,7 +322,8 @@ async fn malformed_headers_are_refused_or_ignored_never_fatal(engine: Engine) {
     ] {
         let status = tokio::task::spawn_blocking(move || {
             let mut s = std::net::TcpStream::connect(addr).unwrap();
-            s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+            s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
             s.write_all(raw.as_bytes()).unwrap();
             let mut buf = [0u8; 64];
             let n = s.read(&mut buf).unwrap_or(0);

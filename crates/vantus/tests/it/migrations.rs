@@ -26,8 +26,16 @@ async fn second_start_reuses_the_data(engine: Engine) {
         db
     };
     let again = TestApp::spawn_on(db, |_| {}).await;
-    assert_eq!(content_count(again.server().app.store.primary()).await, first_count, "seeding is idempotent");
-    assert_eq!(again.server().app.pages.generation(), generation, "nothing changed, so nothing is invalidated");
+    assert_eq!(
+        content_count(again.server().app.store.primary()).await,
+        first_count,
+        "seeding is idempotent"
+    );
+    assert_eq!(
+        again.server().app.pages.generation(),
+        generation,
+        "nothing changed, so nothing is invalidated"
+    );
     assert_eq!(again.get("/").await.status(), 200);
     again.stop().await;
 }
@@ -52,7 +60,9 @@ async fn concurrent_migrations_on_postgres_apply_once() {
         tasks.push(tokio::spawn(async move {
             let pool = store::connect(&cfg).await.unwrap();
             let out = migrate::migrate_then(&pool, async {
-                seed::seed_site_tenant(&pool, "default").await.map_err(|e| migrate::SetupError::Seed(e.to_string()))
+                seed::seed_site_tenant(&pool, "default")
+                    .await
+                    .map_err(|e| migrate::SetupError::Seed(e.to_string()))
             })
             .await;
             (pool, out)
@@ -83,7 +93,11 @@ async fn concurrent_migrations_on_postgres_apply_once() {
 async fn readyz_is_503_while_migrating() {
     let db = TestDb::create(Engine::Postgres).await;
     let mut lock = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    sqlx::query("SELECT pg_advisory_lock($1)").bind(0x7661_6e74_7573_6d67_i64).execute(&mut lock).await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(0x7661_6e74_7573_6d67_i64)
+        .execute(&mut lock)
+        .await
+        .unwrap();
 
     let env = base_env(&db);
     let process = ServeProcess::spawn_listening(&env).await;
@@ -96,14 +110,32 @@ async fn readyz_is_503_while_migrating() {
         if body["phase"] == "migrating" {
             break body;
         }
-        assert!(Instant::now() < deadline, "never reached the migrating phase: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "never reached the migrating phase: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(body["checks"][0]["detail"], "applying migrations");
-    assert_eq!(c.get(process.url("/healthz")).send().await.unwrap().status(), 200);
-    assert_eq!(c.get(process.url("/")).send().await.unwrap().status(), 503, "pages wait for readiness");
+    assert_eq!(
+        c.get(process.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        c.get(process.url("/")).send().await.unwrap().status(),
+        503,
+        "pages wait for readiness"
+    );
 
-    sqlx::query("SELECT pg_advisory_unlock($1)").bind(0x7661_6e74_7573_6d67_i64).execute(&mut lock).await.unwrap();
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(0x7661_6e74_7573_6d67_i64)
+        .execute(&mut lock)
+        .await
+        .unwrap();
     process.wait_ready(Duration::from_secs(20)).await;
     assert_eq!(c.get(process.url("/")).send().await.unwrap().status(), 200);
 }

@@ -9,12 +9,27 @@ const PAGES: &[(&str, &str)] = &[
     ("/services", "Services and packages · Vantus Systems"),
     ("/process", "How we work: seven phases · Vantus Systems"),
     ("/work", "Work · Vantus Systems"),
-    ("/work/shopify-erp-sync", "Shopify to ERP sync for a mid-market outdoor retailer · Vantus Systems"),
-    ("/work/fintech-analytics-dashboard", "A merchant analytics dashboard that agrees with the ledger · Vantus Systems"),
-    ("/work/healthcare-intake-portal", "An accessible patient intake portal for a physiotherapy group · Vantus Systems"),
+    (
+        "/work/shopify-erp-sync",
+        "Shopify to ERP sync for a mid-market outdoor retailer · Vantus Systems",
+    ),
+    (
+        "/work/fintech-analytics-dashboard",
+        "A merchant analytics dashboard that agrees with the ledger · Vantus Systems",
+    ),
+    (
+        "/work/healthcare-intake-portal",
+        "An accessible patient intake portal for a physiotherapy group · Vantus Systems",
+    ),
     ("/insights", "Insights · Vantus Systems"),
-    ("/insights/graphql-at-scale", "GraphQL at scale: the problems arrive in a predictable order · Vantus Systems"),
-    ("/insights/restore-drills", "Restore drills: a backup you have not restored is a rumour · Vantus Systems"),
+    (
+        "/insights/graphql-at-scale",
+        "GraphQL at scale: the problems arrive in a predictable order · Vantus Systems",
+    ),
+    (
+        "/insights/restore-drills",
+        "Restore drills: a backup you have not restored is a rumour · Vantus Systems",
+    ),
     ("/about", "About Vantus Systems"),
     ("/trust", "Trust center · Vantus Systems"),
     ("/contact", "Start a project · Vantus Systems"),
@@ -27,24 +42,46 @@ async fn every_page_answers_200_with_its_title(engine: Engine) {
     for (path, title) in PAGES {
         let res = app.get_html(path).await;
         assert_eq!(res.status(), 200, "{path}");
-        assert_eq!(res.headers()["content-type"], "text/html; charset=utf-8", "{path}");
+        assert_eq!(
+            res.headers()["content-type"],
+            "text/html; charset=utf-8",
+            "{path}"
+        );
         let html = res.text().await.unwrap();
         assert_eq!(title_of(&html), *title, "{path}");
         assert!(html.contains("<main id=\"main\""), "{path}: landmark");
         assert!(html.contains("<h1"), "{path}: heading");
-        assert!(!html.contains("<script"), "{path}: pages need no JavaScript");
+        assert!(
+            !html.contains("<script"),
+            "{path}: pages need no JavaScript"
+        );
     }
     app.stop().await;
 }
 
 async fn content_comes_from_the_database_sanitized(engine: Engine) {
     let app = TestApp::spawn(engine).await;
-    let html = app.get_html("/work/shopify-erp-sync").await.text().await.unwrap();
-    assert!(html.contains("<h2>The situation</h2>"), "Markdown is rendered");
-    assert!(html.contains("order sync lag at p99"), "case study results are shown");
+    let html = app
+        .get_html("/work/shopify-erp-sync")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("<h2>The situation</h2>"),
+        "Markdown is rendered"
+    );
+    assert!(
+        html.contains("order sync lag at p99"),
+        "case study results are shown"
+    );
     let home = app.get_html("/").await.text().await.unwrap();
     assert!(home.contains("Software your customers can rely on"));
-    assert_eq!(home.matches("class=\"card case-card\"").count(), 3, "home features three case studies");
+    assert_eq!(
+        home.matches("class=\"card case-card\"").count(),
+        3,
+        "home features three case studies"
+    );
     let html = app.get_html("/services").await.text().await.unwrap();
     assert!(html.contains("€6,500 flat"));
     let html = app.get_html("/process").await.text().await.unwrap();
@@ -54,12 +91,21 @@ async fn content_comes_from_the_database_sanitized(engine: Engine) {
 
 async fn unknown_slugs_and_routes_get_the_404_page(engine: Engine) {
     let app = TestApp::spawn(engine).await;
-    for path in ["/work/no-such-study", "/insights/nope", "/nope", "/work/..%2F..%2Fetc", "/work/UPPER"] {
+    for path in [
+        "/work/no-such-study",
+        "/insights/nope",
+        "/nope",
+        "/work/..%2F..%2Fetc",
+        "/work/UPPER",
+    ] {
         let res = app.get_html(path).await;
         assert_eq!(res.status(), 404, "{path}");
         let html = res.text().await.unwrap();
         assert!(html.contains("Page not found"), "{path}");
-        assert!(html.contains("<nav class=\"site-nav\""), "{path}: the 404 page has the site's layout");
+        assert!(
+            html.contains("<nav class=\"site-nav\""),
+            "{path}: the 404 page has the site's layout"
+        );
     }
     // Non-browsers get JSON.
     let res = app.get("/nope").await;
@@ -74,19 +120,34 @@ async fn sitemap_robots_and_feed(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     let res = app.get("/sitemap.xml").await;
     assert_eq!(res.status(), 200);
-    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("application/xml"));
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/xml")
+    );
     let xml = res.text().await.unwrap();
     assert!(xml.contains(&format!("<loc>{}/work/shopify-erp-sync</loc>", app.base)));
-    assert!(xml.contains(&format!("<loc>{}/insights/graphql-at-scale</loc>", app.base)));
+    assert!(xml.contains(&format!(
+        "<loc>{}/insights/graphql-at-scale</loc>",
+        app.base
+    )));
     assert!(xml.contains(&format!("<loc>{}/</loc>", app.base)));
     let robots = app.get("/robots.txt").await.text().await.unwrap();
     assert!(robots.contains(&format!("Sitemap: {}/sitemap.xml", app.base)));
     let res = app.get("/insights/feed.xml").await;
-    assert_eq!(res.headers()["content-type"], "application/atom+xml; charset=utf-8");
+    assert_eq!(
+        res.headers()["content-type"],
+        "application/atom+xml; charset=utf-8"
+    );
     let feed = res.text().await.unwrap();
     assert!(feed.starts_with("<?xml"));
     assert_eq!(feed.matches("<entry>").count(), 4);
-    assert!(feed.contains("<title>GraphQL at scale: the problems arrive in a predictable order</title>"));
+    assert!(
+        feed.contains(
+            "<title>GraphQL at scale: the problems arrive in a predictable order</title>"
+        )
+    );
     app.stop().await;
 }
 
@@ -94,7 +155,12 @@ async fn insights_pagination_validates_its_parameter(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     assert_eq!(app.get("/insights?page=1&utm_source=x").await.status(), 200);
     assert_eq!(app.get("/insights?page=9").await.status(), 404);
-    for bad in ["/insights?page=abc", "/insights?page=-1", "/insights?page=0", "/insights?page=99999999999999999999"] {
+    for bad in [
+        "/insights?page=abc",
+        "/insights?page=-1",
+        "/insights?page=0",
+        "/insights?page=99999999999999999999",
+    ] {
         let res = app.get(bad).await;
         assert_eq!(res.status(), 400, "{bad}");
         let body: serde_json::Value = res.json().await.unwrap();
@@ -123,7 +189,10 @@ async fn cached_pages_follow_content_changes(engine: Engine) {
     // Another process's write is noticed by the generation poll; this one asks directly.
     assert!(state.refresh_generation().await.unwrap());
     let after = app.get("/about").await.text().await.unwrap();
-    assert!(after.contains("Freshly edited"), "the cached page was retired");
+    assert!(
+        after.contains("Freshly edited"),
+        "the cached page was retired"
+    );
     assert!(title_of(&after).starts_with("About the studio"));
     app.stop().await;
 }

@@ -71,19 +71,34 @@ impl TestDb {
         match engine {
             Engine::Sqlite => {
                 let url = format!("sqlite://{}", dir.path().join("vantus.db").display());
-                Self { engine, url, dir, pg_name: None }
+                Self {
+                    engine,
+                    url,
+                    dir,
+                    pg_name: None,
+                }
             }
             Engine::Postgres => {
                 let name = format!("vantus_test_{}", uuid::Uuid::new_v4().simple());
                 pg_admin(&format!("CREATE DATABASE {name}")).await;
-                Self { engine, url: pg_url_for(&name), dir, pg_name: Some(name) }
+                Self {
+                    engine,
+                    url: pg_url_for(&name),
+                    dir,
+                    pg_name: Some(name),
+                }
             }
         }
     }
 
     /// A database the test manages itself (e.g. on its own cluster); nothing is dropped.
     pub fn external(url: String) -> Self {
-        Self { engine: Engine::Postgres, url, dir: tempfile::tempdir().expect("temp dir"), pg_name: None }
+        Self {
+            engine: Engine::Postgres,
+            url,
+            dir: tempfile::tempdir().expect("temp dir"),
+            pg_name: None,
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -112,7 +127,9 @@ impl Drop for TestDb {
                     .enable_all()
                     .build()
                     .expect("runtime")
-                    .block_on(pg_admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")));
+                    .block_on(pg_admin(&format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )));
             })
             .join();
         }
@@ -125,7 +142,10 @@ pub fn base_env(db: &TestDb) -> HashMap<String, String> {
     HashMap::from([
         ("VANTUS_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
         ("DATABASE_URL".to_owned(), db.url.clone()),
-        ("VANTUS_DATA_DIR".to_owned(), db.data_dir().display().to_string()),
+        (
+            "VANTUS_DATA_DIR".to_owned(),
+            db.data_dir().display().to_string(),
+        ),
         ("DATABASE_CONNECT_TIMEOUT".to_owned(), "5s".to_owned()),
         ("VANTUS_DRAIN_TIMEOUT".to_owned(), "10s".to_owned()),
         ("RUST_LOG".to_owned(), "warn".to_owned()),
@@ -145,7 +165,10 @@ impl TestApp {
     }
 
     /// Starts a server; `adjust` may change its environment first.
-    pub async fn spawn_with(engine: Engine, adjust: impl FnOnce(&mut HashMap<String, String>)) -> Self {
+    pub async fn spawn_with(
+        engine: Engine,
+        adjust: impl FnOnce(&mut HashMap<String, String>),
+    ) -> Self {
         let db = TestDb::create(engine).await;
         Self::spawn_on(db, adjust).await
     }
@@ -156,7 +179,12 @@ impl TestApp {
         let config = Config::load(&env, &Overrides::default()).expect("test config is valid");
         let server = server::start(config).await.expect("server starts");
         let base = format!("http://{}", server.addr);
-        Self { server: Some(server), base, client: client(), db }
+        Self {
+            server: Some(server),
+            base,
+            client: client(),
+            db,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -164,7 +192,11 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.expect("request is answered")
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request is answered")
     }
 
     /// GET with an `Accept: text/html` header, as a browser sends.
@@ -201,7 +233,10 @@ pub fn client() -> reqwest::Client {
 /// The `<title>` of an HTML document.
 pub fn title_of(html: &str) -> String {
     let start = html.find("<title>").map(|i| i + 7).unwrap_or(0);
-    let end = html[start..].find("</title>").map(|i| i + start).unwrap_or(start);
+    let end = html[start..]
+        .find("</title>")
+        .map(|i| i + start)
+        .unwrap_or(start);
     html[start..end].to_owned()
 }
 
@@ -247,10 +282,13 @@ impl ServeProcess {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(env)
             // The harness finds the address in the "listening" line, logged at info.
-            .env("RUST_LOG", match env.get("RUST_LOG").map(String::as_str) {
-                None | Some("warn") => "info",
-                Some(other) => other,
-            })
+            .env(
+                "RUST_LOG",
+                match env.get("RUST_LOG").map(String::as_str) {
+                    None | Some("warn") => "info",
+                    Some(other) => other,
+                },
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("vantus serve spawns");
@@ -260,7 +298,10 @@ impl ServeProcess {
             let logs = logs.clone();
             std::thread::spawn(move || {
                 use std::io::BufRead;
-                for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                for line in std::io::BufReader::new(stdout)
+                    .lines()
+                    .map_while(Result::ok)
+                {
                     logs.lock().unwrap().push(line);
                 }
             });
@@ -280,7 +321,10 @@ impl ServeProcess {
                 child.stderr.take().map(|mut e| e.read_to_string(&mut err));
                 panic!("vantus serve exited with {status} before listening: {err}");
             }
-            assert!(Instant::now() < deadline, "vantus serve did not start listening");
+            assert!(
+                Instant::now() < deadline,
+                "vantus serve did not start listening"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         Self { child, addr, logs }
@@ -294,12 +338,15 @@ impl ServeProcess {
         let deadline = Instant::now() + within;
         let c = client();
         loop {
-            if let Ok(r) = c.get(self.url("/readyz")).send().await {
-                if r.status() == 200 {
-                    return;
-                }
+            if let Ok(r) = c.get(self.url("/readyz")).send().await
+                && r.status() == 200
+            {
+                return;
             }
-            assert!(Instant::now() < deadline, "vantus serve did not become ready");
+            assert!(
+                Instant::now() < deadline,
+                "vantus serve did not become ready"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -23,7 +23,11 @@ fn bin_dir() -> PathBuf {
         return PathBuf::from(p);
     }
     let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
         .unwrap_or_default();
     candidates.retain(|p| p.join("pg_ctl").exists());
     candidates.sort_by_key(|p| {
@@ -40,7 +44,9 @@ fn bin_dir() -> PathBuf {
 
 pub fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 fn free_port() -> u16 {
@@ -93,13 +99,32 @@ impl PgCluster {
         let dir = owned_temp_dir();
         let data = dir.path().join("data");
         let data_s = data.display().to_string();
-        run(&bin, "initdb", &["-D", &data_s, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+        run(
+            &bin,
+            "initdb",
+            &[
+                "-D",
+                &data_s,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
         let conf = format!(
             "\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nfsync = off\nwal_level = replica\nmax_wal_senders = 5\nwal_keep_size = '64MB'\n",
             dir.path().display()
         );
         append(&data.join("postgresql.conf"), &conf);
-        let mut c = Self { port: free_port(), data, bin, dir, running: false };
+        let mut c = Self {
+            port: free_port(),
+            data,
+            bin,
+            dir,
+            running: false,
+        };
         c.start();
         c
     }
@@ -111,14 +136,38 @@ impl PgCluster {
         let data = dir.path().join("data");
         let data_s = data.display().to_string();
         let port_s = primary.port.to_string();
-        run(&bin, "pg_basebackup", &[
-            "-h", "127.0.0.1", "-p", &port_s, "-U", "postgres", "-D", &data_s, "-R", "-X", "stream", "--no-sync",
-        ]);
+        run(
+            &bin,
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port_s,
+                "-U",
+                "postgres",
+                "-D",
+                &data_s,
+                "-R",
+                "-X",
+                "stream",
+                "--no-sync",
+            ],
+        );
         append(
             &data.join("postgresql.conf"),
-            &format!("\nunix_socket_directories = '{}'\nhot_standby = on\n", dir.path().display()),
+            &format!(
+                "\nunix_socket_directories = '{}'\nhot_standby = on\n",
+                dir.path().display()
+            ),
         );
-        let mut c = Self { port: free_port(), data, bin, dir, running: false };
+        let mut c = Self {
+            port: free_port(),
+            data,
+            bin,
+            dir,
+            running: false,
+        };
         c.start();
         c
     }
@@ -127,7 +176,11 @@ impl PgCluster {
         let data_s = self.data.display().to_string();
         let log = self.dir.path().join("server.log").display().to_string();
         let opts = format!("-p {}", self.port);
-        run(&self.bin, "pg_ctl", &["start", "-w", "-D", &data_s, "-l", &log, "-o", &opts]);
+        run(
+            &self.bin,
+            "pg_ctl",
+            &["start", "-w", "-D", &data_s, "-l", &log, "-o", &opts],
+        );
         self.running = true;
     }
 
@@ -135,7 +188,11 @@ impl PgCluster {
     pub fn kill(&mut self) {
         if self.running {
             let data_s = self.data.display().to_string();
-            run(&self.bin, "pg_ctl", &["stop", "-w", "-D", &data_s, "-m", "immediate"]);
+            run(
+                &self.bin,
+                "pg_ctl",
+                &["stop", "-w", "-D", &data_s, "-m", "immediate"],
+            );
             self.running = false;
         }
     }
@@ -147,7 +204,10 @@ impl PgCluster {
 
 fn append(path: &Path, text: &str) {
     use std::io::Write;
-    let mut f = std::fs::OpenOptions::new().append(true).open(path).expect("config file");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .expect("config file");
     f.write_all(text.as_bytes()).expect("config written");
 }
 
@@ -156,7 +216,11 @@ impl Drop for PgCluster {
         if self.running {
             let data_s = self.data.display().to_string();
             let _ = std::panic::catch_unwind(|| {
-                run(&self.bin, "pg_ctl", &["stop", "-w", "-D", &data_s, "-m", "fast"])
+                run(
+                    &self.bin,
+                    "pg_ctl",
+                    &["stop", "-w", "-D", &data_s, "-m", "fast"],
+                )
             });
         }
     }
