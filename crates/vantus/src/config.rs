@@ -70,6 +70,44 @@ settings! {
         "On SIGTERM, how long in-flight requests may take to finish before the process exits.";
     "VANTUS_BODY_LIMIT", "http.body_limit", "64KiB", false,
         "Largest accepted request body (B, KiB, MiB).";
+    "VANTUS_TRUSTED_PROXIES", "http.trusted_proxies", "(none)", false,
+        "Comma-separated CIDRs of load balancers whose X-Forwarded-For is believed, e.g. 10.0.0.0/8.";
+    "VANTUS_BACKUP_TO", "backup.to", "(none)", false,
+        "Where backups go: a local folder or s3://bucket/prefix. Used by `vantus backup` and the schedule.";
+    "VANTUS_BACKUP_SCHEDULE", "backup.schedule", "(none)", false,
+        "Cron expression for backups made by `serve`, e.g. `0 3 * * *` (UTC). One replica runs each.";
+    "VANTUS_BACKUP_KEEP_DAILY", "backup.keep_daily", "7", false,
+        "Scheduled backups keep the newest backup of each of this many days.";
+    "VANTUS_BACKUP_KEEP_WEEKLY", "backup.keep_weekly", "4", false,
+        "...and of each of this many ISO weeks.";
+    "VANTUS_BACKUP_PASSPHRASE", "backup.passphrase", "(none)", true,
+        "Encrypts backups at rest (age, scrypt). Needed again to restore: keep it outside the backups.";
+    "VANTUS_RESTORE_DRILL_SCHEDULE", "backup.drill_schedule", "(none)", false,
+        "Cron expression for restore drills: the newest backup is restored into a scratch database and checked.";
+    "S3_ENDPOINT", "s3.endpoint", "(AWS)", false,
+        "S3-compatible endpoint URL, e.g. http://seaweedfs:8333. Unset means AWS S3.";
+    "S3_REGION", "s3.region", "us-east-1", false,
+        "Region for S3 request signing.";
+    "S3_BUCKET", "s3.bucket", "(none)", false,
+        "Bucket for media; backups name theirs in VANTUS_BACKUP_TO.";
+    "S3_ACCESS_KEY_ID", "s3.access_key_id", "(none)", true,
+        "S3 access key id.";
+    "S3_SECRET_ACCESS_KEY", "s3.secret_access_key", "(none)", true,
+        "S3 secret access key.";
+    "REDIS_URL", "redis.url", "(none)", true,
+        "redis://host:6379/0 for shared rate limits and sessions across replicas.";
+    "VANTUS_METRICS_LISTEN", "metrics.listen", "(none)", false,
+        "Serve Prometheus /metrics on this separate address, e.g. 0.0.0.0:9090.";
+    "VANTUS_METRICS_TOKEN", "metrics.token", "(none)", true,
+        "Instead (or as well): serve /metrics on the main port to requests bearing this token.";
+    "OTEL_EXPORTER_OTLP_ENDPOINT", "telemetry.otlp_endpoint", "(none)", false,
+        "OTLP/HTTP collector base URL, e.g. http://otel-collector:4318; traces are exported there.";
+    "OTEL_SERVICE_NAME", "telemetry.service_name", "vantus", false,
+        "Service name on exported traces.";
+    "SENTRY_DSN", "telemetry.sentry_dsn", "(none)", true,
+        "Report errors and panics to Sentry (no personal data is sent).";
+    "VANTUS_LOG_SHIPPING", "log.shipping", "(none)", false,
+        "Names the pipeline that ships stdout logs off the host (e.g. vector, fluent-bit, journald); doctor checks it is declared.";
     "RUST_LOG", "log.filter", "info", false,
         "Log filter, e.g. `info` or `vantus=debug,sqlx=warn`.";
     "VANTUS_LOG_FORMAT", "log.format", "json", false,
@@ -205,6 +243,158 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     pub drain_timeout: Duration,
     pub body_limit: usize,
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+/// An address range such as `10.0.0.0/8` or `::1/128`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Option<Self> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a.parse::<IpAddr>().ok()?, p.parse::<u8>().ok()?),
+            None => {
+                let a = s.parse::<IpAddr>().ok()?;
+                (a, if a.is_ipv4() { 32 } else { 128 })
+            }
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        (prefix <= max).then_some(Self { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+
+    /// `0.0.0.0/0` or `::/0`: every address.
+    pub fn is_everything(&self) -> bool {
+        self.prefix == 0
+    }
+}
+
+/// Where backups are written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BackupLocation {
+    Local(PathBuf),
+    S3 { bucket: String, prefix: String },
+}
+
+impl BackupLocation {
+    pub fn parse(setting: &'static str, raw: &str) -> Result<Self, ConfigError> {
+        let raw = raw.trim();
+        if let Some(rest) = raw.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(ConfigError::new(
+                    setting,
+                    "an s3:// location needs a bucket, e.g. s3://backups/vantus",
+                ));
+            }
+            return Ok(BackupLocation::S3 {
+                bucket: bucket.to_owned(),
+                prefix: prefix.trim_matches('/').to_owned(),
+            });
+        }
+        if raw.contains("://") {
+            return Err(ConfigError::new(
+                setting,
+                format!("\"{raw}\" is neither a local path nor an s3:// URL"),
+            ));
+        }
+        if raw.is_empty() {
+            return Err(ConfigError::new(setting, "must not be empty"));
+        }
+        Ok(BackupLocation::Local(PathBuf::from(raw)))
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            BackupLocation::Local(p) => p.display().to_string(),
+            BackupLocation::S3 { bucket, prefix } if prefix.is_empty() => format!("s3://{bucket}"),
+            BackupLocation::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
+/// A cron schedule with the text it was written as.
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    pub expression: String,
+    pub cron: cron::Schedule,
+}
+
+impl Schedule {
+    /// Accepts the usual five fields (minute hour day month weekday) or six with seconds first.
+    pub fn parse(setting: &'static str, raw: &str) -> Result<Self, ConfigError> {
+        let expression = raw.trim().to_owned();
+        let fields = expression.split_whitespace().count();
+        let full = match fields {
+            5 => format!("0 {expression}"),
+            6 | 7 => expression.clone(),
+            _ => {
+                return Err(ConfigError::new(
+                    setting,
+                    format!(
+                        "\"{expression}\" is not a cron expression (five fields: minute hour day month weekday, e.g. \"0 3 * * *\")"
+                    ),
+                ));
+            }
+        };
+        let cron = full.parse::<cron::Schedule>().map_err(|e| {
+            ConfigError::new(
+                setting,
+                format!("\"{expression}\" is not a valid cron expression: {e}"),
+            )
+        })?;
+        Ok(Self { expression, cron })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct BackupConfig {
+    pub to: Option<BackupLocation>,
+    pub schedule: Option<Schedule>,
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+    pub passphrase: Option<SecretString>,
+    pub drill_schedule: Option<Schedule>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct S3Config {
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub bucket: Option<String>,
+    pub access_key_id: Option<SecretString>,
+    pub secret_access_key: Option<SecretString>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TelemetryConfig {
+    pub metrics_listen: Option<SocketAddr>,
+    pub metrics_token: Option<SecretString>,
+    pub otlp_endpoint: Option<Url>,
+    pub service_name: String,
+    pub sentry_dsn: Option<SecretString>,
+    pub log_shipping: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -244,6 +434,10 @@ pub struct Config {
     pub site_tenant: String,
     pub http: HttpConfig,
     pub log: LogConfig,
+    pub backup: BackupConfig,
+    pub s3: S3Config,
+    pub telemetry: TelemetryConfig,
+    pub redis_url: Option<SecretString>,
     /// Problems that do not stop a development start; logged once telemetry is up.
     pub warnings: Vec<String>,
 }
@@ -387,10 +581,140 @@ impl Config {
             ));
         }
 
+        let trusted_proxies = match src.get("VANTUS_TRUSTED_PROXIES")? {
+            None => Vec::new(),
+            Some(raw) => raw
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    if s == "*" {
+                        return Ok(Cidr {
+                            addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                            prefix: 0,
+                        });
+                    }
+                    Cidr::parse(s).ok_or_else(|| {
+                        ConfigError::new(
+                            "VANTUS_TRUSTED_PROXIES",
+                            format!("\"{s}\" is not an address range such as 10.0.0.0/8"),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
         let http = HttpConfig {
             request_timeout: parse_duration(&src, "VANTUS_REQUEST_TIMEOUT", "15s")?,
             drain_timeout: parse_duration(&src, "VANTUS_DRAIN_TIMEOUT", "25s")?,
             body_limit: parse_size(&src, "VANTUS_BODY_LIMIT", "64KiB")?,
+            trusted_proxies,
+        };
+
+        let schedule = |name: &'static str| -> Result<Option<Schedule>, ConfigError> {
+            src.get(name)?
+                .map(|raw| Schedule::parse(name, &raw))
+                .transpose()
+        };
+        let backup = BackupConfig {
+            to: src
+                .get("VANTUS_BACKUP_TO")?
+                .map(|raw| BackupLocation::parse("VANTUS_BACKUP_TO", &raw))
+                .transpose()?,
+            schedule: schedule("VANTUS_BACKUP_SCHEDULE")?,
+            keep_daily: parse_number(&src, "VANTUS_BACKUP_KEEP_DAILY", 7, 0, 3650)? as u32,
+            keep_weekly: parse_number(&src, "VANTUS_BACKUP_KEEP_WEEKLY", 4, 0, 520)? as u32,
+            passphrase: src.get("VANTUS_BACKUP_PASSPHRASE")?.map(SecretString::from),
+            drill_schedule: schedule("VANTUS_RESTORE_DRILL_SCHEDULE")?,
+        };
+        if backup.schedule.is_some() && backup.to.is_none() {
+            return Err(ConfigError::new(
+                "VANTUS_BACKUP_TO",
+                "is required when VANTUS_BACKUP_SCHEDULE is set: say where scheduled backups go",
+            ));
+        }
+        if let Some(p) = &backup.passphrase
+            && p.expose_secret().chars().count() < 12
+        {
+            return Err(ConfigError::new(
+                "VANTUS_BACKUP_PASSPHRASE",
+                "is too short (at least 12 characters; a generated one is better)",
+            ));
+        }
+        let s3 = S3Config {
+            endpoint: src.get("S3_ENDPOINT")?,
+            region: src.get("S3_REGION")?.unwrap_or_else(|| "us-east-1".into()),
+            bucket: src.get("S3_BUCKET")?,
+            access_key_id: src.get("S3_ACCESS_KEY_ID")?.map(SecretString::from),
+            secret_access_key: src.get("S3_SECRET_ACCESS_KEY")?.map(SecretString::from),
+        };
+        if let Some(endpoint) = &s3.endpoint
+            && Url::parse(endpoint).is_err()
+        {
+            return Err(ConfigError::new(
+                "S3_ENDPOINT",
+                format!("\"{endpoint}\" is not a URL"),
+            ));
+        }
+        let telemetry = TelemetryConfig {
+            metrics_listen: src
+                .get("VANTUS_METRICS_LISTEN")?
+                .map(|raw| {
+                    raw.trim().parse::<SocketAddr>().map_err(|_| {
+                        ConfigError::new(
+                            "VANTUS_METRICS_LISTEN",
+                            format!("\"{raw}\" is not an address and port such as 0.0.0.0:9090"),
+                        )
+                    })
+                })
+                .transpose()?,
+            metrics_token: match src.get("VANTUS_METRICS_TOKEN")? {
+                Some(t) if t.len() < 16 => {
+                    return Err(ConfigError::new(
+                        "VANTUS_METRICS_TOKEN",
+                        "is too short (at least 16 characters)",
+                    ));
+                }
+                other => other.map(SecretString::from),
+            },
+            otlp_endpoint: src
+                .get("OTEL_EXPORTER_OTLP_ENDPOINT")?
+                .map(|raw| {
+                    Url::parse(raw.trim()).map_err(|e| {
+                        ConfigError::new(
+                            "OTEL_EXPORTER_OTLP_ENDPOINT",
+                            format!("\"{raw}\" is not a URL ({e})"),
+                        )
+                    })
+                })
+                .transpose()?,
+            service_name: src
+                .get("OTEL_SERVICE_NAME")?
+                .unwrap_or_else(|| "vantus".into()),
+            sentry_dsn: match src.get("SENTRY_DSN")? {
+                Some(dsn) => {
+                    if dsn.parse::<sentry::types::Dsn>().is_err() {
+                        return Err(ConfigError::new(
+                            "SENTRY_DSN",
+                            "is not a Sentry DSN (https://<key>@<host>/<project>)",
+                        ));
+                    }
+                    Some(SecretString::from(dsn))
+                }
+                None => None,
+            },
+            log_shipping: src.get("VANTUS_LOG_SHIPPING")?,
+        };
+        let redis_url = match src.get("REDIS_URL")? {
+            Some(raw) => {
+                if !(raw.starts_with("redis://") || raw.starts_with("rediss://")) {
+                    return Err(ConfigError::new(
+                        "REDIS_URL",
+                        "must start with redis:// or rediss://",
+                    ));
+                }
+                Some(SecretString::from(raw))
+            }
+            None => None,
         };
 
         let filter = src.get("RUST_LOG")?.unwrap_or_else(|| "info".into());
@@ -428,6 +752,10 @@ impl Config {
             site_tenant,
             http,
             log: LogConfig { filter, format },
+            backup,
+            s3,
+            telemetry,
+            redis_url,
             warnings,
         })
     }
@@ -763,6 +1091,14 @@ mod tests {
             ("VANTUS_LOG_FORMAT", "xml"),
             ("VANTUS_SITE_TENANT", "Not A Slug"),
             ("VANTUS_PUBLIC_URL", "ftp://x"),
+            ("VANTUS_TRUSTED_PROXIES", "10.0.0.0/99"),
+            ("VANTUS_BACKUP_SCHEDULE", "every night"),
+            ("VANTUS_BACKUP_TO", "ftp://host/x"),
+            ("VANTUS_BACKUP_PASSPHRASE", "short"),
+            ("VANTUS_METRICS_LISTEN", "9090"),
+            ("SENTRY_DSN", "not-a-dsn"),
+            ("REDIS_URL", "localhost:6379"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector"),
         ] {
             let e = load(&[(k, v)]).unwrap_err();
             assert_eq!(e.setting, k, "{e}");
@@ -794,6 +1130,34 @@ mod tests {
         std::fs::write(&toml_file, "lisen = \"x\"\n").unwrap();
         let e = load(&[("VANTUS_CONFIG", toml_file.to_str().unwrap())]).unwrap_err();
         assert!(e.problem.contains("unknown setting \"lisen\""), "{e}");
+    }
+
+    #[test]
+    fn cidrs_and_schedules() {
+        let net = Cidr::parse("10.1.0.0/16").unwrap();
+        assert!(net.contains("10.1.200.3".parse().unwrap()));
+        assert!(!net.contains("10.2.0.1".parse().unwrap()));
+        assert!(Cidr::parse("::/0").unwrap().is_everything());
+        assert!(
+            Cidr::parse("fd00::/8")
+                .unwrap()
+                .contains("fd12::1".parse().unwrap())
+        );
+        assert!(Schedule::parse("X", "0 3 * * *").is_ok());
+        assert!(Schedule::parse("X", "*/2 * * * * *").is_ok());
+        let e = load(&[("VANTUS_BACKUP_SCHEDULE", "0 3 * * *")]).unwrap_err();
+        assert_eq!(
+            e.setting, "VANTUS_BACKUP_TO",
+            "a schedule needs a destination"
+        );
+        let c = load(&[("VANTUS_BACKUP_TO", "s3://bucket/nightly/")]).unwrap();
+        assert_eq!(
+            c.backup.to,
+            Some(BackupLocation::S3 {
+                bucket: "bucket".into(),
+                prefix: "nightly".into()
+            })
+        );
     }
 
     #[test]

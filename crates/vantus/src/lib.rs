@@ -6,12 +6,15 @@
 #[macro_use]
 pub mod store;
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod content;
 pub mod health;
 pub mod http;
+pub mod jobs;
 pub mod lifecycle;
+pub mod ops;
 pub mod secrets;
 pub mod server;
 pub mod site;

@@ -29,10 +29,12 @@ use tower::{Service, ServiceExt};
 use crate::config::{Config, ConfigError, DatabaseConfig};
 use crate::content::seed::{self, SeedSetupError};
 use crate::health::{self, HealthState};
+use crate::jobs::Scheduler;
 use crate::lifecycle::{Lifecycle, Phase};
 use crate::state::App;
 use crate::store::migrate::{self, SetupError};
 use crate::store::{self, ConnectError, Db, ReplicaSet, Store};
+use crate::telemetry::metrics;
 use crate::{content, http, secrets, site};
 
 /// How often each process checks the database for content changed elsewhere.
@@ -109,6 +111,7 @@ impl Service<Request<Body>> for ReadySwitch {
 
 /// Binds, migrates, seeds and returns once the server is ready.
 pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
+    crate::telemetry::install_crypto_provider();
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -131,17 +134,44 @@ pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
     let lifecycle = Arc::new(Lifecycle::default());
     let app_cell: Arc<OnceLock<App>> = Arc::new(OnceLock::new());
     let routes: Arc<OnceLock<Router>> = Arc::new(OnceLock::new());
-    let outer = Router::new()
+    let mut outer = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .with_state(HealthState {
             lifecycle: lifecycle.clone(),
             app: app_cell.clone(),
-        })
-        .fallback_service(ReadySwitch(routes.clone()));
+        });
+    if let Some(token) = config.telemetry.metrics_token.clone() {
+        outer = outer.merge(
+            Router::new()
+                .route("/metrics", get(metrics::serve_with_token))
+                .with_state((app_cell.clone(), token)),
+        );
+    }
+    let outer = outer.fallback_service(ReadySwitch(routes.clone()));
     let outer = http::with_standard_layers(outer, &config);
 
     let stop = CancellationToken::new();
+    metrics::handle();
+    if let Some(metrics_addr) = config.telemetry.metrics_listen {
+        let listener =
+            TcpListener::bind(metrics_addr)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: metrics_addr,
+                    source,
+                })?;
+        let router = Router::new()
+            .route("/metrics", get(metrics::serve_private))
+            .with_state(app_cell.clone());
+        let stop = stop.clone();
+        tracing::info!(addr = %metrics_addr, "metrics listening");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+        });
+    }
     let serve = {
         let stop = stop.clone();
         tokio::spawn(async move {
@@ -170,9 +200,14 @@ pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
     };
 
     let _ = app_cell.set(app.clone());
-    let _ = routes.set(site::routes().with_state(app.clone()));
+    let _ = routes.set(
+        site::routes()
+            .merge(fault_injection_routes())
+            .route_layer(axum::middleware::from_fn(metrics::remember_route))
+            .with_state(app.clone()),
+    );
     lifecycle.set(Phase::Ready);
-    spawn_background(&app, &stop);
+    spawn_background(&app, &stop).await;
     Ok(RunningServer {
         addr,
         app,
@@ -252,7 +287,44 @@ pub async fn connect_with_retry(cfg: &DatabaseConfig) -> Result<Db, ConnectError
     }
 }
 
-fn spawn_background(app: &App, stop: &CancellationToken) {
+/// Routes that fail on purpose, for tests of panic containment and error reporting. Compiled
+/// only with the `fault-injection` feature; release builds do not have them.
+#[cfg(feature = "fault-injection")]
+fn fault_injection_routes() -> Router<App> {
+    Router::new().route(
+        "/__fault/panic",
+        get(|| async {
+            panic!("fault injection: a handler panicked");
+            #[allow(unreachable_code)]
+            ""
+        }),
+    )
+}
+
+#[cfg(not(feature = "fault-injection"))]
+fn fault_injection_routes() -> Router<App> {
+    Router::new()
+}
+
+/// A name for this process in job records: host and pid.
+fn instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+async fn spawn_background(app: &App, stop: &CancellationToken) {
+    if let Ok(Some(at)) = crate::jobs::last_success(app.store.primary(), crate::jobs::BACKUP).await
+    {
+        metrics::backup_succeeded(at);
+    }
+    let instance = instance_name();
+    let mut scheduler = Scheduler::new(app.store.primary().clone(), instance.clone());
+    crate::ops::scheduled::register(&mut scheduler, app, &instance);
+    if !scheduler.is_empty() {
+        scheduler.spawn(stop.clone());
+    }
     {
         let app = app.clone();
         let stop = stop.clone();

@@ -2,9 +2,8 @@ use clap::Args;
 
 use super::{CliError, load_config};
 use crate::content::seed;
+use crate::store;
 use crate::store::migrate::{self, SetupError};
-use crate::store::{self, ConnectError};
-use crate::telemetry::{self, LogTarget};
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
@@ -13,22 +12,13 @@ pub struct MigrateArgs {
     pub status: bool,
 }
 
-fn connect_error(e: ConnectError) -> CliError {
-    match e {
-        ConnectError::Config(c) => CliError::Config(c),
-        other => CliError::Failed(other.to_string()),
-    }
-}
-
 pub async fn run(
     config_file: &Option<std::path::PathBuf>,
     args: MigrateArgs,
 ) -> Result<(), CliError> {
     let config = load_config(config_file, None)?;
-    let _logs = telemetry::init(&config.log, LogTarget::Stderr);
-    let db = store::connect(&config.database)
-        .await
-        .map_err(connect_error)?;
+    let _logs = super::command_telemetry(&config);
+    let db = store::connect(&config.database).await?;
     let failed = |e: &dyn std::fmt::Display| CliError::Failed(e.to_string());
 
     if args.status {

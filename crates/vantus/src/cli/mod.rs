@@ -1,10 +1,16 @@
 //! Command-line interface: parsing and dispatch only. Each subcommand lives in its own file
 //! and calls into the library.
 
+mod backup;
+mod db;
+mod doctor;
 mod healthcheck;
 mod migrate;
+mod restore;
 mod serve;
 mod version;
+
+pub use version::GIT_SHA;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +51,18 @@ pub enum Command {
     /// Probe /readyz of a running server; exit 0 when ready, 1 otherwise (for container
     /// HEALTHCHECKs without curl).
     Healthcheck(healthcheck::HealthcheckArgs),
+    /// Write a verified, compressed (optionally encrypted) backup of every table, and media.
+    #[command(after_long_help = settings_help())]
+    Backup(backup::BackupArgs),
+    /// Restore a backup into an empty database (or check it: --verify-only).
+    #[command(after_long_help = settings_help())]
+    Restore(restore::RestoreArgs),
+    /// Database engine tools: `db copy` between SQLite and PostgreSQL.
+    #[command(subcommand)]
+    Db(db::DbCommand),
+    /// Audit this deployment's production readiness; exit 1 if anything is critical.
+    #[command(after_long_help = settings_help())]
+    Doctor(doctor::DoctorArgs),
     /// Print the version and build information.
     Version(version::VersionArgs),
 }
@@ -79,6 +97,34 @@ impl CliError {
     }
 }
 
+impl From<crate::ops::OpsError> for CliError {
+    fn from(e: crate::ops::OpsError) -> Self {
+        match e {
+            crate::ops::OpsError::Config(c) => CliError::Config(c),
+            other => CliError::Failed(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::store::ConnectError> for CliError {
+    fn from(e: crate::store::ConnectError) -> Self {
+        match e {
+            crate::store::ConnectError::Config(c) => CliError::Config(c),
+            other => CliError::Failed(other.to_string()),
+        }
+    }
+}
+
+/// Starts logging for a command: JSON on stderr (stdout carries the command's own output).
+fn command_telemetry(config: &Config) -> crate::telemetry::TelemetryGuard {
+    crate::telemetry::init(
+        &config.log,
+        &config.telemetry,
+        config.env,
+        crate::telemetry::LogTarget::Stderr,
+    )
+}
+
 /// Loads and validates the configuration; the CLI's one entry to settings.
 fn load_config(cli_config: &Option<PathBuf>, listen: Option<String>) -> Result<Config, CliError> {
     Ok(Config::from_env(&Overrides {
@@ -92,6 +138,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Serve(args) => serve::run(&cli.config, args).await,
         Command::Migrate(args) => migrate::run(&cli.config, args).await,
         Command::Healthcheck(args) => healthcheck::run(args).await,
+        Command::Backup(args) => backup::run(&cli.config, args).await,
+        Command::Restore(args) => restore::run(&cli.config, args).await,
+        Command::Db(cmd) => db::run(&cli.config, cmd).await,
+        Command::Doctor(args) => doctor::run(&cli.config, args).await,
         Command::Version(args) => version::run(args),
     }
 }

@@ -16,7 +16,12 @@ pub async fn run(
     args: ServeArgs,
 ) -> Result<(), CliError> {
     let config = load_config(config_file, args.listen)?;
-    let _logs = telemetry::init(&config.log, LogTarget::Stdout);
+    let _logs = telemetry::init(
+        &config.log,
+        &config.telemetry,
+        config.env,
+        LogTarget::Stdout,
+    );
     match server::run(config).await {
         Ok(()) | Err(StartError::Interrupted) => Ok(()),
         Err(StartError::Config(e)) => Err(CliError::Config(e)),

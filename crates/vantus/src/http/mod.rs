@@ -31,6 +31,7 @@ pub fn with_standard_layers(router: Router, config: &Config) -> Router {
     router.layer(
         ServiceBuilder::new()
             .layer(from_fn(observe::observe))
+            .layer(from_fn(crate::telemetry::metrics::record))
             .layer(from_fn_with_state(
                 security_headers::SecurityHeaders::new(config.is_production()),
                 security_headers::apply,

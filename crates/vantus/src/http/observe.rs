@@ -29,25 +29,70 @@ fn incoming_id(headers: &HeaderMap) -> Option<String> {
     ok.then(|| v.to_owned())
 }
 
+/// Reads W3C trace context from request headers.
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+/// Joins the caller's trace (if any) and returns this request's trace id, when traces are
+/// exported.
+fn link_trace(span: &tracing::Span, headers: &HeaderMap) -> Option<String> {
+    if !crate::telemetry::traces_enabled() {
+        return None;
+    }
+    use opentelemetry::trace::{TraceContextExt, TraceId};
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let parent =
+        opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
+    let _ = span.set_parent(parent);
+    let trace_id = span.context().span().span_context().trace_id();
+    (trace_id != TraceId::INVALID).then(|| trace_id.to_string())
+}
+
 pub async fn observe(mut req: Request<Body>, next: Next) -> Response {
     let started = Instant::now();
     let id = incoming_id(req.headers()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let span = tracing::info_span!("request", request_id = %id);
+    let span = tracing::info_span!("request", request_id = %id, method = %method, path = %path, trace_id = tracing::field::Empty);
+    let trace_id = link_trace(&span, req.headers());
+    if let Some(t) = &trace_id {
+        span.record("trace_id", t.as_str());
+    }
 
-    let mut res = next.run(req).instrument(span).await;
+    let handled = next.run(req).instrument(span);
+    let mut res = if crate::telemetry::errors_enabled() {
+        // A hub per request, so an error or panic report carries this request's tags only.
+        use sentry::SentryFutureExt;
+        let hub = std::sync::Arc::new(sentry::Hub::new_from_top(sentry::Hub::current()));
+        hub.configure_scope(|scope| {
+            scope.set_tag("request_id", &id);
+            scope.set_tag("method", method.as_str());
+            scope.set_tag("path", &path);
+        });
+        handled.bind_hub(hub).await
+    } else {
+        handled.await
+    };
 
     let status = res.status().as_u16();
     let latency_ms = (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
+    let trace_id = trace_id.unwrap_or_default();
     if status >= 500 {
-        tracing::error!(request_id = %id, method = %method, path = %path, status, latency_ms, "request");
+        tracing::warn!(request_id = %id, method = %method, path = %path, status, latency_ms, trace_id, "request");
     } else {
-        tracing::info!(request_id = %id, method = %method, path = %path, status, latency_ms, "request");
+        tracing::info!(request_id = %id, method = %method, path = %path, status, latency_ms, trace_id, "request");
     }
     res
 }

@@ -71,7 +71,9 @@ pub enum ArchiveError {
         #[source]
         source: io::Error,
     },
-    #[error("the archive is encrypted: set VANTUS_BACKUP_PASSPHRASE (or VANTUS_BACKUP_PASSPHRASE_FILE)")]
+    #[error(
+        "the archive is encrypted: set VANTUS_BACKUP_PASSPHRASE (or VANTUS_BACKUP_PASSPHRASE_FILE)"
+    )]
     PassphraseNeeded,
     #[error("cannot decrypt the archive: {0} (wrong passphrase, or not a Vantus backup)")]
     Decrypt(String),
@@ -123,8 +125,17 @@ impl Write for Sink {
 impl Sink {
     fn finish(self) -> io::Result<()> {
         match self {
-            Sink::Plain(gz) => gz.finish()?.into_inner().map_err(|e| e.into_error())?.sync_all(),
-            Sink::Encrypted(gz) => gz.finish()?.finish()?.into_inner().map_err(|e| e.into_error())?.sync_all(),
+            Sink::Plain(gz) => gz
+                .finish()?
+                .into_inner()
+                .map_err(|e| e.into_error())?
+                .sync_all(),
+            Sink::Encrypted(gz) => gz
+                .finish()?
+                .finish()?
+                .into_inner()
+                .map_err(|e| e.into_error())?
+                .sync_all(),
         }
     }
 }
@@ -163,15 +174,17 @@ impl ArchiveWriter {
                 let enc = age::Encryptor::with_user_passphrase(age::secrecy::SecretString::from(
                     p.expose_secret().to_owned(),
                 ));
-                let stream = enc
-                    .wrap_output(buffered)
-                    .map_err(io_err(path))?;
+                let stream = enc.wrap_output(buffered).map_err(io_err(path))?;
                 Sink::Encrypted(flate2::write::GzEncoder::new(stream, level))
             }
         };
         let spool_dir = tempfile::Builder::new()
             .prefix(".vantus-backup-")
-            .tempdir_in(path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
+            .tempdir_in(
+                path.parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new(".")),
+            )
             .map_err(io_err(path))?;
         let mut tar = tar::Builder::new(sink);
         tar.mode(tar::HeaderMode::Deterministic);
@@ -258,23 +271,34 @@ fn hash_file(path: &Path) -> Result<(u64, String), ArchiveError> {
 }
 
 /// Opens an archive for reading: detects encryption, decrypts, decompresses.
-pub fn open(path: &Path, passphrase: Option<&SecretString>) -> Result<Box<dyn Read + Send>, ArchiveError> {
+pub fn open(
+    path: &Path,
+    passphrase: Option<&SecretString>,
+) -> Result<Box<dyn Read + Send>, ArchiveError> {
     let mut file = BufReader::with_capacity(1 << 20, File::open(path).map_err(io_err(path))?);
     let head = file.fill_buf().map_err(io_err(path))?.to_vec();
     if head.starts_with(AGE_MAGIC) {
         let Some(p) = passphrase else {
             return Err(ArchiveError::PassphraseNeeded);
         };
-        let decryptor = age::Decryptor::new_buffered(file).map_err(|e| ArchiveError::Decrypt(e.to_string()))?;
-        let identity = age::scrypt::Identity::new(age::secrecy::SecretString::from(p.expose_secret().to_owned()));
+        let decryptor =
+            age::Decryptor::new_buffered(file).map_err(|e| ArchiveError::Decrypt(e.to_string()))?;
+        let identity = age::scrypt::Identity::new(age::secrecy::SecretString::from(
+            p.expose_secret().to_owned(),
+        ));
         let reader = decryptor
             .decrypt(std::iter::once(&identity as &dyn age::Identity))
             .map_err(|e| ArchiveError::Decrypt(e.to_string()))?;
-        Ok(Box::new(flate2::read::GzDecoder::new(BufReader::new(reader))))
+        Ok(Box::new(flate2::read::GzDecoder::new(BufReader::new(
+            reader,
+        ))))
     } else if head.starts_with(GZIP_MAGIC) {
         Ok(Box::new(flate2::read::GzDecoder::new(file)))
     } else if head.is_empty() {
-        Err(ArchiveError::NotAnArchive(format!("{} is empty", path.display())))
+        Err(ArchiveError::NotAnArchive(format!(
+            "{} is empty",
+            path.display()
+        )))
     } else {
         Err(ArchiveError::NotAnArchive(format!(
             "{} is neither a gzip nor an age-encrypted file",
@@ -307,14 +331,22 @@ pub fn verify(path: &Path, passphrase: Option<&SecretString>) -> Result<Manifest
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries().map_err(damaged)? {
         let mut entry = entry.map_err(damaged)?;
-        let name = entry.path().map_err(damaged)?.to_string_lossy().into_owned();
+        let name = entry
+            .path()
+            .map_err(damaged)?
+            .to_string_lossy()
+            .into_owned();
         if name == "manifest.json" {
             let mut json = Vec::new();
             entry.read_to_end(&mut json).map_err(damaged)?;
-            let manifest: Manifest = serde_json::from_slice(&json)
-                .map_err(|e| ArchiveError::Mismatch(format!("manifest.json is not readable: {e}")))?;
+            let manifest: Manifest = serde_json::from_slice(&json).map_err(|e| {
+                ArchiveError::Mismatch(format!("manifest.json is not readable: {e}"))
+            })?;
             scan.manifest = Some(manifest);
-        } else if let Some(table) = name.strip_prefix("tables/").and_then(|n| n.strip_suffix(".ndjson")) {
+        } else if let Some(table) = name
+            .strip_prefix("tables/")
+            .and_then(|n| n.strip_suffix(".ndjson"))
+        {
             let mut digest = TableDigest::default();
             let mut lines = BufReader::with_capacity(1 << 16, &mut entry);
             let mut line = Vec::new();
@@ -330,7 +362,8 @@ pub fn verify(path: &Path, passphrase: Option<&SecretString>) -> Result<Manifest
         } else if let Some(media) = name.strip_prefix("media/") {
             let mut h = Sha256::new();
             let n = io::copy(&mut entry, &mut h).map_err(damaged)?;
-            scan.media.push((media.to_owned(), n, hex::encode(h.finalize())));
+            scan.media
+                .push((media.to_owned(), n, hex::encode(h.finalize())));
         } else {
             return Err(ArchiveError::Mismatch(format!("unexpected entry {name}")));
         }
@@ -339,11 +372,14 @@ pub fn verify(path: &Path, passphrase: Option<&SecretString>) -> Result<Manifest
 }
 
 fn check_against_manifest(scan: Scan) -> Result<Manifest, ArchiveError> {
-    let manifest = scan
-        .manifest
-        .ok_or_else(|| ArchiveError::Damaged("manifest.json is missing (the archive is incomplete)".into()))?;
+    let manifest = scan.manifest.ok_or_else(|| {
+        ArchiveError::Damaged("manifest.json is missing (the archive is incomplete)".into())
+    })?;
     if manifest.format != FORMAT {
-        return Err(ArchiveError::NotAnArchive(format!("format is {:?}", manifest.format)));
+        return Err(ArchiveError::NotAnArchive(format!(
+            "format is {:?}",
+            manifest.format
+        )));
     }
     if manifest.format_version > FORMAT_VERSION {
         return Err(ArchiveError::Mismatch(format!(
@@ -388,7 +424,9 @@ fn check_against_manifest(scan: Scan) -> Result<Manifest, ArchiveError> {
     }
     for (entry, (path, bytes, sha)) in manifest.media.iter().zip(&scan.media) {
         if &entry.path != path || entry.bytes != *bytes || &entry.sha256 != sha {
-            return Err(ArchiveError::Mismatch(format!("media file {path} differs from the manifest")));
+            return Err(ArchiveError::Mismatch(format!(
+                "media file {path} differs from the manifest"
+            )));
         }
     }
     Ok(manifest)
@@ -397,8 +435,14 @@ fn check_against_manifest(scan: Scan) -> Result<Manifest, ArchiveError> {
 /// One item of a sequential read of a verified archive.
 pub enum Item {
     /// Rows of `table`, at most `batch` at a time, in archive order.
-    Rows { table: String, rows: Vec<Row> },
-    Media { path: String, bytes: Vec<u8> },
+    Rows {
+        table: String,
+        rows: Vec<Row>,
+    },
+    Media {
+        path: String,
+        bytes: Vec<u8>,
+    },
 }
 
 /// Reads the archive's tables (and media) in order, handing batches of parsed rows to `each`.
@@ -413,25 +457,44 @@ pub fn read_items(
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries().map_err(damaged)? {
         let mut entry = entry.map_err(damaged)?;
-        let name = entry.path().map_err(damaged)?.to_string_lossy().into_owned();
-        if let Some(table) = name.strip_prefix("tables/").and_then(|n| n.strip_suffix(".ndjson")) {
+        let name = entry
+            .path()
+            .map_err(damaged)?
+            .to_string_lossy()
+            .into_owned();
+        if let Some(table) = name
+            .strip_prefix("tables/")
+            .and_then(|n| n.strip_suffix(".ndjson"))
+        {
             let size = batch(table).max(1);
             let mut rows = Vec::with_capacity(size);
             for line in BufReader::with_capacity(1 << 16, &mut entry).lines() {
                 let line = line.map_err(damaged)?;
-                let row: Row = serde_json::from_str(&line)
-                    .map_err(|e| ArchiveError::Mismatch(format!("table {table}: unreadable row: {e}")))?;
+                let row: Row = serde_json::from_str(&line).map_err(|e| {
+                    ArchiveError::Mismatch(format!("table {table}: unreadable row: {e}"))
+                })?;
                 rows.push(row);
                 if rows.len() == size {
-                    each(Item::Rows { table: table.to_owned(), rows: std::mem::take(&mut rows) })
-                        .map_err(ArchiveError::Mismatch)?;
+                    each(Item::Rows {
+                        table: table.to_owned(),
+                        rows: std::mem::take(&mut rows),
+                    })
+                    .map_err(ArchiveError::Mismatch)?;
                 }
             }
-            each(Item::Rows { table: table.to_owned(), rows }).map_err(ArchiveError::Mismatch)?;
+            each(Item::Rows {
+                table: table.to_owned(),
+                rows,
+            })
+            .map_err(ArchiveError::Mismatch)?;
         } else if let Some(media) = name.strip_prefix("media/") {
             let mut bytes = Vec::new();
             entry.read_to_end(&mut bytes).map_err(damaged)?;
-            each(Item::Media { path: media.to_owned(), bytes }).map_err(ArchiveError::Mismatch)?;
+            each(Item::Media {
+                path: media.to_owned(),
+                bytes,
+            })
+            .map_err(ArchiveError::Mismatch)?;
         }
     }
     Ok(())

@@ -35,13 +35,27 @@ pub async fn migrate_then<T>(
     db: &Db,
     after: impl std::future::Future<Output = Result<T, SetupError>>,
 ) -> Result<T, SetupError> {
+    migrate_to_then(db, None, after).await
+}
+
+/// Applies migrations up to `target` (all when `None`), without seeding: for databases that
+/// are about to receive a restore or a copy.
+pub async fn migrate_to(db: &Db, target: Option<i64>) -> Result<(), SetupError> {
+    migrate_to_then(db, target, async { Ok(()) }).await
+}
+
+async fn migrate_to_then<T>(
+    db: &Db,
+    target: Option<i64>,
+    after: impl std::future::Future<Output = Result<T, SetupError>>,
+) -> Result<T, SetupError> {
     let m = migrator();
     match db {
         Db::Sqlite(pool) => {
             let mut conn = pool.acquire().await?;
             // `run_direct` on a concrete connection rather than `run(pool)`: the generic
             // `Acquire` bound of `run` makes the future non-`Send` (sqlx's own workaround).
-            m.run_direct(None, &mut *conn, false).await?;
+            m.run_direct(target, &mut *conn, false).await?;
             drop(conn);
             after.await
         }
@@ -52,7 +66,7 @@ pub async fn migrate_then<T>(
                 .execute(&mut *lock_conn)
                 .await?;
             let result = async {
-                m.run_direct(None, &mut *lock_conn, false).await?;
+                m.run_direct(target, &mut *lock_conn, false).await?;
                 after.await
             }
             .await;

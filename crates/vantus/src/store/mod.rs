@@ -47,6 +47,8 @@ macro_rules! in_write_tx {
 
 pub mod migrate;
 pub mod replicas;
+pub mod rows;
+pub mod schema;
 mod timestamp;
 
 use std::str::FromStr;

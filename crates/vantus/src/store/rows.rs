@@ -9,7 +9,9 @@
 use futures_util::TryStreamExt;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::{ColumnIndex, Database, Decode, Encode, PgConnection, QueryBuilder, SqliteConnection, Type};
+use sqlx::{
+    ColumnIndex, Database, Decode, Encode, PgConnection, QueryBuilder, SqliteConnection, Type,
+};
 use uuid::Uuid;
 
 use super::Timestamp;
@@ -21,6 +23,50 @@ pub type Row = Vec<Value>;
 pub enum Conn<'a> {
     Sqlite(&'a mut SqliteConnection),
     Postgres(&'a mut PgConnection),
+}
+
+impl Conn<'_> {
+    /// Re-borrows for one call, so one connection serves a sequence of calls.
+    pub fn reborrow(&mut self) -> Conn<'_> {
+        match self {
+            Conn::Sqlite(c) => Conn::Sqlite(c),
+            Conn::Postgres(c) => Conn::Postgres(c),
+        }
+    }
+}
+
+/// Anything that can lend a connection of either engine: pool connections and transactions.
+pub trait AsConn {
+    fn as_conn(&mut self) -> Conn<'_>;
+}
+
+impl AsConn for sqlx::pool::PoolConnection<sqlx::Sqlite> {
+    fn as_conn(&mut self) -> Conn<'_> {
+        Conn::Sqlite(&mut *self)
+    }
+}
+
+impl AsConn for sqlx::pool::PoolConnection<sqlx::Postgres> {
+    fn as_conn(&mut self) -> Conn<'_> {
+        Conn::Postgres(&mut *self)
+    }
+}
+
+impl AsConn for sqlx::Transaction<'_, sqlx::Sqlite> {
+    fn as_conn(&mut self) -> Conn<'_> {
+        Conn::Sqlite(&mut *self)
+    }
+}
+
+impl AsConn for sqlx::Transaction<'_, sqlx::Postgres> {
+    fn as_conn(&mut self) -> Conn<'_> {
+        Conn::Postgres(&mut *self)
+    }
+}
+
+/// A [`Conn`] from any [`AsConn`]; lets `on_db!` bodies stay engine-agnostic.
+pub fn conn<C: AsConn>(c: &mut C) -> Conn<'_> {
+    c.as_conn()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +151,43 @@ pub async fn dump(
     Ok(n)
 }
 
+/// Up to `limit` rows after `after` (keyset pagination in primary-key order): how `db copy`
+/// walks a table in batches it can resume from.
+pub async fn read_page(
+    conn: Conn<'_>,
+    table: &Table,
+    after: Option<&Value>,
+    limit: usize,
+) -> Result<Vec<Row>, RowError> {
+    let mut out = Vec::with_capacity(limit);
+    let postgres = matches!(conn, Conn::Postgres(_));
+    let sql = format!(
+        "{} LIMIT {limit}",
+        select_sql(table, postgres, after.is_some())
+    );
+    match conn {
+        Conn::Sqlite(c) => {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            if let Some(key) = after {
+                q = bind_one(q, table, table.primary_key_column(), key)?;
+            }
+            for row in q.fetch_all(c).await? {
+                out.push(decode_row(&row, table)?);
+            }
+        }
+        Conn::Postgres(c) => {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            if let Some(key) = after {
+                q = bind_one(q, table, table.primary_key_column(), key)?;
+            }
+            for row in q.fetch_all(c).await? {
+                out.push(decode_row(&row, table)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Rows and SHA-256 of a table as it is now.
 pub async fn digest(conn: Conn<'_>, table: &Table) -> Result<TableDigest, RowError> {
     let mut d = TableDigest::default();
@@ -146,8 +229,16 @@ impl TableDigest {
 pub async fn count(conn: Conn<'_>, table: &Table) -> Result<i64, sqlx::Error> {
     let sql = format!("SELECT COUNT(*) FROM \"{}\"", table.name);
     match conn {
-        Conn::Sqlite(c) => sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(c).await,
-        Conn::Postgres(c) => sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(c).await,
+        Conn::Sqlite(c) => {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .fetch_one(c)
+                .await
+        }
+        Conn::Postgres(c) => {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .fetch_one(c)
+                .await
+        }
     }
 }
 
@@ -176,12 +267,18 @@ pub async fn max_key(conn: Conn<'_>, table: &Table) -> Result<Option<Value>, Row
     );
     match c {
         Conn::Sqlite(c) => {
-            if let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_optional(c).await? {
+            if let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .fetch_optional(c)
+                .await?
+            {
                 last = decode_row(&row, &key_only)?.pop();
             }
         }
         Conn::Postgres(c) => {
-            if let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_optional(c).await? {
+            if let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .fetch_optional(c)
+                .await?
+            {
                 last = decode_row(&row, &key_only)?.pop();
             }
         }
@@ -193,8 +290,14 @@ pub async fn max_key(conn: Conn<'_>, table: &Table) -> Result<Option<Value>, Row
 pub async fn delete_all(conn: Conn<'_>, table: &Table) -> Result<u64, sqlx::Error> {
     let sql = format!("DELETE FROM \"{}\"", table.name);
     Ok(match conn {
-        Conn::Sqlite(c) => sqlx::query(sqlx::AssertSqlSafe(sql)).execute(c).await?.rows_affected(),
-        Conn::Postgres(c) => sqlx::query(sqlx::AssertSqlSafe(sql)).execute(c).await?.rows_affected(),
+        Conn::Sqlite(c) => sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(c)
+            .await?
+            .rows_affected(),
+        Conn::Postgres(c) => sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(c)
+            .await?
+            .rows_affected(),
     })
 }
 
@@ -289,23 +392,30 @@ impl Bound {
                 ColumnType::Bytes => Bound::Bytes(None),
             });
         }
-        let text = || v.as_str().ok_or_else(|| bad(format!("expected a string, found {v}")));
+        let text = || {
+            v.as_str()
+                .ok_or_else(|| bad(format!("expected a string, found {v}")))
+        };
         Ok(match column.ty {
             ColumnType::Uuid => Bound::Uuid(Some(
                 Uuid::parse_str(text()?).map_err(|e| bad(format!("not a UUID: {e}")))?,
             )),
             ColumnType::Timestamp => Bound::Timestamp(Some(
-                Timestamp::parse_rfc3339(text()?).ok_or_else(|| bad("not an RFC 3339 time".into()))?,
+                Timestamp::parse_rfc3339(text()?)
+                    .ok_or_else(|| bad("not an RFC 3339 time".into()))?,
             )),
             ColumnType::Text => Bound::Text(Some(text()?.to_owned())),
             ColumnType::Int => Bound::Int(Some(
-                v.as_i64().ok_or_else(|| bad(format!("expected an integer, found {v}")))?,
+                v.as_i64()
+                    .ok_or_else(|| bad(format!("expected an integer, found {v}")))?,
             )),
             ColumnType::Bool => Bound::Bool(Some(
-                v.as_bool().ok_or_else(|| bad(format!("expected true or false, found {v}")))?,
+                v.as_bool()
+                    .ok_or_else(|| bad(format!("expected true or false, found {v}")))?,
             )),
             ColumnType::Float => Bound::Float(Some(
-                v.as_f64().ok_or_else(|| bad(format!("expected a number, found {v}")))?,
+                v.as_f64()
+                    .ok_or_else(|| bad(format!("expected a number, found {v}")))?,
             )),
             ColumnType::Bytes => Bound::Bytes(Some(
                 hex::decode(text()?).map_err(|e| bad(format!("not hex: {e}")))?,
@@ -314,18 +424,20 @@ impl Bound {
     }
 }
 
-fn build_insert<'a, DB>(head: &str, rows: Vec<Vec<Bound>>) -> QueryBuilder<'a, DB>
+fn build_insert<DB>(head: &str, rows: Vec<Vec<Bound>>) -> QueryBuilder<DB>
 where
     DB: Database,
-    Option<Uuid>: Encode<'a, DB> + Type<DB>,
-    Option<Timestamp>: Encode<'a, DB> + Type<DB>,
-    Option<String>: Encode<'a, DB> + Type<DB>,
-    Option<i64>: Encode<'a, DB> + Type<DB>,
-    Option<bool>: Encode<'a, DB> + Type<DB>,
-    Option<f64>: Encode<'a, DB> + Type<DB>,
-    Option<Vec<u8>>: Encode<'a, DB> + Type<DB>,
+    for<'a> Option<Uuid>: Encode<'a, DB> + Type<DB>,
+    for<'a> Option<Timestamp>: Encode<'a, DB> + Type<DB>,
+    for<'a> Option<String>: Encode<'a, DB> + Type<DB>,
+    for<'a> Option<i64>: Encode<'a, DB> + Type<DB>,
+    for<'a> Option<bool>: Encode<'a, DB> + Type<DB>,
+    for<'a> Option<f64>: Encode<'a, DB> + Type<DB>,
+    for<'a> Option<Vec<u8>>: Encode<'a, DB> + Type<DB>,
 {
-    let mut b = QueryBuilder::<DB>::new(sqlx::AssertSqlSafe(head.to_owned()));
+    // Table and column names come from schema introspection (checked identifiers); values
+    // are all bound parameters.
+    let mut b = QueryBuilder::<DB>::new(head.to_owned());
     b.push_values(rows, |mut sep, row| {
         for v in row {
             match v {

@@ -95,7 +95,10 @@ pub async fn tables(db: &Db) -> Result<Vec<Table>, SchemaError> {
     };
     for (table, _, _, _) in &raw {
         if !is_identifier(table) {
-            return Err(unsupported(table, "the name is not a plain lowercase identifier"));
+            return Err(unsupported(
+                table,
+                "the name is not a plain lowercase identifier",
+            ));
         }
     }
     let mut out = Vec::new();
@@ -103,7 +106,10 @@ pub async fn tables(db: &Db) -> Result<Vec<Table>, SchemaError> {
         let mut cols = Vec::new();
         for (col, declared, nullable) in columns {
             if !is_identifier(&col) {
-                return Err(unsupported(&name, format!("column \"{col}\" is not a plain identifier")));
+                return Err(unsupported(
+                    &name,
+                    format!("column \"{col}\" is not a plain identifier"),
+                ));
             }
             let ty = ColumnType::from_declared(&declared).ok_or_else(|| {
                 unsupported(
@@ -111,23 +117,40 @@ pub async fn tables(db: &Db) -> Result<Vec<Table>, SchemaError> {
                     format!("column {col} has type {declared}, which backups cannot carry; use UUID, TIMESTAMPTZ, TEXT, BIGINT, BOOLEAN, DOUBLE PRECISION or BLOB/BYTEA"),
                 )
             })?;
-            cols.push(Column { name: col, ty, nullable });
+            cols.push(Column {
+                name: col,
+                ty,
+                nullable,
+            });
         }
         let primary_key = match pks.as_slice() {
             [one] => one.clone(),
             [] => return Err(unsupported(&name, "has no primary key")),
-            _ => return Err(unsupported(&name, "has a composite primary key; use a single id column")),
+            _ => {
+                return Err(unsupported(
+                    &name,
+                    "has a composite primary key; use a single id column",
+                ));
+            }
         };
         let mut references: Vec<String> = references.into_iter().filter(|r| r != &name).collect();
         references.sort();
         references.dedup();
-        out.push(Table { name, columns: cols, primary_key, references });
+        out.push(Table {
+            name,
+            columns: cols,
+            primary_key,
+            references,
+        });
     }
     dependency_order(out)
 }
 
 fn unsupported(table: &str, problem: impl Into<String>) -> SchemaError {
-    SchemaError::Unsupported { table: table.to_owned(), problem: problem.into() }
+    SchemaError::Unsupported {
+        table: table.to_owned(),
+        problem: problem.into(),
+    }
 }
 
 /// Orders tables so every table comes after the tables it references (alphabetical among
@@ -137,9 +160,9 @@ fn dependency_order(mut pending: Vec<Table>) -> Result<Vec<Table>, SchemaError> 
     let mut ordered: Vec<Table> = Vec::new();
     while !pending.is_empty() {
         let ready = pending.iter().position(|t| {
-            t.references
-                .iter()
-                .all(|r| ordered.iter().any(|o| &o.name == r) || !pending.iter().any(|p| &p.name == r))
+            t.references.iter().all(|r| {
+                ordered.iter().any(|o| &o.name == r) || !pending.iter().any(|p| &p.name == r)
+            })
         });
         match ready {
             Some(i) => ordered.push(pending.remove(i)),
@@ -154,7 +177,40 @@ fn dependency_order(mut pending: Vec<Table>) -> Result<Vec<Table>, SchemaError> 
     Ok(ordered)
 }
 
-type RawTable = (String, Vec<(String, String, bool)>, Vec<String>, Vec<String>);
+/// Moves every PostgreSQL sequence owned by an application column past the column's largest
+/// value, so rows inserted after a restore or copy (which bring their own ids) do not collide.
+/// Vantus keys are UUIDs, so today this finds nothing; it keeps future serial columns safe.
+pub async fn reset_sequences(db: &Db) -> Result<u32, SchemaError> {
+    let Db::Postgres(pool) = db else {
+        return Ok(0);
+    };
+    let owned: Vec<(String, String)> = sqlx::query_as(
+        "SELECT table_name::text, column_name::text FROM information_schema.columns
+         WHERE table_schema = current_schema() AND column_default LIKE 'nextval(%'
+           AND table_name NOT LIKE '\\_%'",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut n = 0;
+    for (table, column) in owned {
+        if !is_identifier(&table) || !is_identifier(&column) {
+            continue;
+        }
+        let sql = format!(
+            "SELECT setval(pg_get_serial_sequence('{table}', '{column}'), COALESCE(MAX(\"{column}\"), 0) + 1, false) FROM \"{table}\""
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(pool).await?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+type RawTable = (
+    String,
+    Vec<(String, String, bool)>,
+    Vec<String>,
+    Vec<String>,
+);
 
 async fn sqlite_tables(pool: &sqlx::SqlitePool) -> Result<Vec<RawTable>, sqlx::Error> {
     let names: Vec<String> = sqlx::query_scalar(
@@ -172,11 +228,16 @@ async fn sqlite_tables(pool: &sqlx::SqlitePool) -> Result<Vec<RawTable>, sqlx::E
         .bind(&name)
         .fetch_all(pool)
         .await?;
-        let refs: Vec<String> = sqlx::query_scalar("SELECT \"table\" FROM pragma_foreign_key_list($1)")
-            .bind(&name)
-            .fetch_all(pool)
-            .await?;
-        let pks = cols.iter().filter(|c| c.3 > 0).map(|c| c.0.clone()).collect();
+        let refs: Vec<String> =
+            sqlx::query_scalar("SELECT \"table\" FROM pragma_foreign_key_list($1)")
+                .bind(&name)
+                .fetch_all(pool)
+                .await?;
+        let pks = cols
+            .iter()
+            .filter(|c| c.3 > 0)
+            .map(|c| c.0.clone())
+            .collect();
         // SQLite lets primary-key columns be NULL unless declared otherwise; they never are.
         let columns = cols
             .into_iter()
@@ -250,7 +311,13 @@ mod tests {
 
     #[test]
     fn referenced_tables_come_first() {
-        let order = dependency_order(vec![t("c", &["b"]), t("b", &["a"]), t("a", &[]), t("d", &[])]).unwrap();
+        let order = dependency_order(vec![
+            t("c", &["b"]),
+            t("b", &["a"]),
+            t("a", &[]),
+            t("d", &[]),
+        ])
+        .unwrap();
         let names: Vec<_> = order.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["a", "b", "c", "d"]);
         assert!(dependency_order(vec![t("x", &["y"]), t("y", &["x"])]).is_err());
@@ -258,10 +325,22 @@ mod tests {
 
     #[test]
     fn declared_types_map_on_both_engines() {
-        assert_eq!(ColumnType::from_declared("TIMESTAMPTZ"), Some(ColumnType::Timestamp));
-        assert_eq!(ColumnType::from_declared("timestamp with time zone"), Some(ColumnType::Timestamp));
+        assert_eq!(
+            ColumnType::from_declared("TIMESTAMPTZ"),
+            Some(ColumnType::Timestamp)
+        );
+        assert_eq!(
+            ColumnType::from_declared("timestamp with time zone"),
+            Some(ColumnType::Timestamp)
+        );
         assert_eq!(ColumnType::from_declared("UUID"), Some(ColumnType::Uuid));
-        assert_eq!(ColumnType::from_declared("integer"), None, "only BIGINT: one width on both engines");
-        assert!(is_identifier("content_items") && !is_identifier("x; DROP") && !is_identifier("Abc"));
+        assert_eq!(
+            ColumnType::from_declared("integer"),
+            None,
+            "only BIGINT: one width on both engines"
+        );
+        assert!(
+            is_identifier("content_items") && !is_identifier("x; DROP") && !is_identifier("Abc")
+        );
     }
 }

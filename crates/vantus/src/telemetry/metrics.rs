@@ -1,0 +1,175 @@
+//! Prometheus metrics: per-route request counts, latency histograms and errors; database pool
+//! usage; replica fallbacks; job runs; the last good backup; build info.
+//!
+//! `/metrics` is served on its own address (`VANTUS_METRICS_LISTEN`, never routed publicly)
+//! and/or on the main port to requests bearing `VANTUS_METRICS_TOKEN`.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, State};
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::state::App;
+use crate::store::Db;
+
+/// Latency buckets (seconds): fine near the cached-page range, coarse for slow outliers.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The process-wide recorder (installed once; later calls reuse it, which also suits tests
+/// that start several servers in one process).
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("vantus_http_request_duration_seconds".into()),
+                LATENCY_BUCKETS,
+            )
+            .expect("static buckets are valid")
+            .set_buckets_for_metric(
+                Matcher::Full("vantus_job_duration_seconds".into()),
+                &[0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0],
+            )
+            .expect("static buckets are valid")
+            .build_recorder();
+        let handle = recorder.handle();
+        // A second recorder in the same process (tests) keeps the first; harmless.
+        let _ = metrics::set_global_recorder(recorder);
+        metrics::gauge!(
+            "vantus_build_info",
+            "version" => env!("CARGO_PKG_VERSION"),
+            "commit" => crate::cli::GIT_SHA
+        )
+        .set(1.0);
+        handle
+    })
+}
+
+/// The matched route template, carried from the inner router to the outer metrics layer.
+#[derive(Clone)]
+struct Route(String);
+
+/// Route layer on the application router: remembers which route template answered.
+pub async fn remember_route(req: Request<Body>, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let mut res = next.run(req).await;
+    if let Some(r) = route {
+        res.extensions_mut().insert(Route(r));
+    }
+    res
+}
+
+/// Outer layer: counts and times every request by route template (never by raw path, which
+/// would let visitors create unbounded series).
+pub async fn record(req: Request<Body>, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let builtin = match req.uri().path() {
+        p @ ("/healthz" | "/readyz" | "/metrics") => Some(p.to_owned()),
+        _ => None,
+    };
+    let res = next.run(req).await;
+    let route = builtin
+        .or_else(|| res.extensions().get::<Route>().map(|r| r.0.clone()))
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let status = res.status();
+    let labels = [
+        ("route", route.clone()),
+        ("method", method.clone()),
+        ("status", status.as_u16().to_string()),
+    ];
+    metrics::counter!("vantus_http_requests_total", &labels).increment(1);
+    metrics::histogram!("vantus_http_request_duration_seconds", "route" => route.clone(), "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    if status.is_server_error() {
+        metrics::counter!("vantus_http_errors_total", "route" => route, "status" => status.as_u16().to_string())
+            .increment(1);
+    }
+    res
+}
+
+fn pool_gauges(pool: &str, db: &Db) {
+    let (open, idle) = db.pool_usage();
+    let idle = idle as f64;
+    metrics::gauge!("vantus_db_pool_connections", "pool" => pool.to_owned(), "state" => "idle")
+        .set(idle);
+    metrics::gauge!("vantus_db_pool_connections", "pool" => pool.to_owned(), "state" => "in_use")
+        .set((f64::from(open) - idle).max(0.0));
+}
+
+/// Renders the exposition, refreshing the gauges that are read rather than pushed.
+pub fn render(app: Option<&App>) -> String {
+    let handle = handle();
+    if let Some(app) = app {
+        pool_gauges("primary", app.store.primary());
+        if let Some(set) = app.store.replicas() {
+            for (i, r) in set.replicas().iter().enumerate() {
+                pool_gauges(&format!("replica{i}"), r.db());
+                metrics::gauge!("vantus_db_replica_lag_seconds", "replica" => format!("replica{i}"))
+                    .set(r.lag().as_secs_f64());
+            }
+            metrics::counter!("vantus_db_replica_fallbacks_total").absolute(set.fallbacks());
+        }
+    }
+    handle.render()
+}
+
+fn exposition(body: String) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// `/metrics` on the dedicated metrics listener (no token: that address is private).
+pub async fn serve_private(State(app): State<std::sync::Arc<OnceLock<App>>>) -> Response {
+    exposition(render(app.get()))
+}
+
+/// `/metrics` on the main port: only with `Authorization: Bearer <VANTUS_METRICS_TOKEN>`.
+pub async fn serve_with_token(
+    State((app, token)): State<(std::sync::Arc<OnceLock<App>>, SecretString)>,
+    headers: HeaderMap,
+) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !constant_time_eq(presented.as_bytes(), token.expose_secret().as_bytes()) {
+        let mut res = StatusCode::UNAUTHORIZED.into_response();
+        res.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
+        return res;
+    }
+    exposition(render(app.get()))
+}
+
+/// Compares secrets without leaking, through timing, how much of a guess was right.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Records a successful backup for `vantus_backup_last_success_timestamp_seconds`.
+pub fn backup_succeeded(at: crate::store::Timestamp) {
+    metrics::gauge!("vantus_backup_last_success_timestamp_seconds")
+        .set(at.unix_micros() as f64 / 1e6);
+}
