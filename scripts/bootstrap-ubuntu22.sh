@@ -443,7 +443,7 @@ main() {
     return 0
   fi
   step_verify
-  [ "$DRY_RUN" = 1 ] || say "Done. Next: create the first owner with 'vantus user create --email $EMAIL --role owner' (docs/operations/deploy-single-server.md)."
+  [ "$DRY_RUN" = 1 ] || say "Done. The site is live on https://$DOMAIN (operations guide: docs/operations/deploy-single-server.md)."
 }
 
 main
