@@ -347,7 +347,16 @@ impl Schedule {
         let expression = raw.trim().to_owned();
         let fields = expression.split_whitespace().count();
         let full = match fields {
-            5 => format!("0 {expression}"),
+            5 => {
+                let parts: Vec<&str> = expression.split_whitespace().collect();
+                let dow = standard_weekdays(parts[4]).map_err(|why| {
+                    ConfigError::new(setting, format!("\"{expression}\": day of week {why}"))
+                })?;
+                format!(
+                    "0 {} {} {} {} {dow}",
+                    parts[0], parts[1], parts[2], parts[3]
+                )
+            }
             6 | 7 => expression.clone(),
             _ => {
                 return Err(ConfigError::new(
@@ -366,6 +375,49 @@ impl Schedule {
         })?;
         Ok(Self { expression, cron })
     }
+}
+
+/// Translates a standard cron day-of-week field (0–7, Sunday = 0 or 7) into the numbering of
+/// the `cron` crate (1–7, Sunday = 1). Names (MON, SUN-THU) and `*` pass through unchanged.
+fn standard_weekdays(field: &str) -> Result<String, String> {
+    if field == "*" || field == "?" || field.chars().any(|c| c.is_ascii_alphabetic()) {
+        return Ok(field.to_owned());
+    }
+    let mut days = std::collections::BTreeSet::new();
+    for part in field.split(',') {
+        let (base, step) = match part.split_once('/') {
+            Some((b, s)) => (
+                b,
+                s.parse::<u8>()
+                    .map_err(|_| format!("has a bad step in \"{part}\""))?,
+            ),
+            None => (part, 1),
+        };
+        if step == 0 {
+            return Err(format!("has a zero step in \"{part}\""));
+        }
+        let (from, to) = match base {
+            "*" => (0, 6),
+            b => match b.split_once('-') {
+                Some((a, z)) => (num(a)?, num(z)?),
+                None if part.contains('/') => (num(b)?, 6),
+                None => (num(b)?, num(b)?),
+            },
+        };
+        if from > to {
+            return Err(format!("has a backwards range \"{part}\""));
+        }
+        for d in (from..=to).step_by(step as usize) {
+            days.insert(d % 7 + 1);
+        }
+    }
+    fn num(s: &str) -> Result<u8, String> {
+        match s.parse::<u8>() {
+            Ok(n) if n <= 7 => Ok(n),
+            _ => Err(format!("\"{s}\" is not 0–7 (Sunday is 0 or 7)")),
+        }
+    }
+    Ok(days.iter().map(u8::to_string).collect::<Vec<_>>().join(","))
 }
 
 #[derive(Clone, Debug)]
@@ -1145,6 +1197,18 @@ mod tests {
         );
         assert!(Schedule::parse("X", "0 3 * * *").is_ok());
         assert!(Schedule::parse("X", "*/2 * * * * *").is_ok());
+        assert_eq!(standard_weekdays("0").unwrap(), "1", "Sunday");
+        assert_eq!(standard_weekdays("7").unwrap(), "1", "Sunday too");
+        assert_eq!(standard_weekdays("1-5").unwrap(), "2,3,4,5,6", "weekdays");
+        assert_eq!(
+            standard_weekdays("5-7").unwrap(),
+            "1,6,7",
+            "Friday to Sunday"
+        );
+        assert!(standard_weekdays("8").is_err());
+        let sunday = Schedule::parse("X", "30 4 * * 0").unwrap();
+        let next = sunday.cron.upcoming(chrono::Utc).next().unwrap();
+        assert_eq!(chrono::Datelike::weekday(&next), chrono::Weekday::Sun);
         let e = load(&[("VANTUS_BACKUP_SCHEDULE", "0 3 * * *")]).unwrap_err();
         assert_eq!(
             e.setting, "VANTUS_BACKUP_TO",

@@ -61,7 +61,7 @@ pub async fn run(config_file: &Option<PathBuf>, cmd: DbCommand) -> Result<(), Cl
             "--from and --to name the same database".into(),
         ));
     }
-    let source = store::connect(&from_cfg).await?;
+    let source = store::connect_existing("--from", &from_cfg).await?;
     let target = store::connect(&to_cfg).await?;
     let label = from_cfg.url.redacted();
     let result = copy::run(&source, &label, &target, args.dry_run, true).await;

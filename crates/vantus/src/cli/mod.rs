@@ -134,6 +134,7 @@ fn load_config(cli_config: &Option<PathBuf>, listen: Option<String>) -> Result<C
 }
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
+    crate::telemetry::install_crypto_provider();
     match cli.command {
         Command::Serve(args) => serve::run(&cli.config, args).await,
         Command::Migrate(args) => migrate::run(&cli.config, args).await,

@@ -192,9 +192,9 @@ async fn run_job_loop(db: Db, instance: String, job: Job, stop: CancellationToke
         conn: None,
         key: lock_key(job.name),
     };
-    let mut upcoming = job.schedule.cron.upcoming(Utc);
+    let upcoming = job.schedule.cron.upcoming(Utc);
     tracing::info!(job = job.name, schedule = %job.schedule.expression, "job scheduled");
-    while let Some(next) = upcoming.next() {
+    for next in upcoming {
         let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}

@@ -368,6 +368,9 @@ pub fn verify(path: &Path, passphrase: Option<&SecretString>) -> Result<Manifest
             return Err(ArchiveError::Mismatch(format!("unexpected entry {name}")));
         }
     }
+    // Read past the tar end marker to the end of the stream, so gzip checks its CRC and
+    // length trailer (and age its final authentication tag).
+    io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(damaged)?;
     check_against_manifest(scan)
 }
 

@@ -17,14 +17,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::OpsError;
 use crate::config::{BackupLocation, S3Config};
 
-/// Backups are named `vantus-<UTC timestamp>.vbak`; the name sorts by time.
+/// Backups are named `vantus-<UTC timestamp to the millisecond>.vbak`; names sort by time.
 pub const PREFIX: &str = "vantus-";
 pub const SUFFIX: &str = ".vbak";
 
 pub fn archive_name(at: time::OffsetDateTime) -> String {
     let stamp = at
         .format(time::macros::format_description!(
-            "[year][month][day]T[hour][minute][second]Z"
+            "[year][month][day]T[hour][minute][second].[subsecond digits:3]Z"
         ))
         .expect("UTC time formats");
     format!("{PREFIX}{stamp}{SUFFIX}")
@@ -35,8 +35,16 @@ pub fn time_of(name: &str) -> Option<time::PrimitiveDateTime> {
     let stamp = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
     time::PrimitiveDateTime::parse(
         stamp,
-        time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"),
+        time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second].[subsecond digits:3]Z"
+        ),
     )
+    .or_else(|_| {
+        time::PrimitiveDateTime::parse(
+            stamp,
+            time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"),
+        )
+    })
     .ok()
 }
 

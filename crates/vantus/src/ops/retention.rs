@@ -17,7 +17,7 @@ pub fn to_delete(
         .iter()
         .filter_map(|n| time_of(n).map(|t| (t, n)))
         .collect();
-    dated.sort_by(|a, b| b.0.cmp(&a.0)); // newest first
+    dated.sort_by_key(|d| std::cmp::Reverse(d.0)); // newest first
     let mut keep: BTreeSet<&str> = BTreeSet::new();
     keep.insert(just_made);
     let mut days = BTreeSet::new();
@@ -58,13 +58,13 @@ mod tests {
         }
         names.push("notes.txt".into());
         let newest = name("20261110T170000Z");
-        let doomed = to_delete(&names, 3, 2, &newest);
+        let doomed = to_delete(&names, 3, 3, &newest);
         let kept: Vec<_> = names
             .iter()
             .filter(|n| n.ends_with(".vbak") && !doomed.contains(n))
             .collect();
-        // Days 10, 9, 8 (newest of each) + newest of ISO week 45 (ends Sun 8th → the 8th, same)
-        // and week 44 (Sun 1st).
+        // Daily: the 10th, 9th and 8th. Weekly: ISO weeks 46 (the 10th), 45 (Mon 2nd to Sun
+        // 8th: the 8th) and 44 (ends Sun 1st: the 1st).
         assert_eq!(
             kept,
             [

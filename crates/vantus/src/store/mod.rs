@@ -171,6 +171,22 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<Db, ConnectError> {
     }
 }
 
+/// Opens a database that must already exist: a SQLite path that is not there is an error
+/// (naming `setting`), not a new empty file. For sources of copies and for audits.
+pub async fn connect_existing(
+    setting: &'static str,
+    cfg: &DatabaseConfig,
+) -> Result<Db, ConnectError> {
+    if let DatabaseUrl::Sqlite { path } = &cfg.url
+        && !path.is_file()
+    {
+        return Err(
+            ConfigError::new(setting, format!("no SQLite database at {}", path.display())).into(),
+        );
+    }
+    connect(cfg).await
+}
+
 /// Parses PostgreSQL connection options without ever echoing the URL (it holds a password).
 pub(crate) fn pg_options(
     setting: &'static str,

@@ -3,9 +3,14 @@
 
 mod support;
 
+mod backup_restore;
 mod cli;
+mod db_copy;
+mod doctor;
 mod health;
 mod http_hygiene;
+mod jobs;
 mod migrations;
+mod observability;
 mod replicas;
 mod site;

@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod pg_cluster;
+pub mod sinks;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -67,6 +68,7 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn create(engine: Engine) -> Self {
+        vantus::telemetry::install_crypto_provider();
         let dir = tempfile::tempdir().expect("temp dir");
         match engine {
             Engine::Sqlite => {
@@ -87,6 +89,23 @@ impl TestDb {
                     dir,
                     pg_name: Some(name),
                 }
+            }
+        }
+    }
+
+    /// Drops and recreates the database: the "disk died" of a restore test.
+    pub async fn wipe(&self) {
+        match self.engine {
+            Engine::Sqlite => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ =
+                        std::fs::remove_file(self.dir.path().join(format!("vantus.db{suffix}")));
+                }
+            }
+            Engine::Postgres => {
+                let name = self.pg_name.clone().expect("a test database");
+                pg_admin(&format!("DROP DATABASE {name} WITH (FORCE)")).await;
+                pg_admin(&format!("CREATE DATABASE {name}")).await;
             }
         }
     }
@@ -223,6 +242,7 @@ impl TestApp {
 
 /// A client that neither follows redirects nor decompresses, so tests see the wire.
 pub fn client() -> reqwest::Client {
+    vantus::telemetry::install_crypto_provider();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
@@ -385,4 +405,63 @@ impl Drop for ServeProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Row count and SHA-256 of every application table, in the engine-neutral encoding.
+pub async fn digest_all(
+    db: &vantus::store::Db,
+) -> std::collections::BTreeMap<String, (u64, String)> {
+    use vantus::store::{rows, schema};
+    let mut out = std::collections::BTreeMap::new();
+    for t in schema::tables(db).await.expect("schema") {
+        let d = vantus::on_db!(db, pool => {
+            let mut c = pool.acquire().await.unwrap();
+            rows::digest(rows::conn(&mut c), &t).await
+        })
+        .expect("digest");
+        out.insert(t.name.clone(), (d.rows, d.sha256()));
+    }
+    out
+}
+
+/// Opens a pool on `url` (no migrations, no seeding).
+pub async fn open_db(url: &str) -> vantus::store::Db {
+    let cfg = vantus::config::DatabaseConfig {
+        url: vantus::config::DatabaseUrl::parse("DATABASE_URL", url).unwrap(),
+        replica_urls: vec![],
+        max_connections: 4,
+        replica_max_lag: Duration::from_secs(10),
+        connect_timeout: Duration::from_secs(5),
+    };
+    vantus::store::connect(&cfg).await.expect("database opens")
+}
+
+/// Every table name in the database, straight from the catalog, excluding bookkeeping
+/// tables that start with `_`: the list a backup must cover.
+pub async fn raw_table_names(db: &vantus::store::Db) -> Vec<String> {
+    let mut names: Vec<String> = match db {
+        vantus::store::Db::Sqlite(p) => sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' AND substr(name, 1, 1) <> '_'",
+        )
+        .fetch_all(p)
+        .await
+        .unwrap(),
+        vantus::store::Db::Postgres(p) => sqlx::query_scalar(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() AND substr(tablename, 1, 1) <> '_'",
+        )
+        .fetch_all(p)
+        .await
+        .unwrap(),
+    };
+    names.sort();
+    names
+}
+
+/// The environment of `base_env` as a list, plus more.
+pub fn env_with(db: &TestDb, extra: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut env = base_env(db);
+    for (k, v) in extra {
+        env.insert((*k).to_owned(), (*v).to_owned());
+    }
+    env
 }

@@ -1,0 +1,140 @@
+//! `vantus doctor`: the audit's findings, executable.
+
+use crate::support::{Engine, TestDb, base_env, run_binary};
+
+const SECRET: &str = "5f2d8c1a9e4b7036d1c8f5a2e9b4d7c0";
+
+fn findings(o: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("doctor --json: {e}: {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+fn severity_of(report: &serde_json::Value, check: &str) -> Vec<String> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == check)
+        .map(|f| f["severity"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Production on SQLite with no backups: the audit's findings, as critical, and a non-zero exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn production_on_sqlite_without_backups_is_critical() {
+    let db = TestDb::create(Engine::Sqlite).await;
+    let mut env = base_env(&db);
+    env.extend([
+        ("VANTUS_ENV".to_owned(), "production".to_owned()),
+        ("VANTUS_SECRET_KEY".to_owned(), SECRET.to_owned()),
+        (
+            "VANTUS_PUBLIC_URL".to_owned(),
+            "https://vantus.example.com".to_owned(),
+        ),
+        ("REDIS_URL".to_owned(), "redis://127.0.0.1:9/0".to_owned()),
+        ("VANTUS_TRUSTED_PROXIES".to_owned(), "0.0.0.0/0".to_owned()),
+    ]);
+    assert!(run_binary(&["migrate"], &env).status.success());
+    let o = run_binary(&["doctor", "--json"], &env);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "critical findings fail the command"
+    );
+    let report = findings(&o);
+    assert_eq!(report["status"], "critical");
+    assert_eq!(severity_of(&report, "database-engine"), ["critical"]);
+    assert_eq!(severity_of(&report, "backups"), ["critical"]);
+    assert_eq!(severity_of(&report, "log-shipping"), ["high"]);
+    assert_eq!(
+        severity_of(&report, "redis"),
+        ["high"],
+        "Redis configured but unreachable"
+    );
+    assert_eq!(severity_of(&report, "trusted-proxies"), ["high"]);
+    assert_eq!(severity_of(&report, "error-reporting"), ["medium"]);
+    for f in report["findings"].as_array().unwrap() {
+        if f["severity"] != "ok" {
+            assert!(
+                !f["impact"].as_str().unwrap().is_empty() && !f["fix"].as_str().unwrap().is_empty(),
+                "{f}"
+            );
+        }
+    }
+    // The human report says the same.
+    let o = run_binary(&["doctor"], &env);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("[CRITICAL] database-engine") && text.contains("fix:"),
+        "{text}"
+    );
+}
+
+/// PostgreSQL, scheduled off-disk backups with a fresh backup and a passed drill, logs shipped,
+/// errors reported: nothing critical, exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_good_postgres_deployment_has_no_critical_finding() {
+    let db = TestDb::create(Engine::Postgres).await;
+    let backups = tempfile::tempdir().unwrap();
+    let mut env = base_env(&db);
+    env.extend([
+        ("VANTUS_ENV".to_owned(), "production".to_owned()),
+        ("VANTUS_SECRET_KEY".to_owned(), SECRET.to_owned()),
+        (
+            "VANTUS_PUBLIC_URL".to_owned(),
+            "https://vantus.example.com".to_owned(),
+        ),
+        (
+            "VANTUS_BACKUP_TO".to_owned(),
+            backups.path().display().to_string(),
+        ),
+        ("VANTUS_BACKUP_SCHEDULE".to_owned(), "0 3 * * *".to_owned()),
+        (
+            "VANTUS_RESTORE_DRILL_SCHEDULE".to_owned(),
+            "30 4 * * 0".to_owned(),
+        ),
+        ("VANTUS_LOG_SHIPPING".to_owned(), "vector".to_owned()),
+        (
+            "SENTRY_DSN".to_owned(),
+            "https://public@sentry.example.com/42".to_owned(),
+        ),
+        ("VANTUS_METRICS_LISTEN".to_owned(), "127.0.0.1:9".to_owned()),
+        (
+            "REDIS_URL".to_owned(),
+            std::env::var("VANTUS_TEST_REDIS_URL")
+                .unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into()),
+        ),
+    ]);
+    assert!(run_binary(&["migrate"], &env).status.success());
+    let o = run_binary(&["backup", "--json"], &env);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let archive: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let o = run_binary(
+        &[
+            "restore",
+            "--verify-only",
+            archive["location"].as_str().unwrap(),
+        ],
+        &env,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let o = run_binary(&["doctor", "--json"], &env);
+    let report = findings(&o);
+    assert_eq!(o.status.code(), Some(0), "{report:#}");
+    assert_ne!(report["status"], "critical");
+    for check in [
+        "database-engine",
+        "secrets",
+        "database",
+        "migrations",
+        "backups",
+        "restore-drill",
+        "log-shipping",
+        "error-reporting",
+        "clock",
+        "redis",
+    ] {
+        assert_eq!(severity_of(&report, check), ["ok"], "{check}: {report:#}");
+    }
+}
