@@ -238,7 +238,7 @@ pub async fn run(config: &Config) -> Report {
                 &config.telemetry.otlp_endpoint,
             ) {
                 (Some(p), _) => format!("logs shipped by {p}"),
-                (None, Some(_)) => "traces exported over OTLP".to_owned(),
+                (None, Some(_)) => "logs and traces exported over OTLP".to_owned(),
                 _ => unreachable!(),
             },
         );

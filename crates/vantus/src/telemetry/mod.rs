@@ -4,9 +4,9 @@
 //!   by a background thread so a slow stdout (a full pipe to a log shipper) does not stall
 //!   request handling; the buffer is not lossy, so under extreme pressure requests wait rather
 //!   than logs vanish.
-//! * Traces: exported over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; each request's
-//!   trace id also appears in its log lines (`trace_id`), and an incoming `traceparent` is
-//!   continued.
+//! * Traces and logs: exported over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, so
+//!   they leave the host without a log shipper; each request's trace id also appears in its
+//!   log lines (`trace_id`), and an incoming `traceparent` is continued.
 //! * Errors: error-level events and panics go to Sentry when `SENTRY_DSN` is set, tagged with
 //!   the request id, method and route, and never with personal data.
 //! * Metrics: see [`metrics`].
@@ -40,12 +40,16 @@ pub enum LogTarget {
 pub struct TelemetryGuard {
     _flush: WorkerGuard,
     tracer: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+    logger: Option<opentelemetry_sdk::logs::SdkLoggerProvider>,
     _sentry: Option<sentry::ClientInitGuard>,
 }
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
         if let Some(provider) = self.tracer.take() {
+            let _ = provider.shutdown();
+        }
+        if let Some(provider) = self.logger.take() {
             let _ = provider.shutdown();
         }
     }
@@ -108,6 +112,41 @@ pub fn init(
             }
         }
     });
+    let logger = telemetry.otlp_endpoint.as_ref().and_then(|base| {
+        let endpoint = format!("{}/v1/logs", base.as_str().trim_end_matches('/'));
+        match opentelemetry_otlp::LogExporter::builder()
+            .with_http()
+            .with_endpoint(endpoint)
+            .build()
+        {
+            Ok(exporter) => Some(
+                opentelemetry_sdk::logs::SdkLoggerProvider::builder()
+                    .with_batch_exporter(exporter)
+                    .with_resource(
+                        opentelemetry_sdk::Resource::builder()
+                            .with_service_name(telemetry.service_name.clone())
+                            .build(),
+                    )
+                    .build(),
+            ),
+            Err(e) => {
+                eprintln!("vantus: OTLP log exporter disabled: {e}");
+                None
+            }
+        }
+    });
+    // The exporters' own HTTP clients log through tracing too; never feed those back into the
+    // export (it would loop).
+    let log_export_layer = logger.as_ref().map(|p| {
+        opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(p).with_filter(
+            tracing_subscriber::filter::filter_fn(|m| {
+                let t = m.target();
+                !(t.starts_with("opentelemetry")
+                    || t.starts_with("reqwest")
+                    || t.starts_with("hyper"))
+            }),
+        )
+    });
     if tracer.is_some() {
         opentelemetry::global::set_text_map_propagator(
             opentelemetry_sdk::propagation::TraceContextPropagator::new(),
@@ -162,12 +201,14 @@ pub fn init(
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(otel_layer)
+        .with(log_export_layer)
         .with(sentry_layer)
         .with(fmt_layer)
         .try_init();
     TelemetryGuard {
         _flush: guard,
         tracer,
+        logger,
         _sentry: sentry_guard,
     }
 }

@@ -98,7 +98,8 @@ async fn metrics_on_a_separate_listener() {
     );
 }
 
-/// Spans reach an OTLP/HTTP receiver, and each request's log line carries its trace id.
+/// Spans and log records reach an OTLP/HTTP receiver, and each request's log line carries its
+/// trace id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traces_are_exported_over_otlp() {
     let collector = Sink::start().await;
