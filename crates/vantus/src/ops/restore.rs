@@ -21,7 +21,7 @@ use serde::Serialize;
 use super::archive::{self, Item, Manifest};
 use super::progress::Progress;
 use super::{OpsError, TableCheck};
-use crate::store::rows::{self, Conn};
+use crate::store::rows::{self, Conn, on_conn};
 use crate::store::schema::{self, Table};
 use crate::store::{Db, migrate};
 
@@ -325,18 +325,12 @@ async fn load_and_verify(
 
 async fn current_generation(conn: &mut Conn<'_>) -> Result<i64, sqlx::Error> {
     let sql = "SELECT COALESCE(MAX(content_generation), 0) FROM site_state";
-    match conn.reborrow() {
-        Conn::Sqlite(c) => sqlx::query_scalar(sql).fetch_one(c).await,
-        Conn::Postgres(c) => sqlx::query_scalar(sql).fetch_one(c).await,
-    }
+    on_conn!(conn.reborrow(), c => sqlx::query_scalar(sql).fetch_one(c).await)
 }
 
 async fn bump_generation(conn: &mut Conn<'_>, by: i64) -> Result<(), sqlx::Error> {
     let sql = "UPDATE site_state SET content_generation = content_generation + $1";
-    match conn.reborrow() {
-        Conn::Sqlite(c) => sqlx::query(sql).bind(by).execute(c).await.map(|_| ()),
-        Conn::Postgres(c) => sqlx::query(sql).bind(by).execute(c).await.map(|_| ()),
-    }
+    on_conn!(conn.reborrow(), c => sqlx::query(sql).bind(by).execute(c).await.map(|_| ()))
 }
 
 async fn restore_media(

@@ -230,6 +230,30 @@ fn check_slug(slug: &str) -> Result<(), AppError> {
     }
 }
 
+/// One published item of `kind` and up to two others of the same kind to suggest next.
+async fn load_detail(
+    app: &App,
+    kind: ContentKind,
+    slug: &str,
+) -> Result<(content::ContentItem, Vec<content::ContentSummary>), AppError> {
+    let site = &app.site;
+    let (item, others) = app
+        .read_site(move |db: Db| async move {
+            Ok((
+                content::find_published(&db, site, kind, slug).await?,
+                content::list_published(&db, site, kind, 3, 0).await?,
+            ))
+        })
+        .await?;
+    let item = item.ok_or(AppError::NotFound)?;
+    let more = others
+        .into_iter()
+        .filter(|o| o.slug != slug)
+        .take(2)
+        .collect();
+    Ok((item, more))
+}
+
 async fn case_study(
     State(app): State<App>,
     Path(slug): Path<String>,
@@ -240,29 +264,14 @@ async fn case_study(
     }
     let path = ContentKind::CaseStudy.path_of(&slug);
     cached(&app, &headers, path.clone(), async {
-        let site = &app.site;
-        let slug = slug.as_str();
-        let (item, others) = app
-            .read_site(move |db: Db| async move {
-                Ok((
-                    content::find_published(&db, site, ContentKind::CaseStudy, slug).await?,
-                    content::list_published(&db, site, ContentKind::CaseStudy, 4, 0).await?,
-                ))
-            })
-            .await?;
-        let item = item.ok_or(AppError::NotFound)?;
+        let (item, more) = load_detail(&app, ContentKind::CaseStudy, &slug).await?;
         Rendered::html(&CaseStudyPage {
             layout: page_layout(&app, &item, &path, Section::Work).article(),
             title: item.title.clone(),
             summary: item.summary.clone(),
             meta: item.meta(),
             body: item.body_html(),
-            more: others
-                .iter()
-                .filter(|o| o.slug != slug)
-                .take(2)
-                .map(CaseCard::from)
-                .collect(),
+            more: more.iter().map(CaseCard::from).collect(),
         })
     })
     .await
@@ -340,23 +349,8 @@ async fn insight(State(app): State<App>, Path(slug): Path<String>, headers: Head
     }
     let path = ContentKind::Insight.path_of(&slug);
     cached(&app, &headers, path.clone(), async {
-        let site = &app.site;
-        let slug = slug.as_str();
-        let (item, others) = app
-            .read_site(move |db: Db| async move {
-                Ok((
-                    content::find_published(&db, site, ContentKind::Insight, slug).await?,
-                    content::list_published(&db, site, ContentKind::Insight, 4, 0).await?,
-                ))
-            })
-            .await?;
-        let item = item.ok_or(AppError::NotFound)?;
-        let more = others
-            .iter()
-            .filter(|o| o.slug != slug)
-            .take(2)
-            .map(InsightCard::from)
-            .collect();
+        let (item, more) = load_detail(&app, ContentKind::Insight, &slug).await?;
+        let more = more.iter().map(InsightCard::from).collect();
         let layout = page_layout(&app, &item, &path, Section::Insights).article();
         Rendered::html(&InsightPage::from_item(layout, &item, more))
     })

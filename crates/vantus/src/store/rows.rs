@@ -35,6 +35,18 @@ impl Conn<'_> {
     }
 }
 
+/// Runs the same expression on whichever connection a [`Conn`] holds (the `on_db!` of
+/// connections): the body is compiled once per engine.
+macro_rules! on_conn {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            Conn::Sqlite($c) => $body,
+            Conn::Postgres($c) => $body,
+        }
+    };
+}
+pub(crate) use on_conn;
+
 /// Anything that can lend a connection of either engine: pool connections and transactions.
 pub trait AsConn {
     fn as_conn(&mut self) -> Conn<'_>;
@@ -122,32 +134,18 @@ pub async fn dump(
     sink: &mut (dyn FnMut(Row) -> Result<(), RowError> + Send),
 ) -> Result<u64, RowError> {
     let mut n = 0u64;
-    match conn {
-        Conn::Sqlite(c) => {
-            let sql = select_sql(table, false, after.is_some());
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            if let Some(key) = after {
-                q = bind_one(q, table, table.primary_key_column(), key)?;
-            }
-            let mut stream = q.fetch(&mut *c);
-            while let Some(row) = stream.try_next().await? {
-                sink(decode_row(&row, table)?)?;
-                n += 1;
-            }
+    let sql = select_sql(table, matches!(conn, Conn::Postgres(_)), after.is_some());
+    on_conn!(conn, c => {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(key) = after {
+            q = bind_one(q, table, table.primary_key_column(), key)?;
         }
-        Conn::Postgres(c) => {
-            let sql = select_sql(table, true, after.is_some());
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            if let Some(key) = after {
-                q = bind_one(q, table, table.primary_key_column(), key)?;
-            }
-            let mut stream = q.fetch(&mut *c);
-            while let Some(row) = stream.try_next().await? {
-                sink(decode_row(&row, table)?)?;
-                n += 1;
-            }
+        let mut stream = q.fetch(&mut *c);
+        while let Some(row) = stream.try_next().await? {
+            sink(decode_row(&row, table)?)?;
+            n += 1;
         }
-    }
+    });
     Ok(n)
 }
 
@@ -165,26 +163,15 @@ pub async fn read_page(
         "{} LIMIT {limit}",
         select_sql(table, postgres, after.is_some())
     );
-    match conn {
-        Conn::Sqlite(c) => {
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            if let Some(key) = after {
-                q = bind_one(q, table, table.primary_key_column(), key)?;
-            }
-            for row in q.fetch_all(c).await? {
-                out.push(decode_row(&row, table)?);
-            }
+    on_conn!(conn, c => {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(key) = after {
+            q = bind_one(q, table, table.primary_key_column(), key)?;
         }
-        Conn::Postgres(c) => {
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            if let Some(key) = after {
-                q = bind_one(q, table, table.primary_key_column(), key)?;
-            }
-            for row in q.fetch_all(c).await? {
-                out.push(decode_row(&row, table)?);
-            }
+        for row in q.fetch_all(c).await? {
+            out.push(decode_row(&row, table)?);
         }
-    }
+    });
     Ok(out)
 }
 
@@ -228,33 +215,18 @@ impl TableDigest {
 
 pub async fn count(conn: Conn<'_>, table: &Table) -> Result<i64, sqlx::Error> {
     let sql = format!("SELECT COUNT(*) FROM \"{}\"", table.name);
-    match conn {
-        Conn::Sqlite(c) => {
-            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                .fetch_one(c)
-                .await
-        }
-        Conn::Postgres(c) => {
-            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                .fetch_one(c)
-                .await
-        }
-    }
+    on_conn!(conn, c => sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(c).await)
 }
 
 /// The largest primary key present, for resuming a copy after the rows already there.
 pub async fn max_key(conn: Conn<'_>, table: &Table) -> Result<Option<Value>, RowError> {
     let pk = &table.primary_key;
-    let mut last = None;
-    let (postgres, c) = match conn {
-        Conn::Sqlite(c) => (false, Conn::Sqlite(c)),
-        Conn::Postgres(c) => (true, Conn::Postgres(c)),
-    };
-    let collate = if postgres && table.primary_key_column().ty == ColumnType::Text {
-        " COLLATE \"C\""
-    } else {
-        ""
-    };
+    let collate =
+        if matches!(conn, Conn::Postgres(_)) && table.primary_key_column().ty == ColumnType::Text {
+            " COLLATE \"C\""
+        } else {
+            ""
+        };
     let key_only = Table {
         name: table.name.clone(),
         columns: vec![table.primary_key_column().clone()],
@@ -265,40 +237,19 @@ pub async fn max_key(conn: Conn<'_>, table: &Table) -> Result<Option<Value>, Row
         "SELECT \"{pk}\" FROM \"{}\" ORDER BY \"{pk}\"{collate} DESC LIMIT 1",
         table.name
     );
-    match c {
-        Conn::Sqlite(c) => {
-            if let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .fetch_optional(c)
-                .await?
-            {
-                last = decode_row(&row, &key_only)?.pop();
-            }
+    let mut last = None;
+    on_conn!(conn, c => {
+        if let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_optional(c).await? {
+            last = decode_row(&row, &key_only)?.pop();
         }
-        Conn::Postgres(c) => {
-            if let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .fetch_optional(c)
-                .await?
-            {
-                last = decode_row(&row, &key_only)?.pop();
-            }
-        }
-    }
+    });
     Ok(last)
 }
 
 /// Deletes every row of a table (restore `--force`, inside its transaction).
 pub async fn delete_all(conn: Conn<'_>, table: &Table) -> Result<u64, sqlx::Error> {
     let sql = format!("DELETE FROM \"{}\"", table.name);
-    Ok(match conn {
-        Conn::Sqlite(c) => sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(c)
-            .await?
-            .rows_affected(),
-        Conn::Postgres(c) => sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(c)
-            .await?
-            .rows_affected(),
-    })
+    Ok(on_conn!(conn, c => sqlx::query(sqlx::AssertSqlSafe(sql)).execute(c).await?.rows_affected()))
 }
 
 /// Most bind parameters one INSERT may carry on SQLite (32766) and PostgreSQL (65535), with
@@ -347,16 +298,9 @@ pub async fn insert(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    match conn {
-        Conn::Sqlite(c) => {
-            let mut b = build_insert::<sqlx::Sqlite>(&head, typed);
-            b.build().execute(c).await?;
-        }
-        Conn::Postgres(c) => {
-            let mut b = build_insert::<sqlx::Postgres>(&head, typed);
-            b.build().execute(c).await?;
-        }
-    }
+    on_conn!(conn, c => {
+        build_insert(&head, typed).build().execute(c).await?;
+    });
     Ok(())
 }
 

@@ -89,9 +89,20 @@ pub fn init(
         LogTarget::Stderr => builder.finish(std::io::stderr()),
     };
 
-    let tracer = telemetry.otlp_endpoint.as_ref().and_then(|base| {
-        let endpoint = format!("{}/v1/traces", base.as_str().trim_end_matches('/'));
-        match opentelemetry_otlp::SpanExporter::builder()
+    // OTLP/HTTP signal URLs under the collector's base URL, and who is sending.
+    let signal_url = |signal: &str| {
+        telemetry
+            .otlp_endpoint
+            .as_ref()
+            .map(|base| format!("{}/v1/{signal}", base.as_str().trim_end_matches('/')))
+    };
+    let resource = || {
+        opentelemetry_sdk::Resource::builder()
+            .with_service_name(telemetry.service_name.clone())
+            .build()
+    };
+    let tracer =
+        signal_url("traces").and_then(|endpoint| match opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_endpoint(endpoint)
             .build()
@@ -99,21 +110,15 @@ pub fn init(
             Ok(exporter) => Some(
                 opentelemetry_sdk::trace::SdkTracerProvider::builder()
                     .with_batch_exporter(exporter)
-                    .with_resource(
-                        opentelemetry_sdk::Resource::builder()
-                            .with_service_name(telemetry.service_name.clone())
-                            .build(),
-                    )
+                    .with_resource(resource())
                     .build(),
             ),
             Err(e) => {
                 eprintln!("vantus: OTLP exporter disabled: {e}");
                 None
             }
-        }
-    });
-    let logger = telemetry.otlp_endpoint.as_ref().and_then(|base| {
-        let endpoint = format!("{}/v1/logs", base.as_str().trim_end_matches('/'));
+        });
+    let logger = signal_url("logs").and_then(|endpoint| {
         match opentelemetry_otlp::LogExporter::builder()
             .with_http()
             .with_endpoint(endpoint)
@@ -122,11 +127,7 @@ pub fn init(
             Ok(exporter) => Some(
                 opentelemetry_sdk::logs::SdkLoggerProvider::builder()
                     .with_batch_exporter(exporter)
-                    .with_resource(
-                        opentelemetry_sdk::Resource::builder()
-                            .with_service_name(telemetry.service_name.clone())
-                            .build(),
-                    )
+                    .with_resource(resource())
                     .build(),
             ),
             Err(e) => {

@@ -14,19 +14,31 @@ fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_to_postgres_and_back_is_identical() {
+/// A stopped SQLite server's database with a generated data set: (its files, its URL, its
+/// digest).
+async fn generated_source(
+    content_items: u64,
+    audit_rows: u64,
+) -> (
+    TestDb,
+    String,
+    std::collections::BTreeMap<String, (u64, String)>,
+) {
     let app = TestApp::spawn(Engine::Sqlite).await;
     let source = app.server().app.store.primary().clone();
-    generate::run(&source, 150, 4_000).await.unwrap();
+    generate::run(&source, content_items, audit_rows)
+        .await
+        .unwrap();
     let original = digest_all(&source).await;
-    let source_url = app.db.url.clone();
-    let TestApp {
-        server,
-        db: _keep_source,
-        ..
-    } = app;
+    let TestApp { server, db, .. } = app;
     server.unwrap().shutdown().await;
+    let url = db.url.clone();
+    (db, url, original)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_to_postgres_and_back_is_identical() {
+    let (_keep_source, source_url, original) = generated_source(150, 4_000).await;
 
     let pg = TestDb::create(Engine::Postgres).await;
     let env = base_env(&pg);
@@ -102,17 +114,7 @@ async fn sqlite_to_postgres_and_back_is_identical() {
 /// Kill -9 a copy halfway; the same command afterwards resumes and verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_copy_resumes_to_a_correct_result() {
-    let app = TestApp::spawn(Engine::Sqlite).await;
-    let source = app.server().app.store.primary().clone();
-    generate::run(&source, 50, 60_000).await.unwrap();
-    let original = digest_all(&source).await;
-    let source_url = app.db.url.clone();
-    let TestApp {
-        server,
-        db: _keep_source,
-        ..
-    } = app;
-    server.unwrap().shutdown().await;
+    let (_keep_source, source_url, original) = generated_source(50, 60_000).await;
 
     let pg = TestDb::create(Engine::Postgres).await;
     let env = base_env(&pg);

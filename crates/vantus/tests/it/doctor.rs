@@ -145,9 +145,16 @@ async fn a_good_postgres_deployment_has_no_critical_finding() {
 async fn backups_on_the_database_disk_are_flagged() {
     let db = TestDb::create(Engine::Sqlite).await;
     let mut env = base_env(&db);
-    env.insert("VANTUS_BACKUP_TO".into(), db.dir.path().join("backups").display().to_string());
+    env.insert(
+        "VANTUS_BACKUP_TO".into(),
+        db.dir.path().join("backups").display().to_string(),
+    );
     assert!(run_binary(&["migrate"], &env).status.success());
     let report = findings(&run_binary(&["doctor", "--json"], &env));
-    assert_eq!(severity_of(&report, "backup-location"), ["high"], "{report:#}");
+    assert_eq!(
+        severity_of(&report, "backup-location"),
+        ["high"],
+        "{report:#}"
+    );
     assert_eq!(severity_of(&report, "backup-schedule"), ["high"]);
 }

@@ -44,12 +44,10 @@ async fn healthz_and_readyz_report_checks(engine: Engine) {
 
 both_engines!(healthz_and_readyz_report_checks);
 
-/// Readiness follows the database: 503 naming the failed check while it is unreachable, 200
-/// again once it is back, while liveness stays 200 throughout.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readiness_fails_while_the_database_is_unreachable_and_recovers() {
-    let app = TestApp::spawn(Engine::Postgres).await;
-    let name = app.db.url.rsplit('/').next().unwrap().to_owned();
+/// Makes a test database unreachable: no new connections, existing ones terminated. Returns
+/// its name, to let connections in again with `ALLOW_CONNECTIONS true`.
+async fn cut_off(db: &crate::support::TestDb) -> String {
+    let name = db.url.rsplit('/').next().unwrap().to_owned();
     pg_admin(&format!(
         "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"
     ))
@@ -58,6 +56,15 @@ async fn readiness_fails_while_the_database_is_unreachable_and_recovers() {
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
     ))
     .await;
+    name
+}
+
+/// Readiness follows the database: 503 naming the failed check while it is unreachable, 200
+/// again once it is back, while liveness stays 200 throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_while_the_database_is_unreachable_and_recovers() {
+    let app = TestApp::spawn(Engine::Postgres).await;
+    let name = cut_off(&app.db).await;
 
     let deadline = Instant::now() + Duration::from_secs(15);
     let body = loop {
@@ -104,15 +111,7 @@ async fn readiness_fails_while_the_database_is_unreachable_and_recovers() {
 async fn cached_pages_survive_a_database_outage() {
     let app = TestApp::spawn(Engine::Postgres).await;
     let before = app.get("/work").await.text().await.unwrap();
-    let name = app.db.url.rsplit('/').next().unwrap().to_owned();
-    pg_admin(&format!(
-        "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"
-    ))
-    .await;
-    pg_admin(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-    ))
-    .await;
+    let name = cut_off(&app.db).await;
     let during = app.get("/work").await;
     assert_eq!(during.status(), 200);
     assert_eq!(during.text().await.unwrap(), before);
