@@ -12,9 +12,11 @@ use crate::store;
 pub enum DbCommand {
     /// Copy every table between SQLite and PostgreSQL (either direction), verifying per-table
     /// row counts and checksums; re-run the same command to resume after an interruption.
+    #[command(after_long_help = super::settings_help())]
     Copy(CopyArgs),
     /// Add a generated data set (content items for a `generated` tenant, audit-log rows) to
     /// the configured database: for benchmarks and restore drills, never for production.
+    #[command(after_long_help = super::settings_help())]
     Generate(GenerateArgs),
 }
 

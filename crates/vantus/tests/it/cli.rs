@@ -39,16 +39,34 @@ fn help_documents_every_command_and_setting() {
     let top = run_binary(&["--help"], &HashMap::new());
     assert!(top.status.success());
     let text = String::from_utf8_lossy(&top.stdout);
-    for cmd in ["serve", "migrate", "healthcheck", "version"] {
+    for cmd in [
+        "serve",
+        "migrate",
+        "healthcheck",
+        "version",
+        "backup",
+        "restore",
+        "db",
+        "doctor",
+    ] {
         assert!(text.contains(cmd), "--help lists {cmd}");
         let o = run_binary(&[cmd, "--help"], &HashMap::new());
         assert!(o.status.success(), "{cmd} --help");
     }
-    for cmd in ["serve", "migrate"] {
-        let help = String::from_utf8_lossy(&run_binary(&[cmd, "--help"], &HashMap::new()).stdout)
-            .into_owned();
+    for cmd in [
+        &["serve"][..],
+        &["migrate"],
+        &["backup"],
+        &["restore"],
+        &["doctor"],
+        &["db", "copy"],
+        &["db", "generate"],
+    ] {
+        let mut args = cmd.to_vec();
+        args.push("--help");
+        let help = String::from_utf8_lossy(&run_binary(&args, &HashMap::new()).stdout).into_owned();
         for s in SETTINGS {
-            assert!(help.contains(s.env), "`{cmd} --help` documents {}", s.env);
+            assert!(help.contains(s.env), "`{cmd:?} --help` documents {}", s.env);
         }
     }
     let o = run_binary(&["frobnicate"], &HashMap::new());
