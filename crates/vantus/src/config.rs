@@ -76,6 +76,8 @@ settings! {
         "Where backups go: a local folder or s3://bucket/prefix. Used by `vantus backup` and the schedule.";
     "VANTUS_BACKUP_SCHEDULE", "backup.schedule", "(none)", false,
         "Cron expression for backups made by `serve`, e.g. `0 3 * * *` (UTC). One replica runs each.";
+    "VANTUS_BACKUP_RUNNER", "backup.runner", "serve", false,
+        "`serve` runs VANTUS_BACKUP_SCHEDULE itself; `external` when a CronJob or systemd timer runs `vantus backup` on that schedule (doctor still checks freshness against it).";
     "VANTUS_BACKUP_KEEP_DAILY", "backup.keep_daily", "7", false,
         "Scheduled backups keep the newest backup of each of this many days.";
     "VANTUS_BACKUP_KEEP_WEEKLY", "backup.keep_weekly", "4", false,
@@ -424,6 +426,8 @@ fn standard_weekdays(field: &str) -> Result<String, String> {
 pub struct BackupConfig {
     pub to: Option<BackupLocation>,
     pub schedule: Option<Schedule>,
+    /// False when something outside `serve` (a CronJob, a systemd timer) runs the schedule.
+    pub run_in_serve: bool,
     pub keep_daily: u32,
     pub keep_weekly: u32,
     pub passphrase: Option<SecretString>,
@@ -673,6 +677,20 @@ impl Config {
                 .map(|raw| BackupLocation::parse("VANTUS_BACKUP_TO", &raw))
                 .transpose()?,
             schedule: schedule("VANTUS_BACKUP_SCHEDULE")?,
+            run_in_serve: match src
+                .get("VANTUS_BACKUP_RUNNER")?
+                .as_deref()
+                .unwrap_or("serve")
+            {
+                "serve" => true,
+                "external" => false,
+                other => {
+                    return Err(ConfigError::new(
+                        "VANTUS_BACKUP_RUNNER",
+                        format!("\"{other}\" is not a runner; use serve or external"),
+                    ));
+                }
+            },
             keep_daily: parse_number(&src, "VANTUS_BACKUP_KEEP_DAILY", 7, 0, 3650)? as u32,
             keep_weekly: parse_number(&src, "VANTUS_BACKUP_KEEP_WEEKLY", 4, 0, 520)? as u32,
             passphrase: src.get("VANTUS_BACKUP_PASSPHRASE")?.map(SecretString::from),

@@ -42,10 +42,7 @@ pub async fn run(config_file: &Option<PathBuf>, args: RestoreArgs) -> Result<(),
         Some(f) => Some(read_passphrase(f)?),
         None => config.backup.passphrase.clone(),
     };
-    let scratch = tempfile::Builder::new()
-        .prefix("vantus-restore-")
-        .tempdir()
-        .map_err(|e| CliError::Failed(format!("cannot create a temporary folder: {e}")))?;
+    let scratch = crate::ops::scratch_dir(&config, "vantus-restore-")?;
     let archive = destination::fetch_archive(&args.archive, &config.s3, scratch.path()).await?;
 
     let mut target_cfg = config.database.clone();

@@ -424,6 +424,9 @@ async fn backup_checks(f: &mut Findings, config: &Config, db: &Db) {
     }
     let last = jobs::last_success(db, jobs::BACKUP).await.ok().flatten();
     let age = last.map(|t| (time::OffsetDateTime::now_utc() - t.as_datetime()).unsigned_abs());
+    let installed_age = installed_at(db)
+        .await
+        .map(|t| (time::OffsetDateTime::now_utc() - t).unsigned_abs());
     match (&config.backup.schedule, age) {
         (None, _) => f.add(
             "backup-schedule",
@@ -432,6 +435,22 @@ async fn backup_checks(f: &mut Findings, config: &Config, db: &Db) {
             "Backups happen only when someone remembers.",
             "Set VANTUS_BACKUP_SCHEDULE, e.g. \"0 3 * * *\".",
         ),
+        // A new installation whose first scheduled backup is still ahead is not in danger yet.
+        (Some(s), None)
+            if installed_age.is_some_and(|a| {
+                a < interval(s)
+                    .unwrap_or(Duration::from_secs(86_400))
+                    .mul_f64(1.5)
+            }) =>
+        {
+            f.add(
+                "backups",
+                Severity::Medium,
+                "no backup yet: this installation is newer than its backup interval",
+                "Until the first scheduled run, a lost disk loses everything.",
+                "Run `vantus backup` now rather than waiting for the schedule.",
+            )
+        }
         (Some(_), None) => f.add(
             "backups",
             if production {
@@ -482,6 +501,37 @@ async fn backup_checks(f: &mut Findings, config: &Config, db: &Db) {
             } else {
                 f.ok("restore-drill", format!("last drill passed {} ago", humantime::format_duration(Duration::from_secs(age.as_secs()))));
             }
+        }
+    }
+}
+
+/// When the first migration was applied: the installation's age.
+async fn installed_at(db: &Db) -> Option<time::OffsetDateTime> {
+    match db {
+        Db::Postgres(p) => sqlx::query_scalar::<_, Option<time::OffsetDateTime>>(
+            "SELECT MIN(installed_on) FROM _sqlx_migrations",
+        )
+        .fetch_one(p)
+        .await
+        .ok()
+        .flatten(),
+        Db::Sqlite(p) => {
+            let text: Option<String> =
+                sqlx::query_scalar("SELECT MIN(installed_on) FROM _sqlx_migrations")
+                    .fetch_one(p)
+                    .await
+                    .ok()
+                    .flatten();
+            text.and_then(|t| {
+                time::PrimitiveDateTime::parse(
+                    &t,
+                    time::macros::format_description!(
+                        "[year]-[month]-[day] [hour]:[minute]:[second]"
+                    ),
+                )
+                .ok()
+                .map(|p| p.assume_utc())
+            })
         }
     }
 }

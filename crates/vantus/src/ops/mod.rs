@@ -110,3 +110,22 @@ pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
         _ => f(),
     }
 }
+
+/// A temporary folder for a restore drill or a download: inside the data folder when it is
+/// writable (a volume, sized for data), else the system's temporary folder (often a small
+/// tmpfs in containers).
+pub fn scratch_dir(
+    config: &crate::config::Config,
+    prefix: &str,
+) -> Result<tempfile::TempDir, OpsError> {
+    let in_data = config.data_dir.join("tmp");
+    if crate::secrets::ensure_data_dir(&in_data).is_ok()
+        && let Ok(dir) = tempfile::Builder::new().prefix(prefix).tempdir_in(&in_data)
+    {
+        return Ok(dir);
+    }
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|e| OpsError::io(Path::new("(temporary folder)"), e))
+}

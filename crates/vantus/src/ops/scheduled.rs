@@ -13,7 +13,13 @@ use super::restore::{self, RestoreOptions};
 
 /// Registers the configured jobs.
 pub fn register(scheduler: &mut Scheduler, app: &App, instance: &str) {
-    if let Some(schedule) = app.config.backup.schedule.clone() {
+    if let Some(schedule) = app
+        .config
+        .backup
+        .schedule
+        .clone()
+        .filter(|_| app.config.backup.run_in_serve)
+    {
         let app = app.clone();
         let instance = instance.to_owned();
         let run: JobFn = Arc::new(move || {
@@ -87,10 +93,7 @@ async fn restore_drill(app: &App) -> Result<String, String> {
         .map_err(|e| e.to_string())?
         .pop()
         .ok_or("there is no backup to drill")?;
-    let scratch = tempfile::Builder::new()
-        .prefix("vantus-drill-")
-        .tempdir()
-        .map_err(|e| e.to_string())?;
+    let scratch = super::scratch_dir(&app.config, "vantus-drill-").map_err(|e| e.to_string())?;
     let archive = destination
         .fetch(&newest, scratch.path())
         .await

@@ -158,3 +158,33 @@ async fn backups_on_the_database_disk_are_flagged() {
     );
     assert_eq!(severity_of(&report, "backup-schedule"), ["high"]);
 }
+
+/// A fresh installation whose first scheduled backup is still ahead is warned, not failed: a
+/// first deploy's smoke test must be able to pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_installation_waits_for_its_first_scheduled_backup() {
+    let db = TestDb::create(Engine::Postgres).await;
+    let backups = tempfile::tempdir().unwrap();
+    let mut env = base_env(&db);
+    env.extend([
+        ("VANTUS_ENV".to_owned(), "production".to_owned()),
+        ("VANTUS_SECRET_KEY".to_owned(), SECRET.to_owned()),
+        (
+            "VANTUS_PUBLIC_URL".to_owned(),
+            "https://vantus.example.com".to_owned(),
+        ),
+        (
+            "VANTUS_BACKUP_TO".to_owned(),
+            backups.path().display().to_string(),
+        ),
+        ("VANTUS_BACKUP_SCHEDULE".to_owned(), "0 3 * * *".to_owned()),
+        ("VANTUS_BACKUP_RUNNER".to_owned(), "external".to_owned()),
+    ]);
+    assert!(run_binary(&["migrate"], &env).status.success());
+    let report = findings(&run_binary(&["doctor", "--json"], &env));
+    assert_eq!(severity_of(&report, "backups"), ["medium"], "{report:#}");
+    assert!(
+        severity_of(&report, "backup-schedule").is_empty(),
+        "an external runner is a schedule"
+    );
+}
