@@ -34,12 +34,15 @@ BINARY_URL=""
 BINARY_SHA256=""
 LOKI_URL=""
 SSH_PORT=22
-BACKUP_CALENDAR="*-*-* 03:00:00"
+BACKUP_CALENDAR="*-*-* 03:00:00 UTC"
 READY_ATTEMPTS=90
 FIREWALL=1
 START=1
 DRY_RUN=0
 CHECK=0
+CONFLICTS=0
+BACKUP_CRON=""        # set from BACKUP_CALENDAR by step_preflight
+BACKUP_ONCALENDAR=""
 
 ROOT=${VANTUS_ROOT:-}
 OS_RELEASE=${VANTUS_OS_RELEASE:-$ROOT/etc/os-release}
@@ -72,7 +75,9 @@ Options:
   --binary-sha256 HEX  expected checksum of the downloaded binary
   --loki-url URL       ship logs with Vector to this Loki (e.g. https://loki.example.com)
   --ssh-port N         SSH port to keep open in ufw (default $SSH_PORT)
-  --backup-at SPEC     systemd OnCalendar for the backup timer (default "$BACKUP_CALENDAR")
+  --backup-at SPEC     systemd OnCalendar for the backup timer, in UTC (default "$BACKUP_CALENDAR");
+                       vantus.env gets it as VANTUS_BACKUP_SCHEDULE (cron) with VANTUS_BACKUP_RUNNER=external.
+                       Forms: [Mon,Fri|Mon..Fri] [*-*-D] HH:MM[:00] [UTC], hourly, daily, weekly, monthly
   --no-firewall        leave ufw alone (e.g. a cloud firewall is in charge)
   --no-start           configure everything but do not start the stack
   --ready-attempts N   /readyz polls (2s apart) before giving up (default $READY_ATTEMPTS)
@@ -166,6 +171,100 @@ ensure_enabled() { # ensure_enabled UNIT: enabled and running
 }
 compose() { docker compose --project-directory "$INSTALL_DIR" "$@"; }
 
+# ---- the backup timer's OnCalendar as a cron expression (VANTUS_BACKUP_SCHEDULE, UTC) ----------
+# cal_field VALUE MIN MAX: one calendar component (*, N, A..B, A/STEP, or a comma list of those)
+# printed as the same cron field; fails on anything else.
+cal_field() {
+  local value=$1 min=$2 max=$3 item a b out="" items
+  [ "$value" = "*" ] && { echo "*"; return 0; }
+  local re_num='^[0-9]+$' re_range='^([0-9]+)\.\.([0-9]+)$' re_step='^(\*|[0-9]+)/([0-9]+)$'
+  IFS=, read -ra items <<<"$value"
+  [ ${#items[@]} -gt 0 ] || return 1
+  for item in "${items[@]}"; do
+    if [[ $item =~ $re_num ]]; then
+      a=$((10#$item)); [ "$a" -ge "$min" ] && [ "$a" -le "$max" ] || return 1
+      out+=",$a"
+    elif [[ $item =~ $re_range ]]; then
+      a=$((10#${BASH_REMATCH[1]})); b=$((10#${BASH_REMATCH[2]}))
+      [ "$a" -ge "$min" ] && [ "$a" -le "$b" ] && [ "$b" -le "$max" ] || return 1
+      out+=",$a-$b"
+    elif [[ $item =~ $re_step ]]; then
+      b=$((10#${BASH_REMATCH[2]})); [ "$b" -ge 1 ] || return 1
+      if [ "${BASH_REMATCH[1]}" = "*" ]; then out+=",*/$b"; else
+        a=$((10#${BASH_REMATCH[1]})); [ "$a" -ge "$min" ] && [ "$a" -le "$max" ] || return 1
+        out+=",$a-$max/$b"
+      fi
+    else
+      return 1
+    fi
+  done
+  echo "${out#,}"
+}
+# weekday NAME SUNDAY: 1-6 for Monday-Saturday, SUNDAY (0, or 7 at the end of a range) for Sunday.
+weekday() {
+  case "${1,,}" in
+    mon|monday) echo 1 ;; tue|tuesday) echo 2 ;; wed|wednesday) echo 3 ;; thu|thursday) echo 4 ;;
+    fri|friday) echo 5 ;; sat|saturday) echo 6 ;; sun|sunday) echo "$2" ;; *) return 1 ;;
+  esac
+}
+cal_weekdays() { # cal_weekdays Mon,Wed..Fri -> 1,3-5
+  local item a b out="" items re_range='^([A-Za-z]+)\.\.([A-Za-z]+)$'
+  IFS=, read -ra items <<<"$1"
+  [ ${#items[@]} -gt 0 ] || return 1
+  for item in "${items[@]}"; do
+    if [[ $item =~ $re_range ]]; then
+      a=$(weekday "${BASH_REMATCH[1]}" 0) && b=$(weekday "${BASH_REMATCH[2]}" 7) || return 1
+      [ "$a" -le "$b" ] || return 1
+      out+=",$a-$b"
+    else
+      a=$(weekday "$item" 0) || return 1
+      out+=",$a"
+    fi
+  done
+  echo "${out#,}"
+}
+# calendar_to_cron SPEC: sets BACKUP_CRON (five fields, UTC) and BACKUP_ONCALENDAR (SPEC with an
+# explicit UTC zone, for the timer). Fails on forms cron cannot express, and on other time zones:
+# a cron schedule is UTC, and the two must fire at the same moment all year.
+calendar_to_cron() {
+  local spec=$1 tok tokens dow="" date="" time="" zone="" y mo d h m sec
+  read -ra tokens <<<"$spec"
+  [ ${#tokens[@]} -gt 0 ] || return 1
+  for tok in "${tokens[@]}"; do
+    case "$tok" in
+      UTC|Etc/UTC) [ -z "$zone" ] || return 1; zone=$tok ;;
+      hourly|daily|weekly|monthly)
+        [ -z "$time" ] && [ -z "$date" ] && [ -z "$dow" ] || return 1
+        case "$tok" in
+          hourly) time="*:00:00" ;; daily) time="00:00:00" ;; weekly) dow=Mon; time="00:00:00" ;;
+          monthly) date="*-*-01"; time="00:00:00" ;;
+        esac ;;
+      *:*) [ -z "$time" ] || return 1; time=$tok ;;
+      *-*) [ -z "$date" ] || return 1; date=$tok ;;
+      [A-Za-z]*) [ -z "$dow" ] || return 1; dow=$tok ;;
+      *) return 1 ;;
+    esac
+  done
+  [ -n "$time" ] || return 1
+  IFS=: read -r h m sec <<<"$time"
+  [ -n "$m" ] || return 1
+  case "${sec:-00}" in 0|00) ;; *) return 1 ;; esac
+  IFS=- read -r y mo d <<<"${date:-*-*-*}"
+  if [ -z "$d" ]; then d=$mo; mo=$y; y="*"; fi
+  [ "$y" = "*" ] || return 1
+  h=$(cal_field "$h" 0 23) && m=$(cal_field "$m" 0 59) || return 1
+  mo=$(cal_field "$mo" 1 12) && d=$(cal_field "$d" 1 31) || return 1
+  if [ -n "$dow" ]; then dow=$(cal_weekdays "$dow") || return 1; else dow="*"; fi
+  # systemd requires the day of month AND the weekday to match; cron fires on either.
+  [ "$d" = "*" ] || [ "$dow" = "*" ] || return 1
+  BACKUP_CRON="$m $h $d $mo $dow"
+  BACKUP_ONCALENDAR=$spec
+  [ -n "$zone" ] || BACKUP_ONCALENDAR="$spec UTC"
+}
+# env_value KEY: the value KEY has in the environment file (empty when unset or no file).
+env_value() { if [ -f "$ENV_FILE" ]; then sed -n "s/^$1=//p" "$ENV_FILE" | tail -n 1; fi; }
+conflict() { CONFLICTS=$((CONFLICTS + 1)); say "conflict: $*" >&2; }
+
 # ---- steps --------------------------------------------------------------------------------------
 step_preflight() {
   STEP="preflight"
@@ -188,6 +287,11 @@ step_preflight() {
     say "native mode needs --binary PATH or --binary-url URL (no vantus binary installed yet)" >&2; exit 64
   fi
   [ -f "$SOURCE_DIR/deploy/compose/gen-env.sh" ] || { say "deploy files not found under $SOURCE_DIR (run from a checkout)" >&2; exit 2; }
+  if ! calendar_to_cron "$BACKUP_CALENDAR"; then
+    say "--backup-at \"$BACKUP_CALENDAR\": not a timer schedule that VANTUS_BACKUP_SCHEDULE (cron, UTC) can match." >&2
+    say "Use e.g. \"*-*-* 03:00:00\", \"Mon..Fri 02:30\", \"*-*-* 00/6:00:00\" or \"daily\"; times are UTC (no other zone)." >&2
+    exit 64
+  fi
 }
 
 step_base_packages() {
@@ -230,14 +334,28 @@ step_env_file() {
   STEP="environment file"
   local example="$SOURCE_DIR/deploy/compose/vantus.env.example"
   [ "$MODE" = native ] && example="$SOURCE_DIR/deploy/systemd/vantus.env.example"
+  # vantus-backup.timer (step "systemd units") takes the backups in both modes, so `serve` must not,
+  # and doctor judges freshness by the timer's schedule. These fill keys that are missing or empty;
+  # a value already in the file is never changed (a disagreeing one is reported below).
+  local sets=(--set "VANTUS_BACKUP_RUNNER=external" --set "VANTUS_BACKUP_SCHEDULE=$BACKUP_CRON")
+  [ -n "$LOKI_URL" ] && sets+=(--set "VANTUS_LOG_SHIPPING=vector")
   local plan
-  plan=$(q "$SOURCE_DIR/deploy/compose/gen-env.sh" --plan --out "$ENV_FILE" --example "$example" --domain "$DOMAIN" --email "$EMAIL" | grep 'would set' || true)
+  plan=$(q "$SOURCE_DIR/deploy/compose/gen-env.sh" --plan --out "$ENV_FILE" --example "$example" --domain "$DOMAIN" --email "$EMAIL" "${sets[@]}" | grep 'would set' || true)
   if [ -n "$plan" ]; then
     printf '%s\n' "$plan" | sed 's/^/         /'
     run "generate missing settings in $ENV_FILE (existing values kept)" -- \
-      "$SOURCE_DIR/deploy/compose/gen-env.sh" --out "$ENV_FILE" --example "$example" --domain "$DOMAIN" --email "$EMAIL"
+      "$SOURCE_DIR/deploy/compose/gen-env.sh" --out "$ENV_FILE" --example "$example" --domain "$DOMAIN" --email "$EMAIL" "${sets[@]}"
   fi
   if [ -f "$ENV_FILE" ] && [ "$(stat -c %a "$ENV_FILE")" != 600 ]; then run "restrict $ENV_FILE to 0600" -- chmod 600 "$ENV_FILE"; fi
+  local runner schedule
+  runner=$(env_value VANTUS_BACKUP_RUNNER)
+  schedule=$(env_value VANTUS_BACKUP_SCHEDULE)
+  if [ -n "$runner" ] && [ "$runner" != external ]; then
+    conflict "$ENV_FILE sets VANTUS_BACKUP_RUNNER=$runner, but vantus-backup.timer also takes backups, so every backup is taken twice. Set VANTUS_BACKUP_RUNNER=external there (this script never changes a value you set)."
+  fi
+  if [ -n "$schedule" ] && [ "$schedule" != "$BACKUP_CRON" ]; then
+    conflict "$ENV_FILE sets VANTUS_BACKUP_SCHEDULE=$schedule, but the timer runs at \"$BACKUP_ONCALENDAR\" ($BACKUP_CRON); vantus doctor judges backup freshness by the former. Make them agree: edit the file or pass --backup-at."
+  fi
 }
 
 step_docker() {
@@ -332,7 +450,7 @@ step_units() {
     write_file "$SYSTEMD_DIR/vantus.service" 644 "$(sed "s/^User=vantus/User=$APP_USER/; s/^Group=vantus/Group=$APP_USER/" "$SOURCE_DIR/deploy/systemd/vantus.service")"
   fi
   write_file "$SYSTEMD_DIR/vantus-backup.service" 644 "$(sed "s/^User=vantus/User=$APP_USER/; s/^Group=vantus/Group=$APP_USER/" "$SOURCE_DIR/deploy/systemd/vantus-backup.service")"
-  write_file "$SYSTEMD_DIR/vantus-backup.timer" 644 "$(sed "s/^OnCalendar=.*/OnCalendar=$BACKUP_CALENDAR/" "$SOURCE_DIR/deploy/systemd/vantus-backup.timer")"
+  write_file "$SYSTEMD_DIR/vantus-backup.timer" 644 "$(awk -v c="$BACKUP_ONCALENDAR" '/^OnCalendar=/ { print "OnCalendar=" c; next } { print }' "$SOURCE_DIR/deploy/systemd/vantus-backup.timer")"
   if [ "$MODE" = docker ]; then
     # The backup runs inside a one-off container of the same image, as the same user.
     write_file "$SYSTEMD_DIR/vantus-backup.service.d/docker.conf" 644 "[Service]
@@ -435,10 +553,13 @@ main() {
     if [ "$planned" = 0 ]; then say "Nothing to do: the host already matches the desired state."
     else say "Applied $planned action(s)."; fi
   fi
+  [ "$CONFLICTS" = 0 ] || say "$CONFLICTS conflict(s) in $ENV_FILE need an edit by hand (see above)."
   if [ "$CHECK" = 1 ]; then
     local healthy=0
     step_verify || healthy=1
-    if [ "$planned" -gt 0 ] || [ "$healthy" -ne 0 ]; then say "CHECK FAILED: $planned item(s) differ from the desired state; health: $([ "$healthy" = 0 ] && echo ok || echo failing)"; exit 1; fi
+    if [ "$planned" -gt 0 ] || [ "$CONFLICTS" -gt 0 ] || [ "$healthy" -ne 0 ]; then
+      say "CHECK FAILED: $planned item(s) differ from the desired state, $CONFLICTS conflict(s); health: $([ "$healthy" = 0 ] && echo ok || echo failing)"; exit 1
+    fi
     say "CHECK PASSED"
     return 0
   fi

@@ -4,11 +4,14 @@
 #   deploy/compose/gen-env.sh --domain vantus.example.com --email ops@example.com
 #   deploy/compose/gen-env.sh --out /etc/vantus/vantus.env --example deploy/systemd/vantus.env.example
 #   deploy/compose/gen-env.sh --plan      # print what would change, write nothing
+#   deploy/compose/gen-env.sh --set VANTUS_BACKUP_RUNNER=external   # instead of the template's value
 #
 # Rules:
 # - Every KEY= of the template ends up in the output, in template order.
 # - A key that already has a value in the output is NEVER changed (its line stays byte-for-byte);
 #   rotating a secret is a deliberate edit (docs/operations/deploy-compose.md#rotating-secrets).
+# - --set KEY=VALUE (repeatable) replaces the template's default for a key the output lacks or has
+#   empty; keys missing from the template are appended after the template's keys.
 # - Empty secrets are filled with `openssl rand -hex 32`: hex has no `$` for Compose to interpolate.
 # - DATABASE_URL, DATABASE_REPLICA_URLS and REDIS_URL are derived from the generated passwords.
 # - The output is written with mode 0600.
@@ -21,6 +24,8 @@ out="$here/vantus.env"
 domain=""
 email=""
 plan=0
+declare -A override=()
+override_keys=()
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -29,7 +34,13 @@ while [ $# -gt 0 ]; do
     --out) out=$2; shift 2 ;;
     --example) example=$2; shift 2 ;;
     --plan) plan=1; shift ;;
-    -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --set)
+      [[ "${2:-}" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || { echo "--set needs KEY=VALUE, got: ${2:-}" >&2; exit 64; }
+      k=${2%%=*}
+      [ -n "${override[$k]+x}" ] || override_keys+=("$k")
+      override[$k]=${2#*=}
+      shift 2 ;;
+    -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 64 ;;
   esac
 done
@@ -79,12 +90,26 @@ while IFS= read -r line || [ -n "$line" ]; do
     REDIS_URL) [ -n "${value[REDIS_PASSWORD]:-}" ] && new="redis://:${value[REDIS_PASSWORD]}@redis:6379/0" ;;
     *) case "$SECRET_KEYS" in *" $key "*) new=$(rand) ;; esac ;;
   esac
+  [ -n "${override[$key]+x}" ] && new=${override[$key]}
   value[$key]=$new
   # Present but empty, and nothing to fill in (an optional setting): leave the line alone.
   if [ -n "${present[$key]:-}" ] && [ -z "$new" ]; then continue; fi
   newval[$key]=$new
   case "$SECRET_KEYS" in *" $key "*) changes+=("$key (generated secret)") ;; *) changes+=("$key") ;; esac
 done <"$example"
+
+# --set keys the template does not have: the same rules, appended after the template's keys.
+extra_keys=()
+for key in "${override_keys[@]}"; do
+  grep -q "^$key=" "$example" && continue
+  extra_keys+=("$key")
+  [ -n "${value[$key]:-}" ] && continue
+  new=${override[$key]}
+  value[$key]=$new
+  if [ -n "${present[$key]:-}" ] && [ -z "$new" ]; then continue; fi
+  newval[$key]=$new
+  changes+=("$key")
+done
 
 if [ "$plan" = 1 ]; then
   if [ ${#changes[@]} -eq 0 ]; then echo "env: $out is complete; nothing to change"; else
@@ -116,6 +141,11 @@ while IFS= read -r line || [ -n "$line" ]; do
     printf '%s=%s\n' "$key" "${newval[$key]}" >>"$out"
   fi
 done <"$example"
+for key in "${extra_keys[@]}"; do
+  if [ -z "${present[$key]:-}" ] && [ -n "${newval[$key]+x}" ]; then
+    printf '%s=%s\n' "$key" "${newval[$key]}" >>"$out"
+  fi
+done
 
 for c in "${changes[@]}"; do echo "env: set $c"; done
 if grep -v '^#' "$out" | grep -q '\$'; then

@@ -208,7 +208,8 @@ mutations() { grep -E '^(apt-get (update|install)|useradd|usermod|chown|ufw (all
   grep -q '^ufw allow 2222/tcp$' "$STUB_LOG"
   run ! grep -q '^ufw allow 22/tcp$' "$STUB_LOG"
   grep -q '^VANTUS_IMAGE=registry.test/vantus:9.9.9$' "$T/srv/web/.env"
-  grep -q '^OnCalendar=\*-\*-\* 01:30:00$' "$VANTUS_ROOT/etc/systemd/system/vantus-backup.timer"
+  grep -q '^OnCalendar=\*-\*-\* 01:30:00 UTC$' "$VANTUS_ROOT/etc/systemd/system/vantus-backup.timer"
+  grep -qx 'VANTUS_BACKUP_SCHEDULE=30 1 \* \* \*' "$VANTUS_ROOT/etc/vantus/vantus.env"
   grep -q '^User=svc-web$' "$VANTUS_ROOT/etc/systemd/system/vantus-backup.service"
 }
 
@@ -218,6 +219,149 @@ mutations() { grep -E '^(apt-get (update|install)|useradd|usermod|chown|ufw (all
   grep -q '^LOKI_ENDPOINT=https://loki.vantus.test$' "$VANTUS_ROOT/etc/default/vector"
   cmp "$REPO/deploy/observability/vector.yaml" "$VANTUS_ROOT/etc/vector/vector.yaml"
   grep -q '^systemctl enable --now vector$' "$STUB_LOG"
+  # ... and declares the shipper, so vantus doctor knows logs leave the host.
+  [ "$(grep -c '^VANTUS_LOG_SHIPPING=' "$VANTUS_ROOT/etc/vantus/vantus.env")" -eq 1 ]
+  grep -qx 'VANTUS_LOG_SHIPPING=vector' "$VANTUS_ROOT/etc/vantus/vantus.env"
+}
+
+@test "without --loki-url no log shipper is declared" {
+  bootstrap --ready-attempts 3
+  [ "$status" -eq 0 ]
+  grep -qx 'VANTUS_LOG_SHIPPING=' "$VANTUS_ROOT/etc/vantus/vantus.env"
+}
+
+@test "--loki-url on an existing host fills an empty VANTUS_LOG_SHIPPING and keeps a set one" {
+  env_file="$VANTUS_ROOT/etc/vantus/vantus.env"
+  # First run without a shipper: the key is written empty.
+  bootstrap --ready-attempts 3
+  [ "$status" -eq 0 ]
+  grep -qx 'VANTUS_LOG_SHIPPING=' "$env_file"
+  # Adding --loki-url later fills that empty line in place (no duplicate line).
+  bootstrap --loki-url https://loki.vantus.test --ready-attempts 3
+  [ "$status" -eq 0 ]
+  [ "$(grep -c '^VANTUS_LOG_SHIPPING=' "$env_file")" -eq 1 ]
+  grep -qx 'VANTUS_LOG_SHIPPING=vector' "$env_file"
+
+  # An operator's own value is never replaced.
+  sed -i 's/^VANTUS_LOG_SHIPPING=.*/VANTUS_LOG_SHIPPING=fluent-bit/' "$env_file"
+  cp "$env_file" "$T/env.before"
+  bootstrap --loki-url https://loki.vantus.test --ready-attempts 3
+  [ "$status" -eq 0 ]
+  cmp "$T/env.before" "$env_file"
+  grep -qx 'VANTUS_LOG_SHIPPING=fluent-bit' "$env_file"
+}
+
+@test "the backup timer runs backups: vantus.env says external, with the timer's schedule (docker and native)" {
+  bootstrap --ready-attempts 3
+  [ "$status" -eq 0 ]
+  env_file="$VANTUS_ROOT/etc/vantus/vantus.env"
+  grep -q '^OnCalendar=\*-\*-\* 03:00:00 UTC$' "$VANTUS_ROOT/etc/systemd/system/vantus-backup.timer"
+  [ "$(grep -c '^VANTUS_BACKUP_RUNNER=' "$env_file")" -eq 1 ]
+  [ "$(grep -c '^VANTUS_BACKUP_SCHEDULE=' "$env_file")" -eq 1 ]
+  grep -qx 'VANTUS_BACKUP_RUNNER=external' "$env_file"
+  grep -qx 'VANTUS_BACKUP_SCHEDULE=0 3 \* \* \*' "$env_file"
+  # The compose template alone means `serve` runs backups; the bootstrap's timer replaces that.
+  grep -qx 'VANTUS_BACKUP_RUNNER=serve' "$REPO/deploy/compose/vantus.env.example"
+
+  VANTUS_ETC_DIR="$T/native-etc" bootstrap --mode native --binary "$T/vantus-binary" --backup-at 'Mon..Fri 02:30' --ready-attempts 3
+  [ "$status" -eq 0 ]
+  grep -q '^OnCalendar=Mon\.\.Fri 02:30 UTC$' "$VANTUS_ROOT/etc/systemd/system/vantus-backup.timer"
+  grep -qx 'VANTUS_BACKUP_RUNNER=external' "$T/native-etc/vantus.env"
+  grep -qx 'VANTUS_BACKUP_SCHEDULE=30 2 \* \* 1-5' "$T/native-etc/vantus.env"
+  [ "$(grep -c '^VANTUS_BACKUP_SCHEDULE=' "$T/native-etc/vantus.env")" -eq 1 ]
+}
+
+@test "--backup-at forms translate to the same schedule in cron (UTC)" {
+  local spec cron i=0
+  while IFS='|' read -r spec cron; do
+    i=$((i + 1))
+    VANTUS_ETC_DIR="$T/etc-$i" bootstrap --backup-at "$spec" --no-start
+    [ "$status" -eq 0 ] || { echo "--backup-at '$spec' failed: $output"; return 1; }
+    grep -qxF "VANTUS_BACKUP_SCHEDULE=$cron" "$T/etc-$i/vantus.env" \
+      || { echo "'$spec' gave: $(grep '^VANTUS_BACKUP_SCHEDULE=' "$T/etc-$i/vantus.env")"; return 1; }
+    if command -v systemd-analyze >/dev/null 2>&1; then
+      systemd-analyze calendar "$(sed -n 's/^OnCalendar=//p' "$VANTUS_ROOT/etc/systemd/system/vantus-backup.timer")" >/dev/null
+    fi
+  done <<'SPECS'
+*-*-* 03:00:00|0 3 * * *
+*-*-* 01:30:00 UTC|30 1 * * *
+04:15|15 4 * * *
+daily|0 0 * * *
+hourly|0 * * * *
+weekly|0 0 * * 1
+Mon,Thu *-*-* 03:00:00|0 3 * * 1,4
+Sat..Sun 01:00|0 1 * * 6-7
+*-*-* 00/6:00:00|0 0-23/6 * * *
+*-*-* 03,15:00:00 Etc/UTC|0 3,15 * * *
+*-*-01 04:00:00|0 4 1 * *
+SPECS
+}
+
+@test "--backup-at that cron cannot match (another time zone, seconds) is refused before any change" {
+  local spec
+  for spec in '*-*-* 03:00:00 Europe/Berlin' '*-*-* 03:00:30' 'Mon *-*-01 03:00' 'at three'; do
+    bootstrap --backup-at "$spec"
+    [ "$status" -eq 64 ] || { echo "'$spec' gave $status"; return 1; }
+    [[ "$output" == *"--backup-at"*"cron, UTC"* ]]
+    [ -z "$(mutations)" ]
+    [ ! -e "$VANTUS_ROOT/etc/vantus/vantus.env" ]
+  done
+}
+
+@test "backup settings already in vantus.env are kept; a disagreement is reported and fails --check" {
+  mkdir -p "$VANTUS_ROOT/etc/vantus"
+  printf '%s\n' \
+    '# hand-written by the operator' \
+    'VANTUS_BACKUP_RUNNER=serve' \
+    'VANTUS_BACKUP_SCHEDULE=15 2 * * *' >"$VANTUS_ROOT/etc/vantus/vantus.env"
+  cp "$VANTUS_ROOT/etc/vantus/vantus.env" "$T/env.orig"
+
+  bootstrap --ready-attempts 3
+  [ "$status" -eq 0 ]
+  env_file="$VANTUS_ROOT/etc/vantus/vantus.env"
+  head -c "$(wc -c <"$T/env.orig")" "$env_file" | cmp - "$T/env.orig"
+  [ "$(grep -c '^VANTUS_BACKUP_RUNNER=' "$env_file")" -eq 1 ]
+  [ "$(grep -c '^VANTUS_BACKUP_SCHEDULE=' "$env_file")" -eq 1 ]
+  [[ "$output" == *"conflict: $env_file sets VANTUS_BACKUP_RUNNER=serve"*"taken twice"* ]]
+  [[ "$output" == *"conflict: $env_file sets VANTUS_BACKUP_SCHEDULE=15 2 * * *"*"(0 3 * * *)"* ]]
+
+  run "$SCRIPT" --check
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"CHECK FAILED"*"2 conflict(s)"* ]]
+
+  # Once the operator makes them agree, the host checks clean.
+  sed -i 's/^VANTUS_BACKUP_RUNNER=.*/VANTUS_BACKUP_RUNNER=external/; s/^VANTUS_BACKUP_SCHEDULE=.*/VANTUS_BACKUP_SCHEDULE=0 3 * * */' "$env_file"
+  run "$SCRIPT" --check
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"CHECK PASSED"* ]]
+}
+
+@test "an older install (schedule set, no runner) gets VANTUS_BACKUP_RUNNER=external appended" {
+  bootstrap --ready-attempts 3
+  [ "$status" -eq 0 ]
+  env_file="$VANTUS_ROOT/etc/vantus/vantus.env"
+  sed -i '/^VANTUS_BACKUP_RUNNER=/d' "$env_file"
+  cp "$env_file" "$T/env.old"
+
+  bootstrap --ready-attempts 3
+  [ "$status" -eq 0 ]
+  head -c "$(wc -c <"$T/env.old")" "$env_file" | cmp - "$T/env.old"
+  [ "$(tail -n 1 "$env_file")" = "VANTUS_BACKUP_RUNNER=external" ]
+  [[ "$output" != *"conflict"* ]]
+}
+
+@test "gen-env --set supplies a value only where the file has none" {
+  gen="$REPO/deploy/compose/gen-env.sh"
+  printf 'A=template-a\nB=\nC=template-c\n' >"$T/example"
+  printf 'A=mine\nB=\n' >"$T/out"
+  run "$gen" --example "$T/example" --out "$T/out" --set A=set-a --set B=set-b --set C=set-c --set D=set-d
+  [ "$status" -eq 0 ]
+  [ "$(cat "$T/out")" = "$(printf 'A=mine\nB=set-b\nC=set-c\nD=set-d')" ]
+  run "$gen" --example "$T/example" --out "$T/out" --set A=other --set D=other --plan
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"is complete; nothing to change"* ]]
+  run "$gen" --example "$T/example" --out "$T/out" --set 'not a pair'
+  [ "$status" -eq 64 ]
 }
 
 @test "a failing command stops the run and the trap names the step" {
