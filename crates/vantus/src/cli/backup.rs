@@ -69,10 +69,12 @@ pub async fn run(config_file: &Option<PathBuf>, args: BackupArgs) -> Result<(), 
     let keep = (args.keep_daily.is_some() || args.keep_weekly.is_some())
         .then(|| (args.keep_daily.unwrap_or(0), args.keep_weekly.unwrap_or(0)));
     let started = Timestamp::now();
+    let scratch = crate::ops::scratch_dir(&config, "vantus-backup-")?;
     let result = backup::run(
         &db,
         BackupOptions {
             destination: &destination,
+            scratch: scratch.path(),
             passphrase: passphrase.as_ref(),
             media_dir: args.with_media.then_some(media.as_path()),
             keep,

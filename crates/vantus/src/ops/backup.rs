@@ -28,6 +28,8 @@ use crate::store::{Db, Timestamp};
 
 pub struct BackupOptions<'a> {
     pub destination: &'a Destination,
+    /// Where an archive bound for S3 is staged (see [`super::scratch_dir`]).
+    pub scratch: &'a Path,
     pub passphrase: Option<&'a SecretString>,
     /// Include files under this folder as `media/…`.
     pub media_dir: Option<&'a Path>,
@@ -55,9 +57,9 @@ pub async fn run(db: &Db, opts: BackupOptions<'_>) -> Result<BackupReport, OpsEr
     let started = Instant::now();
     let created_at = Timestamp::now();
     let name = archive_name(created_at.as_datetime());
-    let staging = opts.destination.staging_dir()?;
-    let final_path = staging.path().join(&name);
-    let partial = staging.path().join(format!("{name}.partial"));
+    let staging = opts.destination.staging_dir(opts.scratch)?;
+    let final_path = staging.join(&name);
+    let partial = staging.join(format!("{name}.partial"));
 
     let written = write(db, &partial, &opts, created_at).await;
     let manifest = match written {

@@ -104,20 +104,20 @@ impl Destination {
         }
     }
 
-    /// The folder to write the archive into before it is stored.
-    pub fn staging_dir(&self) -> Result<Staging, OpsError> {
+    /// The folder to write the archive into before it is stored: the destination folder
+    /// itself, or (for S3) the caller's scratch folder.
+    pub fn staging_dir(&self, scratch: &Path) -> Result<PathBuf, OpsError> {
         match self {
             Destination::Local(dir) => {
                 std::fs::create_dir_all(dir).map_err(|e| OpsError::io(dir, e))?;
-                Ok(Staging::Final(dir.clone()))
+                Ok(dir.clone())
             }
-            Destination::S3 { .. } => Ok(Staging::Temporary(
-                tempfile::Builder::new()
-                    .prefix("vantus-backup-")
-                    .tempdir()
-                    .map_err(|e| OpsError::io(Path::new("(temp dir)"), e))?,
-            )),
+            Destination::S3 { .. } => Ok(scratch.to_owned()),
         }
+    }
+
+    pub fn is_local(&self) -> bool {
+        matches!(self, Destination::Local(_))
     }
 
     /// Moves a finished archive to its final place.
@@ -265,21 +265,6 @@ async fn download(
     }
     file.sync_all().await.map_err(|e| OpsError::io(target, e))?;
     Ok(())
-}
-
-/// Where an archive is written before it is stored.
-pub enum Staging {
-    Final(PathBuf),
-    Temporary(tempfile::TempDir),
-}
-
-impl Staging {
-    pub fn path(&self) -> &Path {
-        match self {
-            Staging::Final(p) => p,
-            Staging::Temporary(t) => t.path(),
-        }
-    }
 }
 
 /// Resolves a restore argument: a local file, or `s3://bucket/key` (downloaded into `scratch`).

@@ -48,10 +48,12 @@ async fn scheduled_backup(app: &App, instance: &str) -> Result<String, String> {
         .ok_or("VANTUS_BACKUP_TO is not set")?;
     let destination = Destination::open(location, &app.config.s3).map_err(|e| e.to_string())?;
     let media = app.config.data_dir.join("media");
+    let scratch = super::scratch_dir(&app.config, "vantus-backup-").map_err(|e| e.to_string())?;
     let report = backup::run(
         app.store.primary(),
         BackupOptions {
             destination: &destination,
+            scratch: scratch.path(),
             passphrase: app.config.backup.passphrase.as_ref(),
             media_dir: Some(media.as_path()),
             keep: Some((app.config.backup.keep_daily, app.config.backup.keep_weekly)),
