@@ -1,6 +1,6 @@
 //! The application's signing secret, and the data folder that may hold it.
 //!
-//! There is no fallback secret anywhere: production must configure one (config refuses to start
+//! There is no built-in secret anywhere: production must configure one (config refuses to start
 //! otherwise), and development generates a random one on first start, kept in the data folder
 //! with mode 0600 so sessions survive restarts.
 

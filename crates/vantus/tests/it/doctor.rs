@@ -4,6 +4,25 @@ use crate::support::{Engine, TestDb, base_env, run_binary};
 
 const SECRET: &str = "5f2d8c1a9e4b7036d1c8f5a2e9b4d7c0";
 
+/// A production configuration on `db` (strong secret, https public URL), plus `extra`.
+fn production_env(
+    db: &TestDb,
+    extra: &[(&str, &str)],
+) -> std::collections::HashMap<String, String> {
+    let mut env = base_env(db);
+    for (k, v) in [
+        ("VANTUS_ENV", "production"),
+        ("VANTUS_SECRET_KEY", SECRET),
+        ("VANTUS_PUBLIC_URL", "https://vantus.example.com"),
+    ]
+    .iter()
+    .chain(extra)
+    {
+        env.insert((*k).to_owned(), (*v).to_owned());
+    }
+    env
+}
+
 fn findings(o: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("doctor --json: {e}: {}", String::from_utf8_lossy(&o.stdout)))
@@ -23,17 +42,13 @@ fn severity_of(report: &serde_json::Value, check: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn production_on_sqlite_without_backups_is_critical() {
     let db = TestDb::create(Engine::Sqlite).await;
-    let mut env = base_env(&db);
-    env.extend([
-        ("VANTUS_ENV".to_owned(), "production".to_owned()),
-        ("VANTUS_SECRET_KEY".to_owned(), SECRET.to_owned()),
-        (
-            "VANTUS_PUBLIC_URL".to_owned(),
-            "https://vantus.example.com".to_owned(),
-        ),
-        ("REDIS_URL".to_owned(), "redis://127.0.0.1:9/0".to_owned()),
-        ("VANTUS_TRUSTED_PROXIES".to_owned(), "0.0.0.0/0".to_owned()),
-    ]);
+    let env = production_env(
+        &db,
+        &[
+            ("REDIS_URL", "redis://127.0.0.1:9/0"),
+            ("VANTUS_TRUSTED_PROXIES", "0.0.0.0/0"),
+        ],
+    );
     assert!(run_binary(&["migrate"], &env).status.success());
     let o = run_binary(&["doctor", "--json"], &env);
     assert_eq!(
@@ -76,35 +91,20 @@ async fn production_on_sqlite_without_backups_is_critical() {
 async fn a_good_postgres_deployment_has_no_critical_finding() {
     let db = TestDb::create(Engine::Postgres).await;
     let backups = tempfile::tempdir().unwrap();
-    let mut env = base_env(&db);
-    env.extend([
-        ("VANTUS_ENV".to_owned(), "production".to_owned()),
-        ("VANTUS_SECRET_KEY".to_owned(), SECRET.to_owned()),
-        (
-            "VANTUS_PUBLIC_URL".to_owned(),
-            "https://vantus.example.com".to_owned(),
-        ),
-        (
-            "VANTUS_BACKUP_TO".to_owned(),
-            backups.path().display().to_string(),
-        ),
-        ("VANTUS_BACKUP_SCHEDULE".to_owned(), "0 3 * * *".to_owned()),
-        (
-            "VANTUS_RESTORE_DRILL_SCHEDULE".to_owned(),
-            "30 4 * * 0".to_owned(),
-        ),
-        ("VANTUS_LOG_SHIPPING".to_owned(), "vector".to_owned()),
-        (
-            "SENTRY_DSN".to_owned(),
-            "https://public@sentry.example.com/42".to_owned(),
-        ),
-        ("VANTUS_METRICS_LISTEN".to_owned(), "127.0.0.1:9".to_owned()),
-        (
-            "REDIS_URL".to_owned(),
-            std::env::var("VANTUS_TEST_REDIS_URL")
-                .unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into()),
-        ),
-    ]);
+    let redis = std::env::var("VANTUS_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+    let env = production_env(
+        &db,
+        &[
+            ("VANTUS_BACKUP_TO", backups.path().to_str().unwrap()),
+            ("VANTUS_BACKUP_SCHEDULE", "0 3 * * *"),
+            ("VANTUS_RESTORE_DRILL_SCHEDULE", "30 4 * * 0"),
+            ("VANTUS_LOG_SHIPPING", "vector"),
+            ("SENTRY_DSN", "https://public@sentry.example.com/42"),
+            ("VANTUS_METRICS_LISTEN", "127.0.0.1:9"),
+            ("REDIS_URL", &redis),
+        ],
+    );
     assert!(run_binary(&["migrate"], &env).status.success());
     let o = run_binary(&["backup", "--json"], &env);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -165,21 +165,14 @@ async fn backups_on_the_database_disk_are_flagged() {
 async fn a_new_installation_waits_for_its_first_scheduled_backup() {
     let db = TestDb::create(Engine::Postgres).await;
     let backups = tempfile::tempdir().unwrap();
-    let mut env = base_env(&db);
-    env.extend([
-        ("VANTUS_ENV".to_owned(), "production".to_owned()),
-        ("VANTUS_SECRET_KEY".to_owned(), SECRET.to_owned()),
-        (
-            "VANTUS_PUBLIC_URL".to_owned(),
-            "https://vantus.example.com".to_owned(),
-        ),
-        (
-            "VANTUS_BACKUP_TO".to_owned(),
-            backups.path().display().to_string(),
-        ),
-        ("VANTUS_BACKUP_SCHEDULE".to_owned(), "0 3 * * *".to_owned()),
-        ("VANTUS_BACKUP_RUNNER".to_owned(), "external".to_owned()),
-    ]);
+    let env = production_env(
+        &db,
+        &[
+            ("VANTUS_BACKUP_TO", backups.path().to_str().unwrap()),
+            ("VANTUS_BACKUP_SCHEDULE", "0 3 * * *"),
+            ("VANTUS_BACKUP_RUNNER", "external"),
+        ],
+    );
     assert!(run_binary(&["migrate"], &env).status.success());
     let report = findings(&run_binary(&["doctor", "--json"], &env));
     assert_eq!(severity_of(&report, "backups"), ["medium"], "{report:#}");
