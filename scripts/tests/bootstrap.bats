@@ -4,6 +4,8 @@
 # point into a per-test temp dir. Runs as root or as an unprivileged user: nothing here needs
 # privileges. Run: bats scripts/tests/bootstrap.bats   (or scripts/test-bootstrap)
 
+bats_require_minimum_version 1.5.0  # `run -N` / `run !` below
+
 STUBBED="id uname dpkg dpkg-query apt-get apt-cache env getent useradd usermod chown gpg systemctl ufw docker curl systemd-run"
 
 setup() {
