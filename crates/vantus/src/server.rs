@@ -153,6 +153,7 @@ pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
 
     let stop = CancellationToken::new();
     metrics::handle();
+    tokio::spawn(metrics::upkeep(stop.clone()));
     if let Some(metrics_addr) = config.telemetry.metrics_listen {
         let listener =
             TcpListener::bind(metrics_addr)

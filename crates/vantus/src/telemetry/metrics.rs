@@ -53,6 +53,23 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The recorder keeps every histogram sample until upkeep (or a scrape) folds it into the
+/// buckets; without this task an unscraped server grows by a few bytes per request, forever.
+pub async fn upkeep(stop: tokio_util::sync::CancellationToken) {
+    let handle = handle();
+    let mut tick = tokio::time::interval(UPKEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => handle.run_upkeep(),
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
 /// The matched route template, carried from the inner router to the outer metrics layer.
 #[derive(Clone)]
 struct Route(String);
