@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use axum::body::Body;
 use axum::http::header::{
@@ -217,12 +217,22 @@ fn brotli(data: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(data.len() / 3);
     let params = brotli::enc::BrotliEncoderParams {
         quality: 9,
-        lgwin: 22,
+        lgwin: brotli_window_bits(data.len()),
         ..Default::default()
     };
     brotli::BrotliCompress(&mut &data[..], &mut out, &params)
         .expect("compressing from memory cannot fail");
     out.into()
+}
+
+/// The smallest brotli window that holds the whole body. A larger one compresses no better
+/// but makes the encoder allocate (and glibc keep) megabytes per concurrent compression.
+fn brotli_window_bits(len: usize) -> i32 {
+    const MIN_BITS: u32 = 10; // BROTLI_MIN_WINDOW_BITS
+    const MAX_BITS: u32 = 22; // the default, enough for any page we render
+    // The window holds 2^bits - 16 bytes.
+    let needed = (len + 16).next_power_of_two().trailing_zeros();
+    needed.clamp(MIN_BITS, MAX_BITS) as i32
 }
 
 /// Result of a cache lookup.
@@ -239,6 +249,31 @@ pub struct PageCache {
     generation: AtomicI64,
     entries: RwLock<HashMap<String, Arc<CachedPage>>>,
     max_entries: usize,
+    /// One renderer per key at a time (request coalescing, like nginx's `proxy_cache_lock`):
+    /// a burst of requests for a page that just went stale renders and compresses it once,
+    /// not once per request.
+    rendering: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Held while rendering one key; see [`PageCache::render_turn`].
+pub struct RenderTurn<'a> {
+    cache: &'a PageCache,
+    key: String,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    /// Always `Some` until dropped; released first so the count below is exact.
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for RenderTurn<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut rendering = self.cache.rendering_map();
+        // The map's clone plus ours: nobody else waits for this key, so forget it. Clones are
+        // only made under the map's lock, so the count cannot grow behind our back.
+        if Arc::strong_count(&self.lock) == 2 {
+            rendering.remove(&self.key);
+        }
+    }
 }
 
 impl PageCache {
@@ -247,7 +282,38 @@ impl PageCache {
             generation: AtomicI64::new(generation),
             entries: RwLock::new(HashMap::new()),
             max_entries,
+            rendering: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn rendering_map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
+        self.rendering.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for this key's turn to render. Callers look the key up again once it is their
+    /// turn: whoever went first has usually filled the cache.
+    pub async fn render_turn(&self, key: &str) -> RenderTurn<'_> {
+        let lock = self
+            .rendering_map()
+            .entry(key.to_owned())
+            .or_default()
+            .clone();
+        let guard = lock.clone().lock_owned().await;
+        RenderTurn {
+            cache: self,
+            key: key.to_owned(),
+            lock,
+            guard: Some(guard),
+        }
+    }
+
+    /// Whether someone is rendering `key` right now (then a stale copy can be served meanwhile).
+    pub fn is_rendering(&self, key: &str) -> bool {
+        self.rendering_map()
+            .get(key)
+            .is_some_and(|lock| lock.try_lock().is_err())
     }
 
     /// The newest content generation this process knows of.
@@ -403,5 +469,59 @@ mod tests {
         cache.insert("/a".into(), page(2));
         cache.insert("/b".into(), page(2));
         assert!(cache.len() <= 2);
+    }
+
+    #[test]
+    fn brotli_window_fits_the_body_and_stays_in_range() {
+        assert_eq!(brotli_window_bits(0), 10);
+        assert_eq!(brotli_window_bits(20_000), 15); // 32 KiB holds 20 kB
+        assert_eq!(brotli_window_bits(32_752), 15); // exactly 2^15 - 16
+        assert_eq!(brotli_window_bits(32_753), 16);
+        assert_eq!(brotli_window_bits(100 << 20), 22);
+        let body = "a studio for high-trust products. ".repeat(600);
+        let page = CachedPage::new(
+            1,
+            StatusCode::OK,
+            "text/plain",
+            CachePolicy::Page,
+            body.clone(),
+        );
+        let mut out = Vec::new();
+        let (compressed, _) = page.brotli.as_ref().expect("compressible");
+        brotli::BrotliDecompress(&mut &compressed[..], &mut out).expect("valid brotli");
+        assert_eq!(out, body.as_bytes());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_renderer_per_key_at_a_time_and_the_turns_are_forgotten() {
+        use std::sync::atomic::AtomicUsize;
+        let cache = Arc::new(PageCache::new(1, 8));
+        let (inside, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let (cache, inside, most) = (cache.clone(), inside.clone(), most.clone());
+                tokio::spawn(async move {
+                    let _turn = cache.render_turn("/").await;
+                    let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    assert!(cache.is_rendering("/"));
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("task");
+        }
+        assert_eq!(
+            most.load(Ordering::SeqCst),
+            1,
+            "renders of one key overlapped"
+        );
+        assert!(!cache.is_rendering("/"));
+        assert!(
+            cache.rendering_map().is_empty(),
+            "finished turns must not pile up"
+        );
     }
 }

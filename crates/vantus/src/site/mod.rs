@@ -75,9 +75,15 @@ pub async fn cached(
 ) -> Response {
     let stale = match app.pages.lookup(&key) {
         Lookup::Fresh(page) => return page.respond(headers),
+        Lookup::Stale(page) if app.pages.is_rendering(&key) => return page.respond(headers),
         Lookup::Stale(page) => Some(page),
         Lookup::Miss => None,
     };
+    // One render per key at a time; the others wait and then find it cached.
+    let _turn = app.pages.render_turn(&key).await;
+    if let Lookup::Fresh(page) = app.pages.lookup(&key) {
+        return page.respond(headers);
+    }
     // Taken before reading: if content changes while we render, the entry is already stale.
     let generation = app.pages.generation();
     match render.await {

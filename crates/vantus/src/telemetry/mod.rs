@@ -15,6 +15,11 @@
 
 pub mod metrics;
 
+/// Log lines queued for the writer thread before request handling waits for it. The
+/// library's default (128 000 lines, tens of MB at full load) would hold a burst in memory
+/// that glibc then keeps; a few thousand lines absorb any scheduling hiccup.
+const LOG_BUFFER_LINES: usize = 4096;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -83,7 +88,9 @@ pub fn init(
 ) -> TelemetryGuard {
     install_crypto_provider();
     let filter = EnvFilter::builder().parse_lossy(&log.filter);
-    let builder = NonBlockingBuilder::default().lossy(false);
+    let builder = NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(LOG_BUFFER_LINES);
     let (writer, guard) = match target {
         LogTarget::Stdout => builder.finish(std::io::stdout()),
         LogTarget::Stderr => builder.finish(std::io::stderr()),
