@@ -68,6 +68,12 @@ settings! {
         "Longest time a request may take before it is answered with 504.";
     "VANTUS_DRAIN_TIMEOUT", "http.drain_timeout", "25s", false,
         "On SIGTERM, how long in-flight requests may take to finish before the process exits.";
+    "VANTUS_HEADER_READ_TIMEOUT", "http.header_read_timeout", "10s", false,
+        "A request's headers must arrive within this time of the connection being ready for it (opened, or the previous response sent); slower connections are closed.";
+    "VANTUS_KEEP_ALIVE_TIMEOUT", "http.keep_alive_timeout", "5s", false,
+        "Connections with no request in flight that stay silent this long are closed. Keep a load balancer's idle timeout below it.";
+    "VANTUS_MAX_CONNECTIONS", "http.max_connections", "4096", false,
+        "Most client connections served at once (lowered to fit the open-file limit); more wait in the listen backlog.";
     "VANTUS_BODY_LIMIT", "http.body_limit", "64KiB", false,
         "Largest accepted request body (B, KiB, MiB).";
     "VANTUS_TRUSTED_PROXIES", "http.trusted_proxies", "(none)", false,
@@ -244,6 +250,9 @@ pub struct DatabaseConfig {
 pub struct HttpConfig {
     pub request_timeout: Duration,
     pub drain_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub keep_alive_timeout: Duration,
+    pub max_connections: usize,
     pub body_limit: usize,
     pub trusted_proxies: Vec<Cidr>,
 }
@@ -526,8 +535,15 @@ impl Config {
             Some(path) => load_toml(&path)?,
             None => HashMap::new(),
         };
-        let src = Source { env, file: &file };
+        let src = Source {
+            env,
+            file: &file,
+            from_files: Default::default(),
+        };
+        Self::load_from(&src, overrides).map_err(|e| src.scrub(e))
+    }
 
+    fn load_from(src: &Source<'_>, overrides: &Overrides) -> Result<Self, ConfigError> {
         let env_mode = match src.get("VANTUS_ENV")?.as_deref().unwrap_or("development") {
             "development" | "dev" => Environment::Development,
             "production" | "prod" => Environment::Production,
@@ -623,9 +639,9 @@ impl Config {
                 "every replica must be a postgres:// URL",
             ));
         }
-        let max_connections = parse_number(&src, "DATABASE_MAX_CONNECTIONS", 10, 1, 1000)? as u32;
-        let replica_max_lag = parse_duration(&src, "DATABASE_REPLICA_MAX_LAG", "10s")?;
-        let connect_timeout = parse_duration(&src, "DATABASE_CONNECT_TIMEOUT", "30s")?;
+        let max_connections = parse_number(src, "DATABASE_MAX_CONNECTIONS", 10, 1, 1000)? as u32;
+        let replica_max_lag = parse_duration(src, "DATABASE_REPLICA_MAX_LAG", "10s")?;
+        let connect_timeout = parse_duration(src, "DATABASE_CONNECT_TIMEOUT", "30s")?;
 
         let site_tenant = src
             .get("VANTUS_SITE_TENANT")?
@@ -660,9 +676,13 @@ impl Config {
                 .collect::<Result<Vec<_>, _>>()?,
         };
         let http = HttpConfig {
-            request_timeout: parse_duration(&src, "VANTUS_REQUEST_TIMEOUT", "15s")?,
-            drain_timeout: parse_duration(&src, "VANTUS_DRAIN_TIMEOUT", "25s")?,
-            body_limit: parse_size(&src, "VANTUS_BODY_LIMIT", "64KiB")?,
+            request_timeout: parse_duration(src, "VANTUS_REQUEST_TIMEOUT", "15s")?,
+            drain_timeout: parse_duration(src, "VANTUS_DRAIN_TIMEOUT", "25s")?,
+            header_read_timeout: parse_duration(src, "VANTUS_HEADER_READ_TIMEOUT", "10s")?,
+            keep_alive_timeout: parse_duration(src, "VANTUS_KEEP_ALIVE_TIMEOUT", "5s")?,
+            max_connections: parse_number(src, "VANTUS_MAX_CONNECTIONS", 4096, 1, 1_000_000)?
+                as usize,
+            body_limit: parse_size(src, "VANTUS_BODY_LIMIT", "64KiB")?,
             trusted_proxies,
         };
 
@@ -691,8 +711,8 @@ impl Config {
                     ));
                 }
             },
-            keep_daily: parse_number(&src, "VANTUS_BACKUP_KEEP_DAILY", 7, 0, 3650)? as u32,
-            keep_weekly: parse_number(&src, "VANTUS_BACKUP_KEEP_WEEKLY", 4, 0, 520)? as u32,
+            keep_daily: parse_number(src, "VANTUS_BACKUP_KEEP_DAILY", 7, 0, 3650)? as u32,
+            keep_weekly: parse_number(src, "VANTUS_BACKUP_KEEP_WEEKLY", 4, 0, 520)? as u32,
             passphrase: src.get("VANTUS_BACKUP_PASSPHRASE")?.map(SecretString::from),
             drill_schedule: schedule("VANTUS_RESTORE_DRILL_SCHEDULE")?,
         };
@@ -869,7 +889,13 @@ pub fn check_secret_strength(secret: &str) -> Result<(), String> {
 struct Source<'a> {
     env: &'a HashMap<String, String>,
     file: &'a HashMap<String, String>,
+    /// Values read from `NAME_FILE`, by setting, so errors never echo a file's contents (the
+    /// file may be anything the process can read).
+    from_files: std::cell::RefCell<Vec<(&'static str, String, String)>>,
 }
+
+/// `NAME_FILE` holds one value; a larger file is certainly the wrong one.
+const MAX_SETTING_FILE: u64 = 64 * 1024;
 
 impl Source<'_> {
     /// Looks a setting up by its environment name: `NAME`, then `NAME_FILE`, then the TOML key.
@@ -880,7 +906,7 @@ impl Source<'_> {
         }
         let file_var = format!("{name}_FILE");
         if let Some(path) = self.env.get(&file_var).filter(|v| !v.is_empty()) {
-            let value = std::fs::read_to_string(path).map_err(|e| {
+            let value = read_setting_file(path).map_err(|e| {
                 ConfigError::new(name, format!("cannot read {file_var}={path}: {e}"))
             })?;
             let value = value.trim_end_matches(['\n', '\r']).to_owned();
@@ -890,6 +916,9 @@ impl Source<'_> {
                     format!("{file_var}={path} is empty"),
                 ));
             }
+            self.from_files
+                .borrow_mut()
+                .push((name, file_var, value.clone()));
             return Ok(Some(value));
         }
         let key = SETTINGS
@@ -899,6 +928,32 @@ impl Source<'_> {
             .unwrap_or_default();
         Ok(self.file.get(key).cloned())
     }
+
+    /// Replaces a value that came from `NAME_FILE` in an error message by a pointer to the
+    /// file.
+    fn scrub(&self, mut error: ConfigError) -> ConfigError {
+        for (name, file_var, value) in self.from_files.borrow().iter() {
+            if *name == error.setting && error.problem.contains(value.as_str()) {
+                error.problem = error
+                    .problem
+                    .replace(value.as_str(), &format!("(the contents of {file_var})"));
+            }
+        }
+        error
+    }
+}
+
+fn read_setting_file(path: &str) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SETTING_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_SETTING_FILE {
+        return Err(format!("larger than {} KiB", MAX_SETTING_FILE / 1024));
+    }
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())
 }
 
 fn load_toml(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
@@ -970,6 +1025,13 @@ fn parse_public_url(raw: &str) -> Result<Url, ConfigError> {
             format!("\"{raw}\" must start with https:// or http://"),
         ));
     }
+    if !url.username().is_empty() || url.password().is_some() {
+        // Never echo the value: it holds a credential, and the URL is published in links.
+        return Err(ConfigError::new(
+            "VANTUS_PUBLIC_URL",
+            "must not contain a user name or password (it is published in links, the sitemap and robots.txt)",
+        ));
+    }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(ConfigError::new(
             "VANTUS_PUBLIC_URL",
@@ -1007,6 +1069,9 @@ fn parse_number(
     Ok(n)
 }
 
+/// No setting needs longer; the cap keeps deadlines (`Instant + duration`) from overflowing.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 fn parse_duration(
     src: &Source<'_>,
     name: &'static str,
@@ -1021,6 +1086,12 @@ fn parse_duration(
     })?;
     if d.is_zero() {
         return Err(ConfigError::new(name, "must be longer than zero"));
+    }
+    if d > MAX_DURATION {
+        return Err(ConfigError::new(
+            name,
+            format!("\"{raw}\" is too long (at most 365 days)"),
+        ));
     }
     Ok(d)
 }
@@ -1091,6 +1162,38 @@ mod tests {
         );
         assert!(matches!(c.secret, SecretSource::GeneratedInDataDir));
         assert_eq!(c.http.body_limit, 64 * 1024);
+    }
+
+    #[test]
+    fn durations_too_long_to_be_deadlines_are_refused() {
+        // Once a panic at start-up: `Instant::now() + timeout` overflowed.
+        let e = load(&[("DATABASE_CONNECT_TIMEOUT", "584542046090y")]).unwrap_err();
+        assert_eq!(e.setting, "DATABASE_CONNECT_TIMEOUT");
+        assert!(e.problem.contains("at most 365 days"), "{}", e.problem);
+        assert!(load(&[("DATABASE_CONNECT_TIMEOUT", "300d")]).is_ok());
+    }
+
+    #[test]
+    fn a_public_url_with_credentials_is_refused_without_echoing_them() {
+        let e = load(&[("VANTUS_PUBLIC_URL", "https://admin:hunter2hunter2@x.test/")]).unwrap_err();
+        assert_eq!(e.setting, "VANTUS_PUBLIC_URL");
+        assert!(!e.problem.contains("hunter2"), "{}", e.problem);
+        assert!(load(&[("VANTUS_PUBLIC_URL", "https://admin@x.test/")]).is_err());
+    }
+
+    #[test]
+    fn errors_never_echo_what_a_setting_file_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("listen");
+        std::fs::write(&file, "root:$6$secret-hash:19000:0:99999:7:::\n").unwrap();
+        let e = load(&[("VANTUS_LISTEN_FILE", file.to_str().unwrap())]).unwrap_err();
+        assert_eq!(e.setting, "VANTUS_LISTEN");
+        assert!(!e.problem.contains("secret-hash"), "{}", e.problem);
+        assert!(e.problem.contains("VANTUS_LISTEN_FILE"), "{}", e.problem);
+        // A file far larger than any value is refused unread.
+        std::fs::write(&file, vec![b'a'; 200 * 1024]).unwrap();
+        let e = load(&[("VANTUS_LISTEN_FILE", file.to_str().unwrap())]).unwrap_err();
+        assert!(e.problem.contains("larger than 64 KiB"), "{}", e.problem);
     }
 
     #[test]

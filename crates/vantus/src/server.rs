@@ -46,9 +46,10 @@ const REPLICA_PROBE: Duration = Duration::from_secs(2);
 pub enum StartError {
     #[error("configuration error: {0}")]
     Config(#[from] ConfigError),
-    #[error("cannot listen on {addr} (VANTUS_LISTEN): {source}")]
+    #[error("cannot listen on {addr} ({setting}): {source}")]
     Bind {
         addr: SocketAddr,
+        setting: &'static str,
         #[source]
         source: std::io::Error,
     },
@@ -79,7 +80,7 @@ pub struct RunningServer {
     pub app: App,
     lifecycle: Arc<Lifecycle>,
     stop: CancellationToken,
-    serve: JoinHandle<std::io::Result<()>>,
+    serve: JoinHandle<()>,
     drain_timeout: Duration,
 }
 
@@ -120,10 +121,12 @@ pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
         .await
         .map_err(|source| StartError::Bind {
             addr: config.listen,
+            setting: "VANTUS_LISTEN",
             source,
         })?;
     let addr = listener.local_addr().map_err(|source| StartError::Bind {
         addr: config.listen,
+        setting: "VANTUS_LISTEN",
         source,
     })?;
 
@@ -150,6 +153,8 @@ pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
     }
     let outer = outer.fallback_service(ReadySwitch(routes.clone()));
     let outer = http::with_standard_layers(outer, &config);
+    let limits = connection_limits(&config);
+    let security = http::security_headers::SecurityHeaders::new(config.is_production());
 
     let stop = CancellationToken::new();
     metrics::handle();
@@ -160,6 +165,7 @@ pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
                 .await
                 .map_err(|source| StartError::Bind {
                     addr: metrics_addr,
+                    setting: "VANTUS_METRICS_LISTEN",
                     source,
                 })?;
         let router = Router::new()
@@ -167,18 +173,15 @@ pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
             .with_state(app_cell.clone());
         let stop = stop.clone();
         tracing::info!(addr = %metrics_addr, "metrics listening");
+        let security = security.clone();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
+            http::serve::serve(listener, router, limits, &security, stop).await;
         });
     }
     let serve = {
         let stop = stop.clone();
         tokio::spawn(async move {
-            axum::serve(listener, outer)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
+            http::serve::serve(listener, outer, limits, &security, stop).await;
         })
     };
     tracing::info!(
@@ -217,6 +220,46 @@ pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
         serve,
         drain_timeout,
     })
+}
+
+/// The connection limits, with the connection cap lowered to what the open-file limit allows
+/// (after raising the soft limit to the hard one, as Go's runtime and nginx do).
+fn connection_limits(config: &Config) -> http::serve::ConnectionLimits {
+    /// Descriptors kept for the database pools, backups, logs and the listeners.
+    const RESERVED_FDS: u64 = 128;
+    let mut max_connections = config.http.max_connections;
+    if let Some(open_files) = raise_open_file_limit() {
+        let fits = open_files.saturating_sub(RESERVED_FDS).max(1);
+        if (max_connections as u64) > fits {
+            tracing::warn!(
+                configured = max_connections,
+                open_file_limit = open_files,
+                using = fits,
+                "VANTUS_MAX_CONNECTIONS lowered to fit the open-file limit (raise it with ulimit -n or LimitNOFILE)"
+            );
+            max_connections = fits as usize;
+        }
+    }
+    http::serve::ConnectionLimits {
+        header_read_timeout: config.http.header_read_timeout,
+        keep_alive_timeout: config.http.keep_alive_timeout,
+        max_connections,
+    }
+}
+
+/// Raises the soft open-file limit to the hard limit; returns the limit now in force.
+fn raise_open_file_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if let (Some(current), Some(hard)) = (limit.current, limit.maximum)
+        && current < hard
+    {
+        limit.current = Some(hard);
+        if setrlimit(Resource::Nofile, limit).is_err() {
+            limit.current = Some(current);
+        }
+    }
+    limit.current
 }
 
 /// Connects, migrates, seeds and builds the application state.
@@ -269,7 +312,10 @@ async fn prepare(
 /// in a compose stack) until `DATABASE_CONNECT_TIMEOUT`. Configuration mistakes and SQLite
 /// errors are not retried: waiting would not fix them.
 pub async fn connect_with_retry(cfg: &DatabaseConfig) -> Result<Db, ConnectError> {
-    let deadline = Instant::now() + cfg.connect_timeout;
+    // Settings are capped well below overflow, but a deadline is never worth a panic.
+    let deadline = Instant::now()
+        .checked_add(cfg.connect_timeout)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3600));
     let mut delay = Duration::from_millis(250);
     loop {
         match store::connect(cfg).await {
@@ -354,12 +400,9 @@ impl RunningServer {
     pub async fn shutdown(self) -> bool {
         self.lifecycle.set(Phase::Draining);
         self.stop.cancel();
-        let drained = match tokio::time::timeout(self.drain_timeout, self.serve).await {
-            Ok(Ok(Ok(()))) => true,
-            Ok(Ok(Err(e))) => {
-                tracing::error!(error = %e, "server error while draining");
-                false
-            }
+        let mut serve = self.serve;
+        let drained = match tokio::time::timeout(self.drain_timeout, &mut serve).await {
+            Ok(Ok(())) => true,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "server task failed");
                 false
@@ -369,6 +412,8 @@ impl RunningServer {
                     timeout_s = self.drain_timeout.as_secs(),
                     "drain timeout reached; abandoning in-flight requests"
                 );
+                // Dropping the accept loop closes every connection still open.
+                serve.abort();
                 false
             }
         };

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::content;
 use crate::http::caching::PageCache;
+use crate::http::client_ip::TrustedProxies;
 use crate::lifecycle::Lifecycle;
 use crate::secrets::SecretKey;
 use crate::store::{Db, Store};
@@ -25,6 +26,15 @@ pub struct AppInner {
     pub pages: PageCache,
     pub lifecycle: Arc<Lifecycle>,
     pub secret: SecretKey,
+    /// `VANTUS_TRUSTED_PROXIES`, shared with the [`ClientIp`](crate::http::client_ip::ClientIp)
+    /// extractor.
+    pub trusted_proxies: TrustedProxies,
+}
+
+impl axum::extract::FromRef<App> for TrustedProxies {
+    fn from_ref(app: &App) -> Self {
+        app.trusted_proxies.clone()
+    }
 }
 
 impl Deref for App {
@@ -43,7 +53,9 @@ impl App {
         lifecycle: Arc<Lifecycle>,
         secret: SecretKey,
     ) -> Self {
+        let trusted_proxies = TrustedProxies(config.http.trusted_proxies.clone().into());
         Self(Arc::new(AppInner {
+            trusted_proxies,
             config,
             store,
             site,

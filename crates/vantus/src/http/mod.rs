@@ -4,10 +4,12 @@
 
 pub mod assets;
 pub mod caching;
+pub mod client_ip;
 pub mod errors;
 pub mod extract;
 pub mod observe;
 pub mod security_headers;
+pub mod serve;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

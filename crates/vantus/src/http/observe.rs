@@ -60,7 +60,8 @@ pub async fn observe(mut req: Request<Body>, next: Next) -> Response {
     let started = Instant::now();
     let id = incoming_id(req.headers()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
-    let method = req.method().clone();
+    // The method as a fixed label: a made-up method can be 50 KB long.
+    let method = crate::telemetry::metrics::method_label(req.method());
     let path = req.uri().path().to_owned();
     let span = tracing::info_span!("request", request_id = %id, method = %method, path = %path, trace_id = tracing::field::Empty);
     let trace_id = link_trace(&span, req.headers());
@@ -75,7 +76,7 @@ pub async fn observe(mut req: Request<Body>, next: Next) -> Response {
         let hub = std::sync::Arc::new(sentry::Hub::new_from_top(sentry::Hub::current()));
         hub.configure_scope(|scope| {
             scope.set_tag("request_id", &id);
-            scope.set_tag("method", method.as_str());
+            scope.set_tag("method", method);
             scope.set_tag("path", &path);
         });
         handled.bind_hub(hub).await

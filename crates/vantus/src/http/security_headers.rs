@@ -72,6 +72,20 @@ impl SecurityHeaders {
     }
 }
 
+impl SecurityHeaders {
+    /// The headers as raw `name: value\r\n` lines, for responses written below the router.
+    pub fn head_lines(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, value) in &self.headers {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out
+    }
+}
+
 pub async fn apply(
     State(policy): State<SecurityHeaders>,
     req: Request<Body>,

@@ -297,6 +297,10 @@ async fn insights_index(
     if page < 1 {
         return AppError::bad_request("page", "must be 1 or more").into_response();
     }
+    // A page number past the end is a 404; one so large its offset overflows is too.
+    let Some(offset) = (page - 1).checked_mul(INSIGHTS_PER_PAGE) else {
+        return AppError::NotFound.into_response();
+    };
     // The cache key carries only parameters that change the page, so tracking parameters
     // (?utm_source=...) share one entry.
     let key = if page == 1 {
@@ -314,7 +318,7 @@ async fn insights_index(
                         site,
                         ContentKind::Insight,
                         INSIGHTS_PER_PAGE,
-                        (page - 1) * INSIGHTS_PER_PAGE,
+                        offset,
                     )
                     .await?,
                 ))

@@ -8,6 +8,7 @@ mod cli;
 mod db_copy;
 mod doctor;
 mod health;
+mod http_hardening;
 mod http_hygiene;
 mod jobs;
 mod migrations;

@@ -1,0 +1,168 @@
+//! The client's IP address, for rate limits and the audit log.
+//!
+//! Behind a load balancer the TCP peer is the balancer, and the client is in
+//! `X-Forwarded-For`. That header is only believed when the peer is a trusted proxy
+//! (`VANTUS_TRUSTED_PROXIES`), and then it is read **from the right**: each trusted hop appends
+//! the address it received the request from, so the rightmost entry that is not itself a
+//! trusted proxy is the first address no trusted party can vouch beyond. The leftmost entry is
+//! whatever the client chose to send, and believing it would let anyone pick their own
+//! address (the mistake of "smart" extractors that take the first entry).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+
+use super::errors::AppError;
+use crate::config::Cidr;
+
+/// The proxies whose `X-Forwarded-For` is believed.
+#[derive(Clone, Debug, Default)]
+pub struct TrustedProxies(pub Arc<[Cidr]>);
+
+impl TrustedProxies {
+    fn trusts(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|c| c.contains(ip))
+    }
+}
+
+/// The client's address as far as trusted proxies vouch for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+/// Resolves the client address from the TCP peer and the `X-Forwarded-For` headers.
+pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> IpAddr {
+    if !trusted.trusts(peer) {
+        return peer;
+    }
+    // Several X-Forwarded-For headers form one list, in order.
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        match parse_hop(hop) {
+            Some(ip) if trusted.trusts(ip) => client = ip,
+            Some(ip) => return ip,
+            // Garbage where an address should be: nothing to its left can be trusted.
+            None => return client,
+        }
+    }
+    client
+}
+
+/// An address as proxies write it: `203.0.113.7`, `2001:db8::1`, `[2001:db8::1]:443`,
+/// `203.0.113.7:51234`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        .map(|ip| ip.to_canonical())
+}
+
+impl<S> FromRequestParts<S> for ClientIp
+where
+    TrustedProxies: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // Every connection is served by `http::serve`, which records the peer; a request
+        // without one is a wiring mistake, not the client's, and must not pass unlimited.
+        let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() else {
+            return Err(AppError::Internal(
+                "the connection's peer address is unknown".into(),
+            ));
+        };
+        let trusted = TrustedProxies::from_ref(state);
+        Ok(ClientIp(resolve(
+            peer.ip().to_canonical(),
+            &parts.headers,
+            &trusted,
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn trusted(cidrs: &[&str]) -> TrustedProxies {
+        TrustedProxies(cidrs.iter().map(|c| Cidr::parse(c).unwrap()).collect())
+    }
+
+    fn xff(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append("x-forwarded-for", HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_the_client_whatever_it_claims() {
+        let t = trusted(&["10.0.0.0/8"]);
+        assert_eq!(
+            resolve(ip("203.0.113.9"), &xff(&["1.2.3.4"]), &t),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            resolve(
+                ip("10.1.1.1"),
+                &xff(&["1.2.3.4"]),
+                &TrustedProxies::default()
+            ),
+            ip("10.1.1.1")
+        );
+    }
+
+    #[test]
+    fn the_rightmost_untrusted_hop_is_the_client() {
+        let t = trusted(&["10.0.0.0/8"]);
+        // The client forged the leftmost entry; the edge proxy appended the real address.
+        let h = xff(&["6.6.6.6, 198.51.100.20", "10.0.0.5"]);
+        assert_eq!(resolve(ip("10.0.0.2"), &h, &t), ip("198.51.100.20"));
+        assert_eq!(
+            resolve(ip("10.0.0.2"), &xff(&["[2001:db8::7]:443"]), &t),
+            ip("2001:db8::7")
+        );
+        assert_eq!(
+            resolve(ip("10.0.0.2"), &xff(&["198.51.100.20:51234"]), &t),
+            ip("198.51.100.20")
+        );
+    }
+
+    #[test]
+    fn garbage_or_only_proxies_stop_at_the_last_trusted_hop() {
+        let t = trusted(&["10.0.0.0/8"]);
+        assert_eq!(
+            resolve(ip("10.0.0.2"), &xff(&["1.2.3.4, bogus, 10.0.0.9"]), &t),
+            ip("10.0.0.9")
+        );
+        assert_eq!(
+            resolve(ip("10.0.0.2"), &HeaderMap::new(), &t),
+            ip("10.0.0.2")
+        );
+        // An IPv4 peer seen through an IPv6 socket is still matched against IPv4 ranges.
+        assert_eq!(
+            resolve(
+                ip("::ffff:10.0.0.2").to_canonical(),
+                &xff(&["192.0.2.1"]),
+                &t
+            ),
+            ip("192.0.2.1")
+        );
+    }
+}
