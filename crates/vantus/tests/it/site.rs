@@ -197,7 +197,61 @@ async fn cached_pages_follow_content_changes(engine: Engine) {
     app.stop().await;
 }
 
+/// The heading levels of a document, in order.
+fn heading_levels(html: &str) -> Vec<u8> {
+    let bytes = html.as_bytes();
+    let mut levels = Vec::new();
+    let mut i = 0;
+    while let Some(at) = html[i..].find("<h") {
+        let start = i + at;
+        if let (Some(d), Some(after)) = (bytes.get(start + 2), bytes.get(start + 3))
+            && (b'1'..=b'6').contains(d)
+            && matches!(after, b' ' | b'>')
+        {
+            levels.push(d - b'0');
+        }
+        i = start + 2;
+    }
+    levels
+}
+
+/// A correct outline: one `h1`, first; no level skipped on the way down.
+fn outline_problem(levels: &[u8]) -> Option<String> {
+    if levels.first() != Some(&1) {
+        return Some(format!("the first heading is not an h1: {levels:?}"));
+    }
+    if levels.iter().filter(|l| **l == 1).count() != 1 {
+        return Some(format!("more than one h1: {levels:?}"));
+    }
+    levels
+        .windows(2)
+        .find(|w| w[1] > w[0] + 1)
+        .map(|w| format!("h{} follows h{}: {levels:?}", w[1], w[0]))
+}
+
+#[test]
+fn the_outline_check_catches_skipped_levels() {
+    assert_eq!(heading_levels("<h1 class=x>a</h1><h2>b</h2><h3>c</h3><hr><head>"), [1, 2, 3]);
+    assert!(outline_problem(&[1, 2, 3, 2, 3]).is_none());
+    assert!(outline_problem(&[1, 3]).is_some());
+    assert!(outline_problem(&[2, 1]).is_some());
+    assert!(outline_problem(&[1, 2, 1]).is_some());
+}
+
+async fn every_page_has_a_correct_heading_outline(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let paths = PAGES.iter().map(|(p, _)| *p).chain(["/nope"]);
+    for path in paths {
+        let html = app.get_html(path).await.text().await.unwrap();
+        if let Some(problem) = outline_problem(&heading_levels(&html)) {
+            panic!("{path}: {problem}");
+        }
+    }
+    app.stop().await;
+}
+
 both_engines!(
+    every_page_has_a_correct_heading_outline,
     every_page_answers_200_with_its_title,
     content_comes_from_the_database_sanitized,
     unknown_slugs_and_routes_get_the_404_page,
