@@ -13,4 +13,5 @@ mod jobs;
 mod migrations;
 mod observability;
 mod replicas;
+mod restore_hardening;
 mod site;
