@@ -16,12 +16,13 @@ pub struct RestoreArgs {
     /// The archive: a local file or s3://bucket/path/vantus-<time>.vbak.
     pub archive: String,
     /// Replace the contents of a non-empty target (in one transaction, verified before commit).
-    #[arg(long)]
+    /// Not with --verify-only: a drill never replaces a database.
+    #[arg(long, conflicts_with = "verify_only")]
     pub force: bool,
     /// The restore drill: restore into a scratch database, verify, report; touch nothing else.
     #[arg(long)]
     pub verify_only: bool,
-    /// Scratch database for --verify-only (default: a temporary SQLite file).
+    /// Scratch database for --verify-only (default: a temporary SQLite file); it must be empty.
     #[arg(long, value_name = "URL", requires = "verify_only")]
     pub scratch_url: Option<String>,
     /// Target database (default: DATABASE_URL).
@@ -58,6 +59,12 @@ pub async fn run(config_file: &Option<PathBuf>, args: RestoreArgs) -> Result<(),
     }
     target_cfg.replica_urls.clear();
     let target = store::connect(&target_cfg).await?;
+    if args.verify_only
+        && let Err(e) = restore::ensure_empty_database(&target, "the scratch database").await
+    {
+        target.close().await;
+        return Err(e.into());
+    }
     let media = config.data_dir.join("media");
     let started = Timestamp::now();
     let result = restore::run(

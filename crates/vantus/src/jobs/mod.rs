@@ -140,6 +140,25 @@ impl Scheduler {
     }
 }
 
+/// Runs one job body as its own task, so a panic in it ends that run, not the job's loop:
+/// the run is recorded as failed (with the panic's message) and the next tick runs again.
+async fn run_contained(job: &Job) -> (Outcome, String) {
+    match tokio::spawn((job.run)()).await {
+        Ok(Ok(detail)) => (Outcome::Succeeded, detail),
+        Ok(Err(detail)) => (Outcome::Failed, detail),
+        Err(e) if e.is_panic() => {
+            let payload = e.into_panic();
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_owned());
+            (Outcome::Failed, format!("the job panicked: {message}"))
+        }
+        Err(_) => (Outcome::Failed, "the job was cancelled".to_owned()),
+    }
+}
+
 /// A stable 64-bit advisory-lock key per job name.
 fn lock_key(job: &str) -> i64 {
     let digest = Sha256::digest(format!("vantus:job:{job}").as_bytes());
@@ -215,10 +234,7 @@ async fn run_job_loop(db: Db, instance: String, job: Job, stop: CancellationToke
             }
         };
         let started = std::time::Instant::now();
-        let (outcome, detail) = match (job.run)().await {
-            Ok(detail) => (Outcome::Succeeded, detail),
-            Err(detail) => (Outcome::Failed, detail),
-        };
+        let (outcome, detail) = run_contained(&job).await;
         metrics::counter!("vantus_job_runs_total", "job" => job.name, "outcome" => outcome.as_str()).increment(1);
         metrics::histogram!("vantus_job_duration_seconds", "job" => job.name)
             .record(started.elapsed().as_secs_f64());

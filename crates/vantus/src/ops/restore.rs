@@ -1,7 +1,8 @@
 //! `vantus restore`: verified restore into an empty database of either engine.
 //!
 //! 1. The archive is read end to end and every checksum compared with its manifest before
-//!    anything is written; a damaged archive is refused here.
+//!    anything is written; a damaged archive is refused here, and so is one that does not
+//!    cover every table of its schema version (restoring it would empty the tables left out).
 //! 2. The target is migrated to the archive's schema version and must be empty, unless
 //!    `--force`.
 //! 3. In one transaction: with `--force` the current rows are deleted, the archive's rows are
@@ -18,7 +19,7 @@ use std::time::Instant;
 use secrecy::SecretString;
 use serde::Serialize;
 
-use super::archive::{self, Item, Manifest};
+use super::archive::{self, Manifest, RowBatch};
 use super::progress::Progress;
 use super::{OpsError, TableCheck};
 use crate::store::rows::{self, Conn, on_conn};
@@ -62,14 +63,85 @@ pub async fn verify_archive(
     let manifest = tokio::task::spawn_blocking(move || archive::verify(&path, pass.as_ref()))
         .await
         .map_err(|e| OpsError::Integrity(format!("verification task failed: {e}")))??;
-    let latest = migrate::known().last().map(|(v, _)| *v).unwrap_or(0);
+    let known = migrate::known();
+    let latest = known.last().map(|(v, _)| *v).unwrap_or(0);
     if manifest.schema_version > latest {
         return Err(OpsError::Refused(format!(
             "the archive has schema version {}, newer than this release knows ({latest}); restore it with a newer vantus",
             manifest.schema_version
         )));
     }
+    if !known.iter().any(|(v, _)| *v == manifest.schema_version) {
+        return Err(OpsError::Archive(archive::ArchiveError::Mismatch(format!(
+            "schema version {} is not a version this release knows",
+            manifest.schema_version
+        ))));
+    }
+    check_covers_schema(&manifest).await?;
     Ok(manifest)
+}
+
+/// The manifest must list exactly the application tables of its schema version: a table left
+/// out would be emptied by `--force` and reported as matching. The tables of that version are
+/// those the migrations create, found by applying them to a private in-memory SQLite database
+/// (one migration folder serves both engines), so nothing outside is touched.
+async fn check_covers_schema(manifest: &Manifest) -> Result<(), OpsError> {
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(sqlx::sqlite::SqliteConnectOptions::new().in_memory(true))
+        .await?;
+    let reference = Db::Sqlite(pool);
+    let expected = async {
+        migrate::migrate_to(&reference, Some(manifest.schema_version)).await?;
+        Ok::<_, OpsError>(schema::tables(&reference).await?)
+    }
+    .await;
+    reference.close().await;
+    let expected: std::collections::BTreeSet<String> =
+        expected?.into_iter().map(|t| t.name).collect();
+    let mut listed = std::collections::BTreeSet::new();
+    for t in &manifest.tables {
+        if !listed.insert(t.table.name.clone()) {
+            return Err(OpsError::Archive(archive::ArchiveError::Mismatch(format!(
+                "the manifest lists table {} twice",
+                t.table.name
+            ))));
+        }
+    }
+    if listed != expected {
+        let missing: Vec<&str> = expected.difference(&listed).map(String::as_str).collect();
+        let unknown: Vec<&str> = listed.difference(&expected).map(String::as_str).collect();
+        let mut problems = Vec::new();
+        if !missing.is_empty() {
+            problems.push(format!("missing {}", missing.join(", ")));
+        }
+        if !unknown.is_empty() {
+            problems.push(format!("not in the schema: {}", unknown.join(", ")));
+        }
+        return Err(OpsError::Archive(archive::ArchiveError::Mismatch(format!(
+            "it does not cover every table of schema version {} ({}); nothing was changed",
+            manifest.schema_version,
+            problems.join("; ")
+        ))));
+    }
+    Ok(())
+}
+
+/// Refuses a database that holds any table at all (the application's or anyone else's): the
+/// restore drill only ever restores into an empty scratch database, so it can never wipe or
+/// change one that matters.
+pub async fn ensure_empty_database(db: &Db, what: &str) -> Result<(), OpsError> {
+    let tables: Vec<String> = on_db!(db, pool => sqlx::query_scalar(match db {
+        Db::Sqlite(_) => "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+        Db::Postgres(_) => "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY table_name",
+    }).fetch_all(pool).await)?;
+    if tables.is_empty() {
+        return Ok(());
+    }
+    Err(OpsError::Refused(format!(
+        "{what} is not empty (it has tables {}); the restore drill only restores into an empty database",
+        tables.join(", ")
+    )))
 }
 
 pub async fn run(
@@ -135,7 +207,7 @@ pub async fn run(
     schema::reset_sequences(target).await?;
     let media_files = match opts.media_dir {
         Some(dir) if !manifest.media.is_empty() => {
-            restore_media(archive_path, opts.passphrase, dir).await?
+            restore_media(archive_path, &manifest, opts.passphrase, dir).await?
         }
         _ => 0,
     };
@@ -237,40 +309,20 @@ async fn load_and_verify(
     }
 
     // The archive is read on a blocking thread and handed over in batches.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Item>(4);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<RowBatch>(4);
     let path = archive_path.to_owned();
     let pass = opts.passphrase.cloned();
-    let batch_of: std::collections::HashMap<String, usize> = manifest
-        .tables
-        .iter()
-        .map(|t| {
-            (
-                t.table.name.clone(),
-                rows::batch_size(t.table.columns.len()),
-            )
-        })
-        .collect();
+    let for_reader = manifest.clone();
     let reader = tokio::task::spawn_blocking(move || {
-        archive::read_items(
-            &path,
-            pass.as_ref(),
-            |table| batch_of.get(table).copied().unwrap_or(500),
-            |item| {
-                if matches!(item, Item::Media { .. }) {
-                    return Ok(());
-                }
-                tx.blocking_send(item)
-                    .map_err(|_| "the restore stopped".to_owned())
-            },
-        )
+        archive::read_rows(&path, pass.as_ref(), &for_reader, |batch| {
+            tx.blocking_send(batch)
+                .map_err(|_| archive::ArchiveError::Mismatch("the restore stopped".into()))
+        })
     });
 
     let mut progress = Progress::new("restore", manifest.total_rows(), opts.interactive);
     let mut stage = String::new();
-    while let Some(item) = rx.recv().await {
-        let Item::Rows { table, rows: batch } = item else {
-            continue;
-        };
+    while let Some(RowBatch { table, rows: batch }) = rx.recv().await {
         let entry = manifest
             .tables
             .iter()
@@ -335,51 +387,80 @@ async fn bump_generation(conn: &mut Conn<'_>, by: i64) -> Result<(), sqlx::Error
 
 async fn restore_media(
     archive_path: &Path,
+    manifest: &Manifest,
     passphrase: Option<&SecretString>,
     dir: &Path,
 ) -> Result<usize, OpsError> {
     let path = archive_path.to_owned();
     let pass = passphrase.cloned();
     let dir = dir.to_owned();
+    let listed = manifest.media.clone();
     tokio::task::spawn_blocking(move || -> Result<usize, OpsError> {
         let mut n = 0;
-        let mut failure = None;
-        archive::read_items(
-            &path,
-            pass.as_ref(),
-            |_| 1000,
-            |item| {
-                if let Item::Media { path: rel, bytes } = item {
-                    if rel
-                        .split('/')
-                        .any(|part| part.is_empty() || part == "." || part == "..")
-                    {
-                        failure = Some(OpsError::Integrity(format!(
-                            "media path {rel:?} is not a plain relative path"
-                        )));
-                        return Err("unsafe media path".into());
-                    }
-                    let target = dir.join(&rel);
-                    let result = (|| {
-                        std::fs::create_dir_all(
-                            target.parent().expect("joined path has a parent"),
-                        )?;
-                        let tmp = target.with_extension("restoring");
-                        std::fs::write(&tmp, &bytes)?;
-                        std::fs::rename(&tmp, &target)
-                    })();
-                    if let Err(e) = result {
-                        failure = Some(OpsError::io(&target, e));
-                        return Err("cannot write media".into());
-                    }
-                    n += 1;
-                }
-                Ok(())
-            },
-        )
-        .map_err(|e| failure.take().unwrap_or(OpsError::Archive(e)))?;
+        archive::read_media(&path, pass.as_ref(), |rel, _, body| {
+            // verify checked every path already; the archive is read again here, so again.
+            archive::check_media_path(rel)?;
+            let expected = listed.iter().find(|m| m.path == rel).ok_or_else(|| {
+                archive::ArchiveError::Mismatch(format!("media file {rel} is not in the manifest"))
+            })?;
+            write_media_file(&dir, rel, expected, body)?;
+            n += 1;
+            Ok::<_, OpsError>(())
+        })?;
         Ok(n)
     })
     .await
     .map_err(|e| OpsError::Integrity(format!("media restore failed: {e}")))?
+}
+
+/// Streams one media file to a temporary file beside its place (memory stays flat however
+/// large it is), checks it against the manifest, and only then renames it into place.
+fn write_media_file(
+    dir: &Path,
+    rel: &str,
+    expected: &archive::MediaEntry,
+    body: &mut dyn std::io::Read,
+) -> Result<(), OpsError> {
+    use sha2::Digest;
+    let target = dir.join(rel);
+    let parent = target.parent().expect("joined path has a parent");
+    std::fs::create_dir_all(parent).map_err(|e| OpsError::io(parent, e))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".restoring-")
+        .tempfile_in(parent)
+        .map_err(|e| OpsError::io(parent, e))?;
+    let (bytes, sha256) = {
+        let mut hashing = HashingWriter {
+            inner: std::io::BufWriter::with_capacity(1 << 16, tmp.as_file_mut()),
+            hasher: sha2::Sha256::new(),
+        };
+        let bytes = std::io::copy(body, &mut hashing)
+            .and_then(|n| std::io::Write::flush(&mut hashing.inner).map(|_| n))
+            .map_err(|e| OpsError::io(&target, e))?;
+        (bytes, hex::encode(hashing.hasher.finalize()))
+    };
+    if bytes != expected.bytes || sha256 != expected.sha256 {
+        return Err(OpsError::Integrity(format!(
+            "media file {rel} differs from the manifest; it was not written"
+        )));
+    }
+    tmp.persist(&target)
+        .map_err(|e| OpsError::io(&target, e.error))?;
+    Ok(())
+}
+
+struct HashingWriter<W> {
+    inner: W,
+    hasher: sha2::Sha256,
+}
+
+impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        sha2::Digest::update(&mut self.hasher, &buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }

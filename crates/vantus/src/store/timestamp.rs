@@ -27,13 +27,19 @@ impl Timestamp {
     }
 
     /// Converts to UTC and drops sub-microsecond precision.
+    ///
+    /// Panics only if the instant in UTC is outside years ±9999, which cannot happen for a
+    /// time already in UTC (like `now`); for times from outside (archives, text columns) use
+    /// [`Self::checked_from_datetime`].
     pub fn from_datetime(t: OffsetDateTime) -> Self {
-        let t = t.to_offset(UtcOffset::UTC);
-        let micros = t.microsecond();
-        Self(
-            t.replace_microsecond(micros)
-                .expect("microsecond taken from a valid time"),
-        )
+        Self::checked_from_datetime(t).expect("a UTC time converts to UTC")
+    }
+
+    /// Converts to UTC and drops sub-microsecond precision; `None` when the instant falls
+    /// outside the supported years once in UTC (`9999-12-31T23:59:59-01:00` is in year 10000).
+    pub fn checked_from_datetime(t: OffsetDateTime) -> Option<Self> {
+        let t = t.checked_to_offset(UtcOffset::UTC)?;
+        t.replace_microsecond(t.microsecond()).ok().map(Self)
     }
 
     pub fn from_unix_micros(micros: i64) -> Option<Self> {
@@ -87,8 +93,12 @@ impl Timestamp {
     pub fn parse_rfc3339(s: &str) -> Option<Self> {
         OffsetDateTime::parse(s, &Rfc3339)
             .ok()
-            .map(Self::from_datetime)
+            .and_then(Self::checked_from_datetime)
     }
+}
+
+fn out_of_range(t: OffsetDateTime) -> BoxDynError {
+    format!("timestamp {t} is outside the supported years once converted to UTC").into()
 }
 
 impl fmt::Display for Timestamp {
@@ -117,7 +127,8 @@ impl Encode<'_, Sqlite> for Timestamp {
 
 impl<'r> Decode<'r, Sqlite> for Timestamp {
     fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
-        <OffsetDateTime as Decode<Sqlite>>::decode(value).map(Self::from_datetime)
+        let t = <OffsetDateTime as Decode<Sqlite>>::decode(value)?;
+        Self::checked_from_datetime(t).ok_or_else(|| out_of_range(t))
     }
 }
 
@@ -147,7 +158,8 @@ impl Encode<'_, Postgres> for Timestamp {
 
 impl<'r> Decode<'r, Postgres> for Timestamp {
     fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
-        <OffsetDateTime as Decode<Postgres>>::decode(value).map(Self::from_datetime)
+        let t = <OffsetDateTime as Decode<Postgres>>::decode(value)?;
+        Self::checked_from_datetime(t).ok_or_else(|| out_of_range(t))
     }
 }
 
@@ -162,6 +174,17 @@ mod tests {
         assert!(a.to_fixed_string() < b.to_fixed_string());
         assert_eq!(a.to_fixed_string(), "2023-11-14T22:13:20.000000Z");
         assert_eq!(a.to_fixed_string().len(), b.to_fixed_string().len());
+    }
+
+    #[test]
+    fn times_beyond_the_supported_years_in_utc_are_refused_not_a_panic() {
+        assert_eq!(
+            Timestamp::parse_rfc3339("9999-12-31T23:59:59.000000-23:59"),
+            None
+        );
+        assert_eq!(Timestamp::parse_rfc3339("-9999-01-01T00:00:00+23:59"), None);
+        let edge = Timestamp::parse_rfc3339("9999-12-31T23:59:59.999999Z").unwrap();
+        assert_eq!(edge.to_fixed_string(), "9999-12-31T23:59:59.999999Z");
     }
 
     #[test]

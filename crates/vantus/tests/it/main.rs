@@ -14,4 +14,5 @@ mod jobs;
 mod migrations;
 mod observability;
 mod replicas;
+mod restore_hardening;
 mod site;
