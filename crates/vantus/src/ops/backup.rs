@@ -8,6 +8,11 @@
 //! The archive is written as `<name>.partial` and renamed when complete; a crash never leaves a
 //! file that looks like a backup. A `<name>.sha256` beside a local archive lets operators check
 //! it with `sha256sum -c`.
+//!
+//! Everything in plaintext on the way (the SQLite snapshot, the table spools) is staged in the
+//! caller's private scratch folder (see [`super::scratch_dir`]), never in the destination: only
+//! the archive itself, encrypted when a passphrase is set, is ever written there. Files are
+//! created 0600 and folders 0700 whatever the umask.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -58,8 +63,11 @@ pub async fn run(db: &Db, opts: BackupOptions<'_>) -> Result<BackupReport, OpsEr
     let created_at = Timestamp::now();
     let name = archive_name(created_at.as_datetime());
     let staging = opts.destination.staging_dir(opts.scratch)?;
+    if opts.destination.is_local() {
+        sweep_abandoned(&staging);
+    }
     let final_path = staging.join(&name);
-    let partial = staging.join(format!("{name}.partial"));
+    let partial = staging.join(format!("{name}{PARTIAL}"));
 
     let written = write(db, &partial, &opts, created_at).await;
     let manifest = match written {
@@ -109,16 +117,28 @@ async fn write(
     opts: &BackupOptions<'_>,
     created_at: Timestamp,
 ) -> Result<Manifest, OpsError> {
-    let mut archive = ArchiveWriter::create(path, opts.passphrase)?;
+    let mut archive = ArchiveWriter::create(path, opts.passphrase, opts.scratch)?;
+    // Held until the archive is complete: tells a later run's sweep that this `.partial` is
+    // being written. Taken before the first byte reaches the disk (the writer buffers), so a
+    // non-empty partial whose lock is free is always abandoned.
+    let partial_lock = std::fs::File::open(path).map_err(|e| OpsError::io(path, e))?;
+    if !super::try_lock_exclusive(&partial_lock) {
+        tracing::warn!(path = %path.display(), "cannot lock the partial archive; a concurrent sweep may not recognise it");
+    }
     let engine = db.engine();
     let schema_version = match db {
         Db::Sqlite(pool) => {
-            // Snapshot next to the archive (same filesystem), checked, then read.
+            // Snapshot in the private scratch folder, checked, then read.
             let snapshot_dir = tempfile::Builder::new()
-                .prefix(".vantus-snapshot-")
-                .tempdir_in(path.parent().unwrap_or(Path::new(".")))
-                .map_err(|e| OpsError::io(path, e))?;
+                .prefix("snapshot-")
+                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .tempdir_in(opts.scratch)
+                .map_err(|e| OpsError::io(opts.scratch, e))?;
             let snapshot = snapshot_dir.path().join("snapshot.db");
+            // VACUUM INTO accepts an empty file and keeps its mode: 0600, not SQLite's 0644.
+            crate::secrets::private_new_file()
+                .open(&snapshot)
+                .map_err(|e| OpsError::io(&snapshot, e))?;
             let literal = snapshot.display().to_string().replace('\'', "''");
             sqlx::query(sqlx::AssertSqlSafe(format!("VACUUM INTO '{literal}'")))
                 .execute(pool)
@@ -193,7 +213,58 @@ async fn write(
         tables: Vec::new(),
         media: Vec::new(),
     };
-    Ok(blocking(|| archive.finish(manifest))?)
+    let manifest = blocking(|| archive.finish(manifest))?;
+    drop(partial_lock);
+    Ok(manifest)
+}
+
+const PARTIAL: &str = ".partial";
+
+/// A writer locks its `.partial` right after creating it, before the first byte reaches the
+/// disk; an empty, unlocked partial younger than this may be in that instant.
+const EMPTY_PARTIAL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Removes what killed runs left in a local destination folder: `.partial` archives nobody
+/// is writing, and the plaintext staging folders older releases kept there
+/// (`.vantus-snapshot-*`, `.vantus-backup-*`).
+fn sweep_abandoned(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        let path = entry.path();
+        let removed = if kind.is_file()
+            && name.starts_with(super::destination::PREFIX)
+            && name.ends_with(PARTIAL)
+        {
+            let abandoned = match std::fs::File::open(&path) {
+                // Empty and new: possibly created a moment ago, its writer not locked yet.
+                Ok(f) if f.metadata().is_ok_and(|m| m.len() == 0) => {
+                    super::older_than(&path, EMPTY_PARTIAL_GRACE) && super::try_lock_exclusive(&f)
+                }
+                Ok(f) => super::try_lock_exclusive(&f),
+                Err(_) => false,
+            };
+            abandoned && std::fs::remove_file(&path).is_ok()
+        } else if kind.is_dir()
+            && (name.starts_with(".vantus-snapshot-") || name.starts_with(".vantus-backup-"))
+            && super::older_than(&path, super::UNLOCKED_STALE_AFTER)
+        {
+            std::fs::remove_dir_all(&path).is_ok()
+        } else {
+            false
+        };
+        if removed {
+            tracing::info!(path = %path.display(), "removed what an interrupted backup left behind");
+        }
+    }
 }
 
 /// Highest migration version applied.
@@ -278,4 +349,29 @@ fn file_sha256(path: &Path) -> Result<(u64, String), OpsError> {
     let mut h = Sha256::new();
     let n = std::io::copy(&mut f, &mut h).map_err(|e| OpsError::io(path, e))?;
     Ok((n, hex::encode(h.finalize())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sweep_removes_only_partials_nobody_is_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let partial = |n: &str| dir.path().join(format!("vantus-{n}.vbak{PARTIAL}"));
+        std::fs::write(partial("20261101T000000.000Z"), "abandoned").unwrap();
+        std::fs::write(partial("20261102T000000.000Z"), "being written").unwrap();
+        let writer = std::fs::File::open(partial("20261102T000000.000Z")).unwrap();
+        assert!(super::super::try_lock_exclusive(&writer));
+        // Empty and new: a writer may be about to lock it.
+        std::fs::write(partial("20261103T000000.000Z"), "").unwrap();
+        std::fs::write(dir.path().join("vantus-20261101T000000.000Z.vbak"), "done").unwrap();
+
+        sweep_abandoned(dir.path());
+
+        assert!(!partial("20261101T000000.000Z").exists());
+        assert!(partial("20261102T000000.000Z").exists());
+        assert!(partial("20261103T000000.000Z").exists());
+        assert!(dir.path().join("vantus-20261101T000000.000Z.vbak").exists());
+    }
 }
