@@ -77,12 +77,13 @@ pub async fn run(db: &Db, opts: BackupOptions<'_>) -> Result<BackupReport, OpsEr
             return Err(e);
         }
     };
-    std::fs::rename(&partial, &final_path).map_err(|e| OpsError::io(&final_path, e))?;
+    if let Err(e) = rename_no_replace(&partial, &final_path) {
+        let _ = std::fs::remove_file(&partial);
+        return Err(OpsError::io(&final_path, e));
+    }
     let (bytes, sha256) = blocking(|| file_sha256(&final_path))?;
     if let Destination::Local(_) = opts.destination {
-        let sidecar = final_path.with_file_name(format!("{name}.sha256"));
-        std::fs::write(&sidecar, format!("{sha256}  {name}\n"))
-            .map_err(|e| OpsError::io(&sidecar, e))?;
+        write_sidecar(&staging, &name, &sha256)?;
     }
     opts.destination.store(&final_path, &name).await?;
 
@@ -223,6 +224,40 @@ const PARTIAL: &str = ".partial";
 /// A writer locks its `.partial` right after creating it, before the first byte reaches the
 /// disk; an empty, unlocked partial younger than this may be in that instant.
 const EMPTY_PARTIAL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Renames without replacing whatever is at `to` (a planted file or symlink makes it fail):
+/// a backup never overwrites anything.
+fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        // Filesystems without RENAME_NOREPLACE: check, then rename (a narrow race only).
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+            if std::fs::symlink_metadata(to).is_ok() {
+                return Err(std::io::Error::from(std::io::ErrorKind::AlreadyExists));
+            }
+            std::fs::rename(from, to)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes `<name>.sha256` through a new private temporary file renamed over the target: a
+/// symlink planted under the sidecar's name is replaced, never followed.
+fn write_sidecar(dir: &Path, name: &str, sha256: &str) -> Result<(), OpsError> {
+    use std::io::Write;
+    let sidecar = dir.join(format!("{name}.sha256"));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}.sha256."))
+        .tempfile_in(dir)
+        .map_err(|e| OpsError::io(&sidecar, e))?;
+    tmp.write_all(format!("{sha256}  {name}\n").as_bytes())
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| OpsError::io(&sidecar, e))?;
+    tmp.persist(&sidecar)
+        .map_err(|e| OpsError::io(&sidecar, e.error))?;
+    Ok(())
+}
 
 /// Removes what killed runs left in a local destination folder: `.partial` archives nobody
 /// is writing, and the plaintext staging folders older releases kept there
@@ -373,5 +408,30 @@ mod tests {
         assert!(partial("20261102T000000.000Z").exists());
         assert!(partial("20261103T000000.000Z").exists());
         assert!(dir.path().join("vantus-20261101T000000.000Z.vbak").exists());
+    }
+
+    #[test]
+    fn the_finished_archive_never_replaces_what_sits_under_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let partial = dir.path().join("vantus-x.vbak.partial");
+        std::fs::write(&partial, "archive").unwrap();
+        let planted = dir.path().join("vantus-x.vbak");
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+
+        let e = rename_no_replace(&partial, &planted).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        assert!(
+            std::fs::symlink_metadata(&planted)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+
+        let free = dir.path().join("vantus-y.vbak");
+        rename_no_replace(&partial, &free).unwrap();
+        assert_eq!(std::fs::read_to_string(&free).unwrap(), "archive");
     }
 }

@@ -3,7 +3,7 @@
 //! symlink is not followed, and `db copy` refuses a target holding anybody's data.
 
 use std::collections::HashMap;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -214,7 +214,7 @@ async fn a_killed_encrypted_backup_leaves_no_plaintext_behind(engine: Engine) {
 both_engines!(a_killed_encrypted_backup_leaves_no_plaintext_behind);
 
 /// Under umask 022: the SQLite database and its -wal/-shm, the generated secret, the data
-/// folder, the backup folder and the archive are all owner-only.
+/// folder, the backup folder, the archive and its sidecar are all owner-only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everything_vantus_creates_is_owner_only_whatever_the_umask() {
     let root = tempfile::tempdir().unwrap();
@@ -253,7 +253,9 @@ async fn everything_vantus_creates_is_owner_only_whatever_the_umask() {
     assert!(o.status.success(), "{}", stderr(&o));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let archive = PathBuf::from(report["location"].as_str().unwrap());
+    let sidecar = PathBuf::from(format!("{}.sha256", archive.display()));
     assert_eq!(mode(&archive), 0o600);
+    assert_eq!(mode(&sidecar), 0o600);
     for dir in [dest.parent().unwrap(), &dest, &data.join("tmp")] {
         assert_eq!(mode(dir), 0o700, "{}", dir.display());
     }
@@ -266,6 +268,46 @@ async fn everything_vantus_creates_is_owner_only_whatever_the_umask() {
     assert!(o.status.success(), "{}", stderr(&o));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(mode(Path::new(report["location"].as_str().unwrap())), 0o600);
+}
+
+/// A symlink planted under the sidecar's name (`<archive>.sha256`) is replaced by a regular
+/// file; the file it pointed to is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planted_sidecar_symlink_is_not_followed() {
+    let db = populated(Engine::Sqlite, 150_000).await;
+    let env = base_env(&db);
+    let dest = db.dir.path().join("backups");
+    std::fs::create_dir_all(&dest).unwrap();
+    let victim = db.dir.path().join("victim.txt");
+    std::fs::write(&victim, "precious\n").unwrap();
+
+    // The archive's name carries its start time; learn it from the `.partial` and plant the
+    // link while the (large) backup is still being written.
+    let mut child = spawn_backup(&dest, &env);
+    let mut partial = None;
+    wait_while_running(&mut child, "the partial archive appeared", || {
+        partial = std::fs::read_dir(&dest).unwrap().flatten().find_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".partial").map(str::to_owned)
+        });
+        partial.is_some()
+    });
+    let name = partial.unwrap();
+    let sidecar = dest.join(format!("{name}.sha256"));
+    std::os::unix::fs::symlink(&victim, &sidecar).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "the backup completes");
+
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    let meta = std::fs::symlink_metadata(&sidecar).unwrap();
+    assert!(
+        meta.file_type().is_file(),
+        "the sidecar is a regular file now"
+    );
+    assert_eq!(meta.mode() & 0o777, 0o600);
+    let text = std::fs::read_to_string(&sidecar).unwrap();
+    assert!(text.ends_with(&format!("  {name}\n")), "{text}");
+    assert_eq!(text.split_whitespace().next().unwrap().len(), 64);
 }
 
 /// `db copy` into a database holding another application's table (with rows, no Vantus
