@@ -4,8 +4,9 @@
 //! otherwise), and development generates a random one on first start, kept in the data folder
 //! with mode 0600 so sessions survive restarts.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -40,17 +41,15 @@ pub fn ensure_data_dir(dir: &Path) -> Result<(), ConfigError> {
             format!("{} exists but is not a folder", dir.display()),
         ));
     }
-    fs::create_dir_all(dir).map_err(|e| {
+    create_private_dir_all(dir).map_err(|e| {
         ConfigError::new(
             "VANTUS_DATA_DIR",
             format!("cannot create {}: {e}", dir.display()),
         )
     })?;
     let probe = dir.join(format!(".write-probe-{}", std::process::id()));
-    let result = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
+    let _ = fs::remove_file(&probe);
+    let result = private_new_file()
         .open(&probe)
         .and_then(|mut f| f.write_all(b"ok"));
     let _ = fs::remove_file(&probe);
@@ -60,6 +59,21 @@ pub fn ensure_data_dir(dir: &Path) -> Result<(), ConfigError> {
             format!("{} is not writable: {e}", dir.display()),
         )
     })
+}
+
+/// Creates `dir` and any missing parents owner-only (0700), whatever the umask: cron and
+/// shells usually run with 022, and these folders hold the database, backups and the audit
+/// log's IP addresses. Folders that already exist keep the mode the operator gave them.
+pub fn create_private_dir_all(dir: &Path) -> std::io::Result<()> {
+    DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// Options that create a new file only the owner can read and write (0600), refusing any
+/// existing file or planted symlink at that path (`O_EXCL`).
+pub fn private_new_file() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true).mode(0o600);
+    options
 }
 
 /// Resolves the configured secret, or in development loads (first: generates) the key file.
@@ -117,14 +131,7 @@ fn load_or_generate(data_dir: &Path) -> Result<SecretKey, ConfigError> {
 fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let _ = fs::remove_file(&tmp);
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut f = options.open(&tmp)?;
+    let mut f = private_new_file().open(&tmp)?;
     f.write_all(contents)?;
     f.sync_all()?;
     fs::rename(&tmp, path)

@@ -212,11 +212,15 @@ impl TableSpool {
 }
 
 impl ArchiveWriter {
-    /// Creates `path` (failing if it exists: backups are never overwritten).
-    pub fn create(path: &Path, passphrase: Option<&SecretString>) -> Result<Self, ArchiveError> {
-        let file = File::options()
-            .write(true)
-            .create_new(true)
+    /// Creates `path` owner-only (failing if it exists, symlinks included: backups are never
+    /// overwritten). Tables are spooled in plaintext under `spool_in`: a private folder, never
+    /// the destination.
+    pub fn create(
+        path: &Path,
+        passphrase: Option<&SecretString>,
+        spool_in: &Path,
+    ) -> Result<Self, ArchiveError> {
+        let file = crate::secrets::private_new_file()
             .open(path)
             .map_err(io_err(path))?;
         let buffered = BufWriter::with_capacity(1 << 20, file);
@@ -240,13 +244,10 @@ impl ArchiveWriter {
             }
         };
         let spool_dir = tempfile::Builder::new()
-            .prefix(".vantus-backup-")
-            .tempdir_in(
-                path.parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .unwrap_or(Path::new(".")),
-            )
-            .map_err(io_err(path))?;
+            .prefix("spool-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir_in(spool_in)
+            .map_err(io_err(spool_in))?;
         let mut tar = tar::Builder::new(sink);
         tar.mode(tar::HeaderMode::Deterministic);
         Ok(Self {
@@ -260,7 +261,9 @@ impl ArchiveWriter {
 
     pub fn spool(&self, table: &Table) -> Result<TableSpool, ArchiveError> {
         let path = self.spool_dir.path().join(format!("{}.ndjson", table.name));
-        let file = File::create(&path).map_err(io_err(&path))?;
+        let file = crate::secrets::private_new_file()
+            .open(&path)
+            .map_err(io_err(&path))?;
         Ok(TableSpool {
             file: BufWriter::with_capacity(1 << 20, file),
             path,

@@ -8,6 +8,11 @@
 //! The archive is written as `<name>.partial` and renamed when complete; a crash never leaves a
 //! file that looks like a backup. A `<name>.sha256` beside a local archive lets operators check
 //! it with `sha256sum -c`.
+//!
+//! Everything in plaintext on the way (the SQLite snapshot, the table spools) is staged in the
+//! caller's private scratch folder (see [`super::scratch_dir`]), never in the destination: only
+//! the archive itself, encrypted when a passphrase is set, is ever written there. Files are
+//! created 0600 and folders 0700 whatever the umask.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -58,8 +63,11 @@ pub async fn run(db: &Db, opts: BackupOptions<'_>) -> Result<BackupReport, OpsEr
     let created_at = Timestamp::now();
     let name = archive_name(created_at.as_datetime());
     let staging = opts.destination.staging_dir(opts.scratch)?;
+    if opts.destination.is_local() {
+        sweep_abandoned(&staging);
+    }
     let final_path = staging.join(&name);
-    let partial = staging.join(format!("{name}.partial"));
+    let partial = staging.join(format!("{name}{PARTIAL}"));
 
     let written = write(db, &partial, &opts, created_at).await;
     let manifest = match written {
@@ -69,12 +77,13 @@ pub async fn run(db: &Db, opts: BackupOptions<'_>) -> Result<BackupReport, OpsEr
             return Err(e);
         }
     };
-    std::fs::rename(&partial, &final_path).map_err(|e| OpsError::io(&final_path, e))?;
+    if let Err(e) = rename_no_replace(&partial, &final_path) {
+        let _ = std::fs::remove_file(&partial);
+        return Err(OpsError::io(&final_path, e));
+    }
     let (bytes, sha256) = blocking(|| file_sha256(&final_path))?;
     if let Destination::Local(_) = opts.destination {
-        let sidecar = final_path.with_file_name(format!("{name}.sha256"));
-        std::fs::write(&sidecar, format!("{sha256}  {name}\n"))
-            .map_err(|e| OpsError::io(&sidecar, e))?;
+        write_sidecar(&staging, &name, &sha256)?;
     }
     opts.destination.store(&final_path, &name).await?;
 
@@ -109,16 +118,28 @@ async fn write(
     opts: &BackupOptions<'_>,
     created_at: Timestamp,
 ) -> Result<Manifest, OpsError> {
-    let mut archive = ArchiveWriter::create(path, opts.passphrase)?;
+    let mut archive = ArchiveWriter::create(path, opts.passphrase, opts.scratch)?;
+    // Held until the archive is complete: tells a later run's sweep that this `.partial` is
+    // being written. Taken before the first byte reaches the disk (the writer buffers), so a
+    // non-empty partial whose lock is free is always abandoned.
+    let partial_lock = std::fs::File::open(path).map_err(|e| OpsError::io(path, e))?;
+    if !super::try_lock_exclusive(&partial_lock) {
+        tracing::warn!(path = %path.display(), "cannot lock the partial archive; a concurrent sweep may not recognise it");
+    }
     let engine = db.engine();
     let schema_version = match db {
         Db::Sqlite(pool) => {
-            // Snapshot next to the archive (same filesystem), checked, then read.
+            // Snapshot in the private scratch folder, checked, then read.
             let snapshot_dir = tempfile::Builder::new()
-                .prefix(".vantus-snapshot-")
-                .tempdir_in(path.parent().unwrap_or(Path::new(".")))
-                .map_err(|e| OpsError::io(path, e))?;
+                .prefix("snapshot-")
+                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .tempdir_in(opts.scratch)
+                .map_err(|e| OpsError::io(opts.scratch, e))?;
             let snapshot = snapshot_dir.path().join("snapshot.db");
+            // VACUUM INTO accepts an empty file and keeps its mode: 0600, not SQLite's 0644.
+            crate::secrets::private_new_file()
+                .open(&snapshot)
+                .map_err(|e| OpsError::io(&snapshot, e))?;
             let literal = snapshot.display().to_string().replace('\'', "''");
             sqlx::query(sqlx::AssertSqlSafe(format!("VACUUM INTO '{literal}'")))
                 .execute(pool)
@@ -193,7 +214,92 @@ async fn write(
         tables: Vec::new(),
         media: Vec::new(),
     };
-    Ok(blocking(|| archive.finish(manifest))?)
+    let manifest = blocking(|| archive.finish(manifest))?;
+    drop(partial_lock);
+    Ok(manifest)
+}
+
+const PARTIAL: &str = ".partial";
+
+/// A writer locks its `.partial` right after creating it, before the first byte reaches the
+/// disk; an empty, unlocked partial younger than this may be in that instant.
+const EMPTY_PARTIAL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Renames without replacing whatever is at `to` (a planted file or symlink makes it fail):
+/// a backup never overwrites anything.
+fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        // Filesystems without RENAME_NOREPLACE: check, then rename (a narrow race only).
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+            if std::fs::symlink_metadata(to).is_ok() {
+                return Err(std::io::Error::from(std::io::ErrorKind::AlreadyExists));
+            }
+            std::fs::rename(from, to)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes `<name>.sha256` through a new private temporary file renamed over the target: a
+/// symlink planted under the sidecar's name is replaced, never followed.
+fn write_sidecar(dir: &Path, name: &str, sha256: &str) -> Result<(), OpsError> {
+    use std::io::Write;
+    let sidecar = dir.join(format!("{name}.sha256"));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}.sha256."))
+        .tempfile_in(dir)
+        .map_err(|e| OpsError::io(&sidecar, e))?;
+    tmp.write_all(format!("{sha256}  {name}\n").as_bytes())
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| OpsError::io(&sidecar, e))?;
+    tmp.persist(&sidecar)
+        .map_err(|e| OpsError::io(&sidecar, e.error))?;
+    Ok(())
+}
+
+/// Removes what killed runs left in a local destination folder: `.partial` archives nobody
+/// is writing, and the plaintext staging folders older releases kept there
+/// (`.vantus-snapshot-*`, `.vantus-backup-*`).
+fn sweep_abandoned(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        let path = entry.path();
+        let removed = if kind.is_file()
+            && name.starts_with(super::destination::PREFIX)
+            && name.ends_with(PARTIAL)
+        {
+            let abandoned = match std::fs::File::open(&path) {
+                // Empty and new: possibly created a moment ago, its writer not locked yet.
+                Ok(f) if f.metadata().is_ok_and(|m| m.len() == 0) => {
+                    super::older_than(&path, EMPTY_PARTIAL_GRACE) && super::try_lock_exclusive(&f)
+                }
+                Ok(f) => super::try_lock_exclusive(&f),
+                Err(_) => false,
+            };
+            abandoned && std::fs::remove_file(&path).is_ok()
+        } else if kind.is_dir()
+            && (name.starts_with(".vantus-snapshot-") || name.starts_with(".vantus-backup-"))
+            && super::older_than(&path, super::UNLOCKED_STALE_AFTER)
+        {
+            std::fs::remove_dir_all(&path).is_ok()
+        } else {
+            false
+        };
+        if removed {
+            tracing::info!(path = %path.display(), "removed what an interrupted backup left behind");
+        }
+    }
 }
 
 /// Highest migration version applied.
@@ -278,4 +384,54 @@ fn file_sha256(path: &Path) -> Result<(u64, String), OpsError> {
     let mut h = Sha256::new();
     let n = std::io::copy(&mut f, &mut h).map_err(|e| OpsError::io(path, e))?;
     Ok((n, hex::encode(h.finalize())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sweep_removes_only_partials_nobody_is_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let partial = |n: &str| dir.path().join(format!("vantus-{n}.vbak{PARTIAL}"));
+        std::fs::write(partial("20261101T000000.000Z"), "abandoned").unwrap();
+        std::fs::write(partial("20261102T000000.000Z"), "being written").unwrap();
+        let writer = std::fs::File::open(partial("20261102T000000.000Z")).unwrap();
+        assert!(super::super::try_lock_exclusive(&writer));
+        // Empty and new: a writer may be about to lock it.
+        std::fs::write(partial("20261103T000000.000Z"), "").unwrap();
+        std::fs::write(dir.path().join("vantus-20261101T000000.000Z.vbak"), "done").unwrap();
+
+        sweep_abandoned(dir.path());
+
+        assert!(!partial("20261101T000000.000Z").exists());
+        assert!(partial("20261102T000000.000Z").exists());
+        assert!(partial("20261103T000000.000Z").exists());
+        assert!(dir.path().join("vantus-20261101T000000.000Z.vbak").exists());
+    }
+
+    #[test]
+    fn the_finished_archive_never_replaces_what_sits_under_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let partial = dir.path().join("vantus-x.vbak.partial");
+        std::fs::write(&partial, "archive").unwrap();
+        let planted = dir.path().join("vantus-x.vbak");
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+
+        let e = rename_no_replace(&partial, &planted).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        assert!(
+            std::fs::symlink_metadata(&planted)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+
+        let free = dir.path().join("vantus-y.vbak");
+        rename_no_replace(&partial, &free).unwrap();
+        assert_eq!(std::fs::read_to_string(&free).unwrap(), "archive");
+    }
 }

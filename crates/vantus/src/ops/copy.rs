@@ -69,6 +69,60 @@ async fn table_exists(db: &Db, name: &str) -> Result<bool, sqlx::Error> {
     }
 }
 
+/// Our own bookkeeping, which a migrated but empty target already holds rows in.
+const BOOKKEEPING: [&str; 2] = ["_sqlx_migrations", "_vantus_copy"];
+
+/// Every table in the target (in PostgreSQL: in every schema but the system's) that holds at
+/// least one row, as `name (N rows)`, straight from the catalog so foreign tables count too.
+async fn occupied_tables(target: &Db) -> Result<Vec<String>, sqlx::Error> {
+    let names: Vec<(String, String)> = match target {
+        Db::Sqlite(p) => sqlx::query_as(
+            "SELECT 'main', name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+        )
+        .fetch_all(p)
+        .await?,
+        Db::Postgres(p) => sqlx::query_as(
+            "SELECT schemaname::text, tablename::text FROM pg_tables
+             WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
+               AND schemaname NOT LIKE 'pg\\_%'
+             ORDER BY schemaname <> current_schema(), schemaname, tablename",
+        )
+        .fetch_all(p)
+        .await?,
+    };
+    let current_schema: String = match target {
+        Db::Sqlite(_) => "main".to_owned(),
+        Db::Postgres(p) => {
+            sqlx::query_scalar("SELECT current_schema()::text")
+                .fetch_one(p)
+                .await?
+        }
+    };
+    let quote = |ident: &str| format!("\"{}\"", ident.replace('"', "\"\""));
+    let mut occupied = Vec::new();
+    for (schema_name, table) in names {
+        let ours = schema_name == current_schema && BOOKKEEPING.contains(&table.as_str());
+        if ours {
+            continue;
+        }
+        let sql = format!(
+            "SELECT COUNT(*) FROM {}.{}",
+            quote(&schema_name),
+            quote(&table)
+        );
+        let n: i64 = on_db!(target, pool => sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await)?;
+        if n > 0 {
+            let shown = if schema_name == current_schema {
+                table
+            } else {
+                format!("{schema_name}.{table}")
+            };
+            occupied.push(format!("{shown} ({n} rows)"));
+        }
+    }
+    Ok(occupied)
+}
+
 /// An unfinished copy from `source` recorded in the target, if any.
 async fn unfinished_copy(target: &Db, source: &str) -> Result<bool, sqlx::Error> {
     if !table_exists(target, "_vantus_copy").await? {
@@ -101,19 +155,9 @@ pub async fn run(
         plan.push((t.name.clone(), count_rows(source, t).await?));
     }
 
-    // What is in the target already?
-    let target_tables = if table_exists(target, "_sqlx_migrations").await? {
-        schema::tables(target).await?
-    } else {
-        Vec::new()
-    };
-    let mut occupied = Vec::new();
-    for t in &target_tables {
-        let n = count_rows(target, t).await?;
-        if n > 0 {
-            occupied.push(format!("{} ({n} rows)", t.name));
-        }
-    }
+    // What is in the target already? Every table counts, not only Vantus' own: copying
+    // beside another application's data would mix the two in one database.
+    let occupied = occupied_tables(target).await?;
     let resuming = !occupied.is_empty() && unfinished_copy(target, source_label).await?;
     let target_state = match (occupied.is_empty(), resuming) {
         (true, _) => "empty",

@@ -109,7 +109,7 @@ impl Destination {
     pub fn staging_dir(&self, scratch: &Path) -> Result<PathBuf, OpsError> {
         match self {
             Destination::Local(dir) => {
-                std::fs::create_dir_all(dir).map_err(|e| OpsError::io(dir, e))?;
+                crate::secrets::create_private_dir_all(dir).map_err(|e| OpsError::io(dir, e))?;
                 Ok(dir.clone())
             }
             Destination::S3 { .. } => Ok(scratch.to_owned()),
@@ -254,7 +254,9 @@ async fn download(
         .await
         .map_err(|e| OpsError::Storage(format!("{key}: {e}")))?;
     let mut stream = result.into_stream();
-    let mut file = tokio::fs::File::create(target)
+    // A downloaded archive may be unencrypted: owner-only, like every file Vantus writes.
+    let mut file = tokio::fs::OpenOptions::from(crate::secrets::private_new_file())
+        .open(target)
         .await
         .map_err(|e| OpsError::io(target, e))?;
     while let Some(chunk) = stream.next().await {

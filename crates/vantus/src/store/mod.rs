@@ -136,6 +136,19 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<Db, ConnectError> {
                     ConfigError::new("DATABASE_URL", format!("the SQLite folder: {}", e.problem))
                 })?;
             }
+            // SQLite would create the file 0644 under a usual umask, and gives its -wal and
+            // -shm files the main file's mode: creating it 0600 first keeps all three private.
+            match crate::secrets::private_new_file().open(path) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(ConfigError::new(
+                        "DATABASE_URL",
+                        format!("cannot create the SQLite database {}: {e}", path.display()),
+                    )
+                    .into());
+                }
+            }
             let options = SqliteConnectOptions::new()
                 .filename(path)
                 .create_if_missing(true)
