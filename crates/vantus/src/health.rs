@@ -118,7 +118,7 @@ pub async fn readiness(state: &HealthState) -> Readiness {
             .max()
             .unwrap_or(Status::Pass),
         phase: phase.as_str(),
-        version: env!("CARGO_PKG_VERSION"),
+        version: crate::build::VERSION,
         checks,
     }
 }

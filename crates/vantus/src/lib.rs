@@ -7,6 +7,7 @@
 pub mod store;
 
 pub mod audit;
+pub mod build;
 pub mod cli;
 pub mod config;
 pub mod content;

@@ -31,6 +31,7 @@ use crate::content::seed::{self, SeedSetupError};
 use crate::health::{self, HealthState};
 use crate::jobs::Scheduler;
 use crate::lifecycle::{Lifecycle, Phase};
+use crate::site::Site;
 use crate::state::App;
 use crate::store::migrate::{self, SetupError};
 use crate::store::{self, ConnectError, Db, ReplicaSet, Store};
@@ -78,6 +79,8 @@ impl StartError {
 pub struct RunningServer {
     pub addr: SocketAddr,
     pub app: App,
+    /// The site slice's state (its page cache), for tests that watch content generations.
+    pub site: Site,
     lifecycle: Arc<Lifecycle>,
     stop: CancellationToken,
     serve: JoinHandle<()>,
@@ -136,23 +139,9 @@ pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
 
     let lifecycle = Arc::new(Lifecycle::default());
     let app_cell: Arc<OnceLock<App>> = Arc::new(OnceLock::new());
+    let store_cell: Arc<OnceLock<Store>> = Arc::new(OnceLock::new());
     let routes: Arc<OnceLock<Router>> = Arc::new(OnceLock::new());
-    let mut outer = Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .with_state(HealthState {
-            lifecycle: lifecycle.clone(),
-            app: app_cell.clone(),
-        });
-    if let Some(token) = config.telemetry.metrics_token.clone() {
-        outer = outer.merge(
-            Router::new()
-                .route("/metrics", get(metrics::serve_with_token))
-                .with_state((app_cell.clone(), token)),
-        );
-    }
-    let outer = outer.fallback_service(ReadySwitch(routes.clone()));
-    let outer = http::with_standard_layers(outer, &config);
+    let outer = outer_routes(&config, &lifecycle, &app_cell, &store_cell, &routes);
     let limits = connection_limits(&config);
     let security = http::security_headers::SecurityHeaders::new(config.is_production());
 
@@ -170,7 +159,7 @@ pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
                 })?;
         let router = Router::new()
             .route("/metrics", get(metrics::serve_private))
-            .with_state(app_cell.clone());
+            .with_state(store_cell.clone());
         let stop = stop.clone();
         tracing::info!(addr = %metrics_addr, "metrics listening");
         let security = security.clone();
@@ -188,14 +177,14 @@ pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
         addr = %addr,
         env = config.env.as_str(),
         database = %config.database.url.redacted(),
-        version = env!("CARGO_PKG_VERSION"),
+        version = crate::build::VERSION,
         "listening"
     );
 
     let drain_timeout = config.http.drain_timeout;
     let prepared = prepare(config, secret, lifecycle.clone(), stop.clone()).await;
-    let app = match prepared {
-        Ok(app) => app,
+    let (app, generation) = match prepared {
+        Ok(prepared) => prepared,
         Err(e) => {
             stop.cancel();
             let _ = serve.await;
@@ -203,18 +192,16 @@ pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
         }
     };
 
+    let site = Site::new(app.clone(), generation);
     let _ = app_cell.set(app.clone());
-    let _ = routes.set(
-        site::routes()
-            .merge(fault_injection_routes())
-            .route_layer(axum::middleware::from_fn(metrics::remember_route))
-            .with_state(app.clone()),
-    );
+    let _ = store_cell.set(app.store.clone());
+    let _ = routes.set(application_routes(&app, &site));
     lifecycle.set(Phase::Ready);
-    spawn_background(&app, &stop).await;
+    spawn_background(&app, &site, &stop).await;
     Ok(RunningServer {
         addr,
         app,
+        site,
         lifecycle,
         stop,
         serve,
@@ -262,13 +249,51 @@ fn raise_open_file_limit() -> Option<u64> {
     limit.current
 }
 
-/// Connects, migrates, seeds and builds the application state.
+/// The routes that answer before the application is ready: health, readiness and (with a
+/// token) metrics; everything else goes to the application once it exists (503 until then).
+fn outer_routes(
+    config: &Config,
+    lifecycle: &Arc<Lifecycle>,
+    app_cell: &Arc<OnceLock<App>>,
+    store_cell: &Arc<OnceLock<Store>>,
+    application: &Arc<OnceLock<Router>>,
+) -> Router {
+    let mut outer = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .with_state(HealthState {
+            lifecycle: lifecycle.clone(),
+            app: app_cell.clone(),
+        });
+    if let Some(token) = config.telemetry.metrics_token.clone() {
+        outer = outer.merge(
+            Router::new()
+                .route("/metrics", get(metrics::serve_with_token))
+                .with_state((store_cell.clone(), token)),
+        );
+    }
+    let outer = outer.fallback_service(ReadySwitch(application.clone()));
+    http::with_standard_layers(outer, config, Arc::new(site::errors::SiteErrorPages))
+}
+
+/// Every route of the application, one slice after another. The one place routes are
+/// assembled: a slice provides its router, this mounts it.
+fn application_routes(_app: &App, site: &Site) -> Router {
+    Router::new()
+        .route("/static/{file}", get(http::assets::serve))
+        .merge(site::routes().with_state(site.clone()))
+        .merge(fault_injection_routes())
+        .route_layer(axum::middleware::from_fn(metrics::remember_route))
+}
+
+/// Connects, migrates, seeds and builds the application state; also returns the content
+/// generation found, for the site's page cache.
 async fn prepare(
     config: Config,
     secret: secrets::SecretKey,
     lifecycle: Arc<Lifecycle>,
     stop: CancellationToken,
-) -> Result<App, StartError> {
+) -> Result<(App, i64), StartError> {
     let primary = tokio::select! {
         db = connect_with_retry(&config.database) => db?,
         _ = stop.cancelled() => return Err(StartError::Interrupted),
@@ -303,8 +328,9 @@ async fn prepare(
     };
     let store = Store::new(primary, replicas);
     let generation = content::generation(store.primary(), &scope).await?;
-    Ok(App::new(
-        config, store, scope, generation, lifecycle, secret,
+    Ok((
+        App::new(config, store, scope, lifecycle, secret),
+        generation,
     ))
 }
 
@@ -337,7 +363,7 @@ pub async fn connect_with_retry(cfg: &DatabaseConfig) -> Result<Db, ConnectError
 /// Routes that fail on purpose, for tests of panic containment and error reporting. Compiled
 /// only with the `fault-injection` feature; release builds do not have them.
 #[cfg(feature = "fault-injection")]
-fn fault_injection_routes() -> Router<App> {
+fn fault_injection_routes() -> Router {
     Router::new().route(
         "/__fault/panic",
         get(|| async {
@@ -349,7 +375,7 @@ fn fault_injection_routes() -> Router<App> {
 }
 
 #[cfg(not(feature = "fault-injection"))]
-fn fault_injection_routes() -> Router<App> {
+fn fault_injection_routes() -> Router {
     Router::new()
 }
 
@@ -361,7 +387,7 @@ fn instance_name() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-async fn spawn_background(app: &App, stop: &CancellationToken) {
+async fn spawn_background(app: &App, site: &Site, stop: &CancellationToken) {
     if let Ok(Some(at)) = crate::jobs::last_success(app.store.primary(), crate::jobs::BACKUP).await
     {
         metrics::backup_succeeded(at);
@@ -373,7 +399,7 @@ async fn spawn_background(app: &App, stop: &CancellationToken) {
         scheduler.spawn(stop.clone());
     }
     {
-        let app = app.clone();
+        let site = site.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
             loop {
@@ -381,7 +407,7 @@ async fn spawn_background(app: &App, stop: &CancellationToken) {
                     _ = tokio::time::sleep(GENERATION_POLL) => {}
                     _ = stop.cancelled() => return,
                 }
-                match app.refresh_generation().await {
+                match site.refresh_generation().await {
                     Ok(true) => tracing::debug!("content changed; cached pages retired"),
                     Ok(false) => {}
                     Err(e) => tracing::debug!(error = %e, "content generation check failed"),

@@ -4,16 +4,11 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::content;
-use crate::http::caching::PageCache;
 use crate::http::client_ip::TrustedProxies;
 use crate::lifecycle::Lifecycle;
 use crate::secrets::SecretKey;
-use crate::store::{Db, Store};
+use crate::store::Store;
 use crate::tenancy::TenantScope;
-
-/// Upper bound on cached rendered pages (a few MB at most).
-const PAGE_CACHE_ENTRIES: usize = 512;
 
 #[derive(Clone)]
 pub struct App(Arc<AppInner>);
@@ -23,7 +18,6 @@ pub struct AppInner {
     pub store: Store,
     /// The tenant whose content the public site shows.
     pub site: TenantScope,
-    pub pages: PageCache,
     pub lifecycle: Arc<Lifecycle>,
     pub secret: SecretKey,
     /// `VANTUS_TRUSTED_PROXIES`, shared with the [`ClientIp`](crate::http::client_ip::ClientIp)
@@ -49,7 +43,6 @@ impl App {
         config: Config,
         store: Store,
         site: TenantScope,
-        generation: i64,
         lifecycle: Arc<Lifecycle>,
         secret: SecretKey,
     ) -> Self {
@@ -59,34 +52,8 @@ impl App {
             config,
             store,
             site,
-            pages: PageCache::new(generation, PAGE_CACHE_ENTRIES),
             lifecycle,
             secret,
         }))
-    }
-
-    /// Reads site content from a replica that has caught up with the newest content this
-    /// process has seen, else from the primary: a visitor never gets a page older than one
-    /// already served.
-    pub async fn read_site<T, Read, Fut>(&self, read: Read) -> Result<T, sqlx::Error>
-    where
-        Read: Fn(Db) -> Fut,
-        Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
-    {
-        let wanted = self.pages.generation();
-        let site = self.site.clone();
-        self.store
-            .read(
-                move |db: Db| async move { Ok(content::generation(&db, &site).await? >= wanted) },
-                read,
-            )
-            .await
-    }
-
-    /// Looks for content changes made by any process (this one, another replica, a restore)
-    /// and retires cached pages older than them. Returns whether anything changed.
-    pub async fn refresh_generation(&self) -> Result<bool, sqlx::Error> {
-        let g = content::generation(self.store.primary(), &self.site).await?;
-        Ok(self.pages.observe_generation(g))
     }
 }

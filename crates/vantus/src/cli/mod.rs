@@ -10,8 +10,6 @@ mod restore;
 mod serve;
 mod version;
 
-pub use version::GIT_SHA;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -1,6 +1,7 @@
 use clap::Args;
 
 use super::CliError;
+use crate::build::{GIT_SHA, VERSION};
 
 #[derive(Debug, Args)]
 pub struct VersionArgs {
@@ -9,14 +10,8 @@ pub struct VersionArgs {
     pub json: bool,
 }
 
-/// The commit is stamped by the release build (`VANTUS_GIT_SHA`); local builds say "dev".
-pub const GIT_SHA: &str = match option_env!("VANTUS_GIT_SHA") {
-    Some(sha) => sha,
-    None => "dev",
-};
-
 pub fn run(args: VersionArgs) -> Result<(), CliError> {
-    let version = env!("CARGO_PKG_VERSION");
+    let version = VERSION;
     if args.json {
         println!(
             "{}",

@@ -6,7 +6,6 @@
 //! object for everything else, naming the field or limit at fault and the request id. Internal
 //! details never reach the client; they go to the log with the same request id.
 
-use askama::Template;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::header::{ACCEPT, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG};
@@ -16,7 +15,6 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::observe::RequestId;
-use crate::site::layout::{Layout, Section};
 
 /// A failure a handler reports. Converted to a status plus [`ErrorDetail`]; the body is
 /// rendered by [`render_errors`].
@@ -104,11 +102,26 @@ impl IntoResponse for AppError {
     }
 }
 
-/// Limits the generic messages quote, so a 413 can say which limit was exceeded.
-#[derive(Clone, Debug)]
+/// What an HTML error page shows.
+pub struct ErrorPageView<'a> {
+    pub status: StatusCode,
+    pub detail: &'a ErrorDetail,
+    pub request_id: Option<&'a str>,
+}
+
+/// Renders HTML error pages in the look of the site. The site provides it, so this layer
+/// (below every slice) never imports one.
+pub trait ErrorPages: Send + Sync + 'static {
+    fn render(&self, view: &ErrorPageView<'_>) -> Result<String, String>;
+}
+
+/// Limits the generic messages quote, so a 413 can say which limit was exceeded, and the
+/// renderer of HTML error pages.
+#[derive(Clone)]
 pub struct ErrorContext {
     pub body_limit: usize,
     pub request_timeout: std::time::Duration,
+    pub pages: std::sync::Arc<dyn ErrorPages>,
 }
 
 impl ErrorContext {
@@ -168,16 +181,6 @@ impl ErrorContext {
     }
 }
 
-#[derive(Template)]
-#[template(path = "error.html")]
-struct ErrorPage<'a> {
-    layout: Layout,
-    status: u16,
-    detail: &'a ErrorDetail,
-    request_id: Option<&'a str>,
-    not_found: bool,
-}
-
 #[derive(Serialize)]
 struct ErrorJson<'a> {
     error: ErrorJsonBody<'a>,
@@ -232,14 +235,12 @@ pub async fn render_errors(
         .cloned()
         .unwrap_or_else(|| ctx.detail_for(status));
     let (content_type, body) = if html {
-        let page = ErrorPage {
-            layout: Layout::bare(&detail.title, Section::None),
-            status: status.as_u16(),
+        let view = ErrorPageView {
+            status,
             detail: &detail,
             request_id: request_id.as_deref(),
-            not_found: status == StatusCode::NOT_FOUND,
         };
-        match page.render() {
+        match ctx.pages.render(&view) {
             Ok(html) => ("text/html; charset=utf-8", html),
             Err(e) => {
                 tracing::error!(error = %e, "error page template failed");

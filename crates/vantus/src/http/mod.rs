@@ -25,10 +25,16 @@ use crate::config::Config;
 
 /// Wraps `router` in the standard stack. Outermost first: the access log sees the final
 /// status of everything, including errors produced by the layers below it.
-pub fn with_standard_layers(router: Router, config: &Config) -> Router {
+/// `error_pages` renders the HTML error pages browsers get (the site provides it).
+pub fn with_standard_layers(
+    router: Router,
+    config: &Config,
+    error_pages: std::sync::Arc<dyn errors::ErrorPages>,
+) -> Router {
     let error_context = errors::ErrorContext {
         body_limit: config.http.body_limit,
         request_timeout: config.http.request_timeout,
+        pages: error_pages,
     };
     router.layer(
         ServiceBuilder::new()

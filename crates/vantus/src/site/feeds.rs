@@ -5,12 +5,12 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 
+use super::Site;
 use super::views::{AtomFeed, FeedEntry, Sitemap, SitemapEntry};
 use super::{Rendered, cached, canonical};
 use crate::content::{self, ContentKind};
 use crate::http::caching::CachePolicy;
 use crate::http::errors::AppError;
-use crate::state::App;
 use crate::store::Db;
 
 /// Most entries a feed carries; readers only want the recent ones.
@@ -26,7 +26,7 @@ fn xml(policy: CachePolicy, t: &impl Template) -> Result<Rendered, AppError> {
     })
 }
 
-pub async fn sitemap(State(app): State<App>, headers: HeaderMap) -> Response {
+pub async fn sitemap(State(app): State<Site>, headers: HeaderMap) -> Response {
     cached(&app, &headers, "/sitemap.xml".into(), async {
         let site = &app.site;
         let (pages, work, insights) = app
@@ -75,7 +75,7 @@ pub async fn sitemap(State(app): State<App>, headers: HeaderMap) -> Response {
     .await
 }
 
-pub async fn robots(State(app): State<App>, headers: HeaderMap) -> Response {
+pub async fn robots(State(app): State<Site>, headers: HeaderMap) -> Response {
     let body = format!(
         "User-agent: *\nAllow: /\n\nSitemap: {}\n",
         canonical(&app, "/sitemap.xml")
@@ -90,7 +90,7 @@ pub async fn robots(State(app): State<App>, headers: HeaderMap) -> Response {
     .await
 }
 
-pub async fn atom(State(app): State<App>, headers: HeaderMap) -> Response {
+pub async fn atom(State(app): State<Site>, headers: HeaderMap) -> Response {
     cached(&app, &headers, "/insights/feed.xml".into(), async {
         let site = &app.site;
         let items = app

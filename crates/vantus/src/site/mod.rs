@@ -1,5 +1,7 @@
 //! The public site: pages rendered from the database, cached per content generation.
 
+pub mod cache;
+pub mod errors;
 mod feeds;
 pub mod layout;
 pub mod views;
@@ -15,11 +17,12 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use crate::content::{self, ContentKind};
-use crate::http::caching::{CachePolicy, CachedPage, Lookup};
+use crate::http::caching::{CachePolicy, CachedPage};
 use crate::http::errors::AppError;
 use crate::http::extract::Query;
 use crate::state::App;
 use crate::store::Db;
+use cache::{Lookup, PageCache};
 use layout::{Layout, Section};
 use views::*;
 
@@ -28,7 +31,7 @@ const INSIGHTS_PER_PAGE: i64 = 10;
 /// Enough for any real portfolio; the list is one page by design.
 const WORK_LIMIT: i64 = 100;
 
-pub fn routes() -> Router<App> {
+pub fn routes() -> Router<Site> {
     Router::new()
         .route("/", get(home))
         .route("/services", get(services))
@@ -45,7 +48,69 @@ pub fn routes() -> Router<App> {
         .route("/terms", get(prose_page))
         .route("/sitemap.xml", get(feeds::sitemap))
         .route("/robots.txt", get(feeds::robots))
-        .route("/static/{file}", get(crate::http::assets::serve))
+}
+
+/// Upper bound on cached rendered pages (a few MB at most).
+const PAGE_CACHE_ENTRIES: usize = 512;
+
+/// The site's state: the application, and the pages rendered from its content. Derefs to
+/// [`App`], so handlers reach the configuration and the store as in any slice.
+#[derive(Clone)]
+pub struct Site(Arc<SiteInner>);
+
+pub struct SiteInner {
+    pub app: App,
+    pub pages: PageCache,
+}
+
+impl std::ops::Deref for Site {
+    type Target = SiteInner;
+    fn deref(&self) -> &SiteInner {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for SiteInner {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.app
+    }
+}
+
+impl Site {
+    /// `generation` is the content generation in the database at start-up.
+    pub fn new(app: App, generation: i64) -> Self {
+        Site(Arc::new(SiteInner {
+            app,
+            pages: PageCache::new(generation, PAGE_CACHE_ENTRIES),
+        }))
+    }
+
+    /// Reads site content from a replica that has caught up with the newest content this
+    /// process has seen, else from the primary: a visitor never gets a page older than one
+    /// already served.
+    pub async fn read_site<T, Read, Fut>(&self, read: Read) -> Result<T, sqlx::Error>
+    where
+        Read: Fn(Db) -> Fut,
+        Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+    {
+        let wanted = self.pages.generation();
+        let site = self.app.site.clone();
+        self.app
+            .store
+            .read(
+                move |db: Db| async move { Ok(content::generation(&db, &site).await? >= wanted) },
+                read,
+            )
+            .await
+    }
+
+    /// Looks for content changes made by any process (this one, another replica, a restore)
+    /// and retires cached pages older than them. Returns whether anything changed.
+    pub async fn refresh_generation(&self) -> Result<bool, sqlx::Error> {
+        let g = content::generation(self.app.store.primary(), &self.app.site).await?;
+        Ok(self.pages.observe_generation(g))
+    }
 }
 
 /// What a page renderer produces: the body and how to serve it.
@@ -68,7 +133,7 @@ impl Rendered {
 /// Serves `key` from the page cache, rendering it on a miss. If rendering fails for a reason
 /// that is not the client's (the database is down), a stale copy is better than an error page.
 pub async fn cached(
-    app: &App,
+    app: &Site,
     headers: &HeaderMap,
     key: String,
     render: impl std::future::Future<Output = Result<Rendered, AppError>>,
@@ -106,7 +171,7 @@ pub async fn cached(
     }
 }
 
-fn canonical(app: &App, path: &str) -> String {
+fn canonical(app: &Site, path: &str) -> String {
     app.config
         .public_url
         .join(path.trim_start_matches('/'))
@@ -114,11 +179,11 @@ fn canonical(app: &App, path: &str) -> String {
         .unwrap_or_else(|_| path.to_owned())
 }
 
-fn page_layout(app: &App, item: &content::ContentItem, path: &str, section: Section) -> Layout {
+fn page_layout(app: &Site, item: &content::ContentItem, path: &str, section: Section) -> Layout {
     Layout::new(&item.title, &item.summary, canonical(app, path), section)
 }
 
-async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
+async fn home(State(app): State<Site>, headers: HeaderMap) -> Response {
     cached(&app, &headers, "/".into(), async {
         let site = &app.site;
         let (page, work, insights) = app
@@ -143,7 +208,7 @@ async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
 }
 
 /// Loads one page-kind item, or 404.
-async fn load_page(app: &App, slug: &str) -> Result<content::ContentItem, AppError> {
+async fn load_page(app: &Site, slug: &str) -> Result<content::ContentItem, AppError> {
     let site = &app.site;
     app.read_site(move |db: Db| async move {
         content::find_published(&db, site, ContentKind::Page, slug).await
@@ -152,7 +217,7 @@ async fn load_page(app: &App, slug: &str) -> Result<content::ContentItem, AppErr
     .ok_or(AppError::NotFound)
 }
 
-async fn services(State(app): State<App>, headers: HeaderMap) -> Response {
+async fn services(State(app): State<Site>, headers: HeaderMap) -> Response {
     cached(&app, &headers, "/services".into(), async {
         let page = load_page(&app, "services").await?;
         Rendered::html(&ServicesPage {
@@ -166,7 +231,7 @@ async fn services(State(app): State<App>, headers: HeaderMap) -> Response {
     .await
 }
 
-async fn process(State(app): State<App>, headers: HeaderMap) -> Response {
+async fn process(State(app): State<Site>, headers: HeaderMap) -> Response {
     cached(&app, &headers, "/process".into(), async {
         let page = load_page(&app, "process").await?;
         Rendered::html(&ProcessPage {
@@ -181,7 +246,7 @@ async fn process(State(app): State<App>, headers: HeaderMap) -> Response {
 }
 
 /// About, trust, contact, privacy and terms share one template; the path is the slug.
-async fn prose_page(State(app): State<App>, uri: axum::http::Uri, headers: HeaderMap) -> Response {
+async fn prose_page(State(app): State<Site>, uri: axum::http::Uri, headers: HeaderMap) -> Response {
     let path = uri.path().to_owned();
     let slug = path.trim_start_matches('/').to_owned();
     let section = match slug.as_str() {
@@ -205,7 +270,7 @@ async fn prose_page(State(app): State<App>, uri: axum::http::Uri, headers: Heade
     .await
 }
 
-async fn work_index(State(app): State<App>, headers: HeaderMap) -> Response {
+async fn work_index(State(app): State<Site>, headers: HeaderMap) -> Response {
     cached(&app, &headers, "/work".into(), async {
         let site = &app.site;
         let items = app
@@ -238,7 +303,7 @@ fn check_slug(slug: &str) -> Result<(), AppError> {
 
 /// One published item of `kind` and up to two others of the same kind to suggest next.
 async fn load_detail(
-    app: &App,
+    app: &Site,
     kind: ContentKind,
     slug: &str,
 ) -> Result<(content::ContentItem, Vec<content::ContentSummary>), AppError> {
@@ -261,7 +326,7 @@ async fn load_detail(
 }
 
 async fn case_study(
-    State(app): State<App>,
+    State(app): State<Site>,
     Path(slug): Path<String>,
     headers: HeaderMap,
 ) -> Response {
@@ -289,7 +354,7 @@ struct ListQuery {
 }
 
 async fn insights_index(
-    State(app): State<App>,
+    State(app): State<Site>,
     Query(q): Query<ListQuery>,
     headers: HeaderMap,
 ) -> Response {
@@ -353,7 +418,11 @@ async fn insights_index(
     .await
 }
 
-async fn insight(State(app): State<App>, Path(slug): Path<String>, headers: HeaderMap) -> Response {
+async fn insight(
+    State(app): State<Site>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     if let Err(e) = check_slug(&slug) {
         return e.into_response();
     }

@@ -15,8 +15,7 @@ use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::state::App;
-use crate::store::Db;
+use crate::store::{Db, Store};
 
 /// Latency buckets (seconds): fine near the cached-page range, coarse for slow outliers.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -45,8 +44,8 @@ pub fn handle() -> &'static PrometheusHandle {
         let _ = metrics::set_global_recorder(recorder);
         metrics::gauge!(
             "vantus_build_info",
-            "version" => env!("CARGO_PKG_VERSION"),
-            "commit" => crate::cli::GIT_SHA
+            "version" => crate::build::VERSION,
+            "commit" => crate::build::GIT_SHA
         )
         .set(1.0);
         handle
@@ -141,11 +140,11 @@ fn pool_gauges(pool: &str, db: &Db) {
 }
 
 /// Renders the exposition, refreshing the gauges that are read rather than pushed.
-pub fn render(app: Option<&App>) -> String {
+pub fn render(store: Option<&Store>) -> String {
     let handle = handle();
-    if let Some(app) = app {
-        pool_gauges("primary", app.store.primary());
-        if let Some(set) = app.store.replicas() {
+    if let Some(store) = store {
+        pool_gauges("primary", store.primary());
+        if let Some(set) = store.replicas() {
             for (i, r) in set.replicas().iter().enumerate() {
                 pool_gauges(&format!("replica{i}"), r.db());
                 metrics::gauge!("vantus_db_replica_lag_seconds", "replica" => format!("replica{i}"))
@@ -169,13 +168,13 @@ fn exposition(body: String) -> Response {
 }
 
 /// `/metrics` on the dedicated metrics listener (no token: that address is private).
-pub async fn serve_private(State(app): State<std::sync::Arc<OnceLock<App>>>) -> Response {
-    exposition(render(app.get()))
+pub async fn serve_private(State(store): State<std::sync::Arc<OnceLock<Store>>>) -> Response {
+    exposition(render(store.get()))
 }
 
 /// `/metrics` on the main port: only with `Authorization: Bearer <VANTUS_METRICS_TOKEN>`.
 pub async fn serve_with_token(
-    State((app, token)): State<(std::sync::Arc<OnceLock<App>>, SecretString)>,
+    State((store, token)): State<(std::sync::Arc<OnceLock<Store>>, SecretString)>,
     headers: HeaderMap,
 ) -> Response {
     let presented = headers
@@ -189,7 +188,7 @@ pub async fn serve_with_token(
             .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
         return res;
     }
-    exposition(render(app.get()))
+    exposition(render(store.get()))
 }
 
 /// Compares secrets without leaking, through timing, how much of a guess was right.

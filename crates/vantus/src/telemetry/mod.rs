@@ -167,7 +167,7 @@ pub fn init(
     let sentry_guard = telemetry.sentry_dsn.as_ref().map(|dsn| {
         let mut options = sentry::ClientOptions::new();
         options.dsn = dsn.expose_secret().parse().ok();
-        options.release = Some(env!("CARGO_PKG_VERSION").into());
+        options.release = Some(crate::build::VERSION.into());
         options.environment = Some(env.as_str().into());
         options.send_default_pii = false;
         options.attach_stacktrace = true;

@@ -71,7 +71,7 @@ const PAGES: &[&str] = &[
 
 async fn backup_wipe_restore_round_trip(engine: Engine) {
     let app = TestApp::spawn(engine).await;
-    let state = app.server().app.clone();
+    let state = app.server().site.clone();
     let db = state.store.primary().clone();
     // Rows through the app's own paths...
     content::update_body(
@@ -297,7 +297,7 @@ fn rewrite_manifest(src: &Path, dst: &Path, edit: impl Fn(&mut Manifest)) {
 
 async fn restore_refuses_a_non_empty_target_unless_forced(engine: Engine) {
     let app = TestApp::spawn(engine).await;
-    let state = app.server().app.clone();
+    let state = app.server().site.clone();
     let env = base_env(&app.db);
     let snapshot = digest_all(state.store.primary()).await;
     let backups = tempfile::tempdir().unwrap();

@@ -19,7 +19,7 @@ async fn second_start_reuses_the_data(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     let first_count = content_count(app.server().app.store.primary()).await;
     assert!(first_count >= 14);
-    let generation = app.server().app.pages.generation();
+    let generation = app.server().site.pages.generation();
     let db = {
         let TestApp { server, db, .. } = app;
         server.unwrap().shutdown().await;
@@ -32,7 +32,7 @@ async fn second_start_reuses_the_data(engine: Engine) {
         "seeding is idempotent"
     );
     assert_eq!(
-        again.server().app.pages.generation(),
+        again.server().site.pages.generation(),
         generation,
         "nothing changed, so nothing is invalidated"
     );

@@ -44,7 +44,7 @@ async fn page_reads_use_the_replica_and_fall_back_to_the_primary() {
         env.insert("DATABASE_REPLICA_URLS".into(), replica_url.clone());
     })
     .await;
-    let state = app.server().app.clone();
+    let state = app.server().site.clone();
     let set = state.store.replicas().expect("replicas configured").clone();
     let r = set.replicas()[0].clone();
 

@@ -174,7 +174,7 @@ async fn cached_pages_follow_content_changes(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     let before = app.get("/about").await.text().await.unwrap();
     assert!(!before.contains("Freshly edited"));
-    let state = &app.server().app;
+    let state = &app.server().site;
     let changed = content::update_body(
         state.store.primary(),
         &state.site,
@@ -231,7 +231,10 @@ fn outline_problem(levels: &[u8]) -> Option<String> {
 
 #[test]
 fn the_outline_check_catches_skipped_levels() {
-    assert_eq!(heading_levels("<h1 class=x>a</h1><h2>b</h2><h3>c</h3><hr><head>"), [1, 2, 3]);
+    assert_eq!(
+        heading_levels("<h1 class=x>a</h1><h2>b</h2><h3>c</h3><hr><head>"),
+        [1, 2, 3]
+    );
     assert!(outline_problem(&[1, 2, 3, 2, 3]).is_none());
     assert!(outline_problem(&[1, 3]).is_some());
     assert!(outline_problem(&[2, 1]).is_some());
