@@ -245,30 +245,20 @@ mod tests {
 
     #[test]
     fn negotiation_prefers_brotli_and_respects_q0() {
-        assert_eq!(
-            negotiate(&headers(&[("accept-encoding", "gzip, deflate, br")])),
-            Encoding::Brotli
-        );
-        assert_eq!(
-            negotiate(&headers(&[("accept-encoding", "gzip")])),
-            Encoding::Gzip
-        );
-        assert_eq!(
-            negotiate(&headers(&[("accept-encoding", "br;q=0, gzip")])),
-            Encoding::Gzip
-        );
-        assert_eq!(
-            negotiate(&headers(&[("accept-encoding", "identity")])),
-            Encoding::Identity
-        );
-        assert_eq!(
-            negotiate(&headers(&[("accept-encoding", "*")])),
-            Encoding::Brotli
-        );
-        assert_eq!(
-            negotiate(&headers(&[("accept-encoding", ";;;q=x,,")])),
-            Encoding::Identity
-        );
+        for (accept, expected) in [
+            ("gzip, deflate, br", Encoding::Brotli),
+            ("gzip", Encoding::Gzip),
+            ("br;q=0, gzip", Encoding::Gzip),
+            ("identity", Encoding::Identity),
+            ("*", Encoding::Brotli),
+            (";;;q=x,,", Encoding::Identity),
+        ] {
+            assert_eq!(
+                negotiate(&headers(&[("accept-encoding", accept)])),
+                expected,
+                "{accept}"
+            );
+        }
         assert_eq!(negotiate(&HeaderMap::new()), Encoding::Identity);
     }
 

@@ -107,62 +107,57 @@ mod tests {
         h
     }
 
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn an_untrusted_peer_is_the_client_whatever_it_claims() {
-        let t = trusted(&["10.0.0.0/8"]);
-        assert_eq!(
-            resolve(ip("203.0.113.9"), &xff(&["1.2.3.4"]), &t),
-            ip("203.0.113.9")
-        );
-        assert_eq!(
-            resolve(
-                ip("10.1.1.1"),
-                &xff(&["1.2.3.4"]),
-                &TrustedProxies::default()
-            ),
-            ip("10.1.1.1")
-        );
-    }
-
-    #[test]
-    fn the_rightmost_untrusted_hop_is_the_client() {
-        let t = trusted(&["10.0.0.0/8"]);
+    /// (peer, X-Forwarded-For headers, trusted ranges, the client address expected).
+    const CASES: &[(&str, &[&str], &[&str], &str)] = &[
+        // An untrusted peer is the client, whatever it claims.
+        ("203.0.113.9", &["1.2.3.4"], &["10.0.0.0/8"], "203.0.113.9"),
+        ("10.1.1.1", &["1.2.3.4"], &[], "10.1.1.1"),
         // The client forged the leftmost entry; the edge proxy appended the real address.
-        let h = xff(&["6.6.6.6, 198.51.100.20", "10.0.0.5"]);
-        assert_eq!(resolve(ip("10.0.0.2"), &h, &t), ip("198.51.100.20"));
-        assert_eq!(
-            resolve(ip("10.0.0.2"), &xff(&["[2001:db8::7]:443"]), &t),
-            ip("2001:db8::7")
-        );
-        assert_eq!(
-            resolve(ip("10.0.0.2"), &xff(&["198.51.100.20:51234"]), &t),
-            ip("198.51.100.20")
-        );
-    }
+        (
+            "10.0.0.2",
+            &["6.6.6.6, 198.51.100.20", "10.0.0.5"],
+            &["10.0.0.0/8"],
+            "198.51.100.20",
+        ),
+        (
+            "10.0.0.2",
+            &["[2001:db8::7]:443"],
+            &["10.0.0.0/8"],
+            "2001:db8::7",
+        ),
+        (
+            "10.0.0.2",
+            &["198.51.100.20:51234"],
+            &["10.0.0.0/8"],
+            "198.51.100.20",
+        ),
+        // Garbage, or only proxies: stop at the last trusted hop.
+        (
+            "10.0.0.2",
+            &["1.2.3.4, bogus, 10.0.0.9"],
+            &["10.0.0.0/8"],
+            "10.0.0.9",
+        ),
+        ("10.0.0.2", &[], &["10.0.0.0/8"], "10.0.0.2"),
+        // An IPv4 peer seen through an IPv6 socket is matched against IPv4 ranges.
+        (
+            "::ffff:10.0.0.2",
+            &["192.0.2.1"],
+            &["10.0.0.0/8"],
+            "192.0.2.1",
+        ),
+    ];
 
     #[test]
-    fn garbage_or_only_proxies_stop_at_the_last_trusted_hop() {
-        let t = trusted(&["10.0.0.0/8"]);
-        assert_eq!(
-            resolve(ip("10.0.0.2"), &xff(&["1.2.3.4, bogus, 10.0.0.9"]), &t),
-            ip("10.0.0.9")
-        );
-        assert_eq!(
-            resolve(ip("10.0.0.2"), &HeaderMap::new(), &t),
-            ip("10.0.0.2")
-        );
-        // An IPv4 peer seen through an IPv6 socket is still matched against IPv4 ranges.
-        assert_eq!(
-            resolve(
-                ip("::ffff:10.0.0.2").to_canonical(),
-                &xff(&["192.0.2.1"]),
-                &t
-            ),
-            ip("192.0.2.1")
-        );
+    fn the_client_is_the_rightmost_hop_no_trusted_proxy_vouches_beyond() {
+        for (peer, headers, cidrs, expected) in CASES {
+            let peer: IpAddr = peer.parse::<IpAddr>().unwrap().to_canonical();
+            let got = resolve(peer, &xff(headers), &trusted(cidrs));
+            assert_eq!(
+                got,
+                expected.parse::<IpAddr>().unwrap(),
+                "{peer} {headers:?}"
+            );
+        }
     }
 }

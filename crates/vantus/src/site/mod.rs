@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use crate::content::{self, ContentKind};
+use crate::content::{self, ContentKind, SanitizedHtml};
 use crate::http::caching::{CachePolicy, CachedPage};
 use crate::http::errors::AppError;
 use crate::http::extract::Query;
@@ -218,29 +218,62 @@ async fn load_page(app: &Site, slug: &str) -> Result<content::ContentItem, AppEr
 }
 
 async fn services(State(app): State<Site>, headers: HeaderMap) -> Response {
-    cached(&app, &headers, "/services".into(), async {
-        let page = load_page(&app, "services").await?;
-        Rendered::html(&ServicesPage {
-            layout: page_layout(&app, &page, "/services", Section::Services),
-            title: page.title.clone(),
-            summary: page.summary.clone(),
-            meta: page.meta(),
-            body: page.body_html(),
-        })
+    structured_page(&app, &headers, "services", Section::Services, |p| {
+        ServicesPage {
+            layout: p.layout,
+            title: p.title,
+            summary: p.summary,
+            meta: p.meta,
+            body: p.body,
+        }
     })
     .await
 }
 
 async fn process(State(app): State<Site>, headers: HeaderMap) -> Response {
-    cached(&app, &headers, "/process".into(), async {
-        let page = load_page(&app, "process").await?;
-        Rendered::html(&ProcessPage {
-            layout: page_layout(&app, &page, "/process", Section::Process),
+    structured_page(&app, &headers, "process", Section::Process, |p| {
+        ProcessPage {
+            layout: p.layout,
+            title: p.title,
+            summary: p.summary,
+            meta: p.meta,
+            body: p.body,
+        }
+    })
+    .await
+}
+
+/// What a page-kind item with structured metadata gives its template.
+struct PageParts<M> {
+    layout: Layout,
+    title: String,
+    summary: String,
+    meta: M,
+    body: SanitizedHtml,
+}
+
+/// Services and process: a page at `/<slug>` whose metadata (`M`) shapes its own template.
+async fn structured_page<M, T>(
+    app: &Site,
+    headers: &HeaderMap,
+    slug: &'static str,
+    section: Section,
+    template: impl FnOnce(PageParts<M>) -> T,
+) -> Response
+where
+    M: serde::de::DeserializeOwned + Default,
+    T: Template,
+{
+    let path = format!("/{slug}");
+    cached(app, headers, path.clone(), async {
+        let page = load_page(app, slug).await?;
+        Rendered::html(&template(PageParts {
+            layout: page_layout(app, &page, &path, section),
             title: page.title.clone(),
             summary: page.summary.clone(),
             meta: page.meta(),
             body: page.body_html(),
-        })
+        }))
     })
     .await
 }
