@@ -8,6 +8,7 @@ pub mod client_ip;
 pub mod errors;
 pub mod extract;
 pub mod observe;
+pub mod rate_limit;
 pub mod security_headers;
 pub mod serve;
 

@@ -14,6 +14,7 @@ mod http_hygiene;
 mod jobs;
 mod migrations;
 mod observability;
+mod rate_limits;
 mod replicas;
 mod restore_hardening;
 mod site;
