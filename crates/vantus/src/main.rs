@@ -17,7 +17,10 @@ fn main() -> ExitCode {
     match runtime.block_on(vantus::cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("vantus: {e}");
+            // One line per problem (a configuration load reports all of them), each prefixed.
+            for line in e.to_string().lines() {
+                eprintln!("vantus: {line}");
+            }
             e.exit_code()
         }
     }

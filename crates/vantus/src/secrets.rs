@@ -4,14 +4,15 @@
 //! otherwise), and development generates a random one on first start, kept in the data folder
 //! with mode 0600 so sessions survive restarts.
 
-use std::fs::{self, DirBuilder, OpenOptions};
+use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{ConfigError, SecretSource};
+// Moved to a leaf module; re-exported so existing callers keep their paths.
+pub use crate::fsutil::{create_private_dir_all, private_new_file};
 
 /// File name of the generated development secret inside the data folder.
 pub const SECRET_FILE: &str = "secret.key";
@@ -35,45 +36,7 @@ impl std::fmt::Debug for SecretKey {
 /// Creates the data folder if needed and proves it is writable, so a read-only volume is
 /// reported at start-up, by name, instead of as a failed write much later.
 pub fn ensure_data_dir(dir: &Path) -> Result<(), ConfigError> {
-    if dir.exists() && !dir.is_dir() {
-        return Err(ConfigError::new(
-            "VANTUS_DATA_DIR",
-            format!("{} exists but is not a folder", dir.display()),
-        ));
-    }
-    create_private_dir_all(dir).map_err(|e| {
-        ConfigError::new(
-            "VANTUS_DATA_DIR",
-            format!("cannot create {}: {e}", dir.display()),
-        )
-    })?;
-    let probe = dir.join(format!(".write-probe-{}", std::process::id()));
-    let _ = fs::remove_file(&probe);
-    let result = private_new_file()
-        .open(&probe)
-        .and_then(|mut f| f.write_all(b"ok"));
-    let _ = fs::remove_file(&probe);
-    result.map_err(|e| {
-        ConfigError::new(
-            "VANTUS_DATA_DIR",
-            format!("{} is not writable: {e}", dir.display()),
-        )
-    })
-}
-
-/// Creates `dir` and any missing parents owner-only (0700), whatever the umask: cron and
-/// shells usually run with 022, and these folders hold the database, backups and the audit
-/// log's IP addresses. Folders that already exist keep the mode the operator gave them.
-pub fn create_private_dir_all(dir: &Path) -> std::io::Result<()> {
-    DirBuilder::new().recursive(true).mode(0o700).create(dir)
-}
-
-/// Options that create a new file only the owner can read and write (0600), refusing any
-/// existing file or planted symlink at that path (`O_EXCL`).
-pub fn private_new_file() -> OpenOptions {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true).mode(0o600);
-    options
+    crate::fsutil::ensure_writable_dir(dir).map_err(|why| ConfigError::new("VANTUS_DATA_DIR", why))
 }
 
 /// Resolves the configured secret, or in development loads (first: generates) the key file.

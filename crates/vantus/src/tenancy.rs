@@ -30,16 +30,8 @@ impl TenantScope {
     }
 }
 
-/// Lowercase ASCII letters, digits and single inner hyphens; 1 to 64 characters.
-pub fn is_valid_slug(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-        && !s.contains("--")
-}
+// Moved to a leaf module so `config` need not import `tenancy`; re-exported for callers.
+pub use crate::slug::is_valid_slug;
 
 #[derive(sqlx::FromRow)]
 struct TenantRow {
@@ -89,19 +81,4 @@ pub async fn ensure(
          ON CONFLICT (tenant_id) DO NOTHING"
     ).bind(scope.id()).bind(now).execute(pool).await.map(|_| ()))?;
     Ok(scope)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_valid_slug;
-
-    #[test]
-    fn slugs() {
-        for ok in ["default", "acme-2", "a"] {
-            assert!(is_valid_slug(ok), "{ok}");
-        }
-        for bad in ["", "Acme", "a b", "-a", "a-", "a--b", "ü", &"x".repeat(65)] {
-            assert!(!is_valid_slug(bad), "{bad}");
-        }
-    }
 }

@@ -2,7 +2,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{CliError, command_telemetry, load_config};
+use super::{CliError, command_telemetry, overrides};
+use crate::config::Config;
 use crate::ops::doctor;
 
 #[derive(Debug, Args)]
@@ -13,9 +14,12 @@ pub struct DoctorArgs {
 }
 
 pub async fn run(config_file: &Option<PathBuf>, args: DoctorArgs) -> Result<(), CliError> {
-    let config = load_config(config_file, None)?;
+    // An invalid configuration does not stop doctor: that is when its report is needed most.
+    // Its problems become critical findings; broken settings hold their defaults meanwhile.
+    let (config, problems) =
+        Config::diagnose(&std::env::vars().collect(), &overrides(config_file, None));
     let _logs = command_telemetry(&config);
-    let report = doctor::run(&config).await;
+    let report = doctor::run(&config, &problems).await;
     if args.json {
         println!(
             "{}",

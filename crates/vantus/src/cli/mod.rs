@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, ConfigError, Overrides, SETTINGS};
+use crate::config::{Config, ConfigError, ConfigErrors, Overrides, SETTINGS};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -82,6 +82,9 @@ pub fn settings_help() -> String {
 pub enum CliError {
     #[error("configuration error: {0}")]
     Config(#[from] ConfigError),
+    /// Every problem of a configuration load, one line each.
+    #[error("{0}")]
+    Settings(#[from] ConfigErrors),
     #[error("{0}")]
     Failed(String),
 }
@@ -89,7 +92,7 @@ pub enum CliError {
 impl CliError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            CliError::Config(_) => ExitCode::from(78),
+            CliError::Config(_) | CliError::Settings(_) => ExitCode::from(78),
             CliError::Failed(_) => ExitCode::FAILURE,
         }
     }
@@ -123,12 +126,16 @@ fn command_telemetry(config: &Config) -> crate::telemetry::TelemetryGuard {
     )
 }
 
-/// Loads and validates the configuration; the CLI's one entry to settings.
-fn load_config(cli_config: &Option<PathBuf>, listen: Option<String>) -> Result<Config, CliError> {
-    Ok(Config::from_env(&Overrides {
+fn overrides(cli_config: &Option<PathBuf>, listen: Option<String>) -> Overrides {
+    Overrides {
         config_file: cli_config.clone(),
         listen,
-    })?)
+    }
+}
+
+/// Loads and validates the configuration; the CLI's one entry to settings.
+fn load_config(cli_config: &Option<PathBuf>, listen: Option<String>) -> Result<Config, CliError> {
+    Ok(Config::from_env(&overrides(cli_config, listen))?)
 }
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {

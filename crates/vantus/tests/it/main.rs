@@ -6,6 +6,7 @@ mod support;
 mod backup_hardening;
 mod backup_restore;
 mod cli;
+mod config_doctor;
 mod db_copy;
 mod doctor;
 mod health;

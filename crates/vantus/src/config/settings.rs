@@ -1,0 +1,127 @@
+//! The table of every setting: its names, its default, its help text.
+//!
+//! Parse sites read defaults from here ([`default_of`]), so each default is written once, and
+//! `--help` and the README are checked against it.
+
+/// One documented setting.
+pub struct Setting {
+    pub env: &'static str,
+    /// Dotted key in the TOML file (`database.url` is `[database] url = ...`).
+    pub toml: &'static str,
+    pub default: &'static str,
+    pub help: &'static str,
+    /// Secret values are never printed and may also come from `NAME_FILE`.
+    pub secret: bool,
+}
+
+macro_rules! settings {
+    ($( $env:literal, $toml:literal, $default:literal, $secret:literal, $help:literal; )*) => {
+        /// All settings Vantus reads, in the order the docs present them.
+        pub const SETTINGS: &[Setting] = &[
+            $( Setting { env: $env, toml: $toml, default: $default, help: $help, secret: $secret }, )*
+        ];
+    };
+}
+
+settings! {
+    "VANTUS_CONFIG", "", "(none)", false,
+        "Path to an optional TOML file with any of these settings; environment variables win over it.";
+    "VANTUS_ENV", "env", "development", false,
+        "`development` or `production`. Production refuses to start without strong secrets and a public URL.";
+    "VANTUS_LISTEN", "listen", "127.0.0.1:8080", false,
+        "Address and port the HTTP server binds, e.g. 0.0.0.0:8080 in a container.";
+    "VANTUS_PUBLIC_URL", "public_url", "http://<VANTUS_LISTEN>", false,
+        "Absolute URL visitors use; canonical links, sitemap and feed are built from it. Required in production.";
+    "VANTUS_DATA_DIR", "data_dir", "./var", false,
+        "Folder for the embedded SQLite database, the generated development secret and local media.";
+    "VANTUS_SECRET_KEY", "secret_key", "(generated in development)", true,
+        "At least 32 random characters (e.g. `openssl rand -hex 32`). Required in production; in development a random key is kept in the data folder.";
+    "DATABASE_URL", "database.url", "sqlite://<VANTUS_DATA_DIR>/vantus.db", true,
+        "`sqlite://path` or `postgres://user:password@host/db`.";
+    "DATABASE_REPLICA_URLS", "database.replica_urls", "(none)", true,
+        "Comma-separated PostgreSQL read replicas. Public page reads go there and fall back to the primary.";
+    "DATABASE_MAX_CONNECTIONS", "database.max_connections", "10", false,
+        "Connections per pool (primary, and each replica).";
+    "DATABASE_REPLICA_MAX_LAG", "database.replica_max_lag", "10s", false,
+        "A replica further behind than this is skipped until it catches up.";
+    "DATABASE_CONNECT_TIMEOUT", "database.connect_timeout", "30s", false,
+        "How long `serve` keeps retrying an unreachable database at start-up before giving up.";
+    "VANTUS_SITE_TENANT", "site_tenant", "default", false,
+        "Slug of the tenant whose content the public site shows.";
+    "VANTUS_REQUEST_TIMEOUT", "http.request_timeout", "15s", false,
+        "Longest time a request may take before it is answered with 504.";
+    "VANTUS_DRAIN_TIMEOUT", "http.drain_timeout", "25s", false,
+        "On SIGTERM, how long in-flight requests may take to finish before the process exits.";
+    "VANTUS_HEADER_READ_TIMEOUT", "http.header_read_timeout", "10s", false,
+        "A request's headers must arrive within this time of the connection being ready for it (opened, or the previous response sent); slower connections are closed.";
+    "VANTUS_KEEP_ALIVE_TIMEOUT", "http.keep_alive_timeout", "5s", false,
+        "Connections with no request in flight that stay silent this long are closed. Keep a load balancer's idle timeout below it.";
+    "VANTUS_MAX_CONNECTIONS", "http.max_connections", "4096", false,
+        "Most client connections served at once (lowered to fit the open-file limit); more wait in the listen backlog.";
+    "VANTUS_BODY_LIMIT", "http.body_limit", "64KiB", false,
+        "Largest accepted request body (B, KiB, MiB).";
+    "VANTUS_TRUSTED_PROXIES", "http.trusted_proxies", "(none)", false,
+        "Comma-separated CIDRs of load balancers whose X-Forwarded-For is believed, e.g. 10.0.0.0/8.";
+    "VANTUS_BACKUP_TO", "backup.to", "(none)", false,
+        "Where backups go: a local folder or s3://bucket/prefix. Used by `vantus backup` and the schedule.";
+    "VANTUS_BACKUP_SCHEDULE", "backup.schedule", "(none)", false,
+        "Cron expression for backups made by `serve`, e.g. `0 3 * * *` (UTC). One replica runs each.";
+    "VANTUS_BACKUP_RUNNER", "backup.runner", "serve", false,
+        "`serve` runs VANTUS_BACKUP_SCHEDULE itself; `external` when a CronJob or systemd timer runs `vantus backup` on that schedule (doctor still checks freshness against it).";
+    "VANTUS_BACKUP_KEEP_DAILY", "backup.keep_daily", "7", false,
+        "Scheduled backups keep the newest backup of each of this many days.";
+    "VANTUS_BACKUP_KEEP_WEEKLY", "backup.keep_weekly", "4", false,
+        "...and of each of this many ISO weeks.";
+    "VANTUS_BACKUP_PASSPHRASE", "backup.passphrase", "(none)", true,
+        "Encrypts backups at rest (age, scrypt). Needed again to restore: keep it outside the backups.";
+    "VANTUS_RESTORE_DRILL_SCHEDULE", "backup.drill_schedule", "(none)", false,
+        "Cron expression for restore drills: the newest backup is restored into a scratch database and checked.";
+    "S3_ENDPOINT", "s3.endpoint", "(AWS)", false,
+        "S3-compatible endpoint URL, e.g. http://seaweedfs:8333. Unset means AWS S3.";
+    "S3_REGION", "s3.region", "us-east-1", false,
+        "Region for S3 request signing.";
+    "S3_BUCKET", "s3.bucket", "(none)", false,
+        "Bucket for media; backups name theirs in VANTUS_BACKUP_TO.";
+    "S3_ACCESS_KEY_ID", "s3.access_key_id", "(none)", true,
+        "S3 access key id.";
+    "S3_SECRET_ACCESS_KEY", "s3.secret_access_key", "(none)", true,
+        "S3 secret access key.";
+    "REDIS_URL", "redis.url", "(none)", true,
+        "redis://host:6379/0 for shared rate limits and sessions across replicas.";
+    "VANTUS_METRICS_LISTEN", "metrics.listen", "(none)", false,
+        "Serve Prometheus /metrics on this separate address, e.g. 0.0.0.0:9090.";
+    "VANTUS_METRICS_TOKEN", "metrics.token", "(none)", true,
+        "Instead (or as well): serve /metrics on the main port to requests bearing this token.";
+    "OTEL_EXPORTER_OTLP_ENDPOINT", "telemetry.otlp_endpoint", "(none)", false,
+        "OTLP/HTTP collector base URL, e.g. http://otel-collector:4318; traces are exported there.";
+    "OTEL_SERVICE_NAME", "telemetry.service_name", "vantus", false,
+        "Service name on exported traces.";
+    "SENTRY_DSN", "telemetry.sentry_dsn", "(none)", true,
+        "Report errors and panics to Sentry (no personal data is sent).";
+    "VANTUS_LOG_SHIPPING", "log.shipping", "(none)", false,
+        "Names the pipeline that ships stdout logs off the host (e.g. vector, fluent-bit, journald); doctor checks it is declared.";
+    "RUST_LOG", "log.filter", "info", false,
+        "Log filter, e.g. `info` or `vantus=debug,sqlx=warn`.";
+    "VANTUS_LOG_FORMAT", "log.format", "json", false,
+        "`json` (one object per line on stdout) or `pretty` for a terminal.";
+}
+
+/// The registered setting called `env`. Reading a setting that is not in [`SETTINGS`] is a
+/// programming error (it could not be documented nor read from the TOML file), so it panics:
+/// every configuration load reads every setting, so any test finds it.
+pub(super) fn setting(env: &str) -> &'static Setting {
+    SETTINGS
+        .iter()
+        .find(|s| s.env == env)
+        .unwrap_or_else(|| panic!("{env} is read but not registered in config::SETTINGS"))
+}
+
+/// The default of a setting that has a real one (not a placeholder such as "(none)").
+pub(super) fn default_of(env: &str) -> &'static str {
+    let default = setting(env).default;
+    assert!(
+        !default.starts_with('(') && !default.contains('<'),
+        "{env} has no literal default ({default}); read it as an optional setting"
+    );
+    default
+}
