@@ -19,7 +19,7 @@
 //! | telemetry | [`telemetry`] | logs, metrics, traces, error reports |
 //! | store | [`store`], [`secrets`] | pools, connections, migrations, replicas; the secret key |
 //! | config | [`config`] | typed settings, validated once |
-//! | leaf | [`build`], [`lifecycle`] | no imports from the crate |
+//! | leaf | [`build`], [`lifecycle`], [`slug`], [`fsutil`] | no imports from the crate |
 
 #[macro_use]
 pub mod store;
