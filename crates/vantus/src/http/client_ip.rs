@@ -37,14 +37,24 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> I
     if !trusted.trusts(peer) {
         return peer;
     }
-    // Several X-Forwarded-For headers form one list, in order.
-    let hops: Vec<&str> = headers
+    // Several X-Forwarded-For headers form one list, in order. Without one, the standard
+    // `Forwarded: for=…` (RFC 7239) says the same.
+    let mut hops: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .collect();
+    if hops.is_empty() {
+        hops = headers
+            .get_all("forwarded")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(forwarded_for)
+            .collect();
+    }
     let mut client = peer;
     for hop in hops.iter().rev() {
         match parse_hop(hop) {
@@ -55,6 +65,17 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> I
         }
     }
     client
+}
+
+/// The `for=` node of one `Forwarded` element, unquoted (`""` when it has none, which stops
+/// the walk like any unreadable hop).
+fn forwarded_for(element: &str) -> &str {
+    element
+        .split(';')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("for"))
+        .map(|(_, v)| v.trim().trim_matches('"'))
+        .unwrap_or("")
 }
 
 /// An address as proxies write it: `203.0.113.7`, `2001:db8::1`, `[2001:db8::1]:443`,
@@ -147,6 +168,25 @@ mod tests {
             "192.0.2.1",
         ),
     ];
+
+    #[test]
+    fn the_standard_forwarded_header_is_read_the_same_way() {
+        let t = trusted(&["10.0.0.0/8"]);
+        let peer: IpAddr = "10.0.0.2".parse().unwrap();
+        let forwarded = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.append("forwarded", HeaderValue::from_static(v));
+            h
+        };
+        let h = forwarded(r#"for=6.6.6.6, for="[2001:db8::7]:443";proto=https, For=10.0.0.5"#);
+        assert_eq!(
+            resolve(peer, &h, &t),
+            "2001:db8::7".parse::<IpAddr>().unwrap()
+        );
+        // An obfuscated node stops the walk at the last trusted hop.
+        let h = forwarded("for=1.2.3.4, for=_hidden, for=10.0.0.5");
+        assert_eq!(resolve(peer, &h, &t), "10.0.0.5".parse::<IpAddr>().unwrap());
+    }
 
     #[test]
     fn the_client_is_the_rightmost_hop_no_trusted_proxy_vouches_beyond() {
