@@ -277,9 +277,8 @@ async fn prepare(
     let started = Instant::now();
     let site_tenant = config.site_tenant.clone();
     let (scope, added) = migrate::migrate_then(&primary, async {
-        seed::seed_site_tenant(&primary, &site_tenant)
-            .await
-            .map_err(|e| SetupError::Seed(e.to_string()))
+        in_write_tx!(&primary, conn => seed::seed_site_tenant(conn, &site_tenant).await)
+            .map_err(|e: SeedSetupError| SetupError::Seed(e.to_string()))
     })
     .await?;
     tracing::info!(
@@ -302,7 +301,7 @@ async fn prepare(
         Some(Arc::new(set))
     };
     let store = Store::new(primary, replicas);
-    let generation = content::generation(store.primary(), &scope).await?;
+    let generation = with_conn!(store.primary(), conn => content::generation(conn, &scope).await)?;
     Ok(App::new(
         config, store, scope, generation, lifecycle, secret,
     ))
@@ -362,8 +361,9 @@ fn instance_name() -> String {
 }
 
 async fn spawn_background(app: &App, stop: &CancellationToken) {
-    if let Ok(Some(at)) = crate::jobs::last_success(app.store.primary(), crate::jobs::BACKUP).await
-    {
+    if let Ok(Some(at)) = with_conn!(app.store.primary(), conn => {
+        crate::jobs::last_success(conn, crate::jobs::BACKUP).await
+    }) {
         metrics::backup_succeeded(at);
     }
     let instance = instance_name();

@@ -77,7 +77,9 @@ impl App {
         let site = self.site.clone();
         self.store
             .read(
-                move |db: Db| async move { Ok(content::generation(&db, &site).await? >= wanted) },
+                move |db: Db| async move {
+                    Ok(with_conn!(&db, conn => content::generation(conn, &site).await)? >= wanted)
+                },
                 read,
             )
             .await
@@ -86,7 +88,9 @@ impl App {
     /// Looks for content changes made by any process (this one, another replica, a restore)
     /// and retires cached pages older than them. Returns whether anything changed.
     pub async fn refresh_generation(&self) -> Result<bool, sqlx::Error> {
-        let g = content::generation(self.store.primary(), &self.site).await?;
+        let g = with_conn!(self.store.primary(), conn => {
+            content::generation(conn, &self.site).await
+        })?;
         Ok(self.pages.observe_generation(g))
     }
 }

@@ -4,7 +4,7 @@ use clap::Args;
 use secrecy::SecretString;
 
 use super::{CliError, command_telemetry, load_config};
-use crate::audit::{self, Actor};
+use crate::audit::{self, Actor, AuditAction};
 use crate::config::BackupLocation;
 use crate::jobs::{self, Outcome};
 use crate::ops::backup::{self, BackupOptions};
@@ -90,18 +90,16 @@ pub async fn run(config_file: &Option<PathBuf>, args: BackupArgs) -> Result<(), 
         Err(e) => (Outcome::Failed, e.to_string()),
     };
     // The journal feeds `doctor` and the metrics; failing to write it must not hide the result.
-    if let Err(e) = jobs::record_manual(&db, jobs::BACKUP, started, outcome.0, &outcome.1).await {
+    if let Err(e) = with_conn!(&db, conn => {
+        jobs::record_manual(conn, jobs::BACKUP, started, outcome.0, &outcome.1).await
+    }) {
         tracing::warn!(error = %e, "cannot record the backup in job_runs");
     }
     let report = result?;
-    let _ = audit::record(
-        &db,
-        &Actor::Cli,
-        "backup.created",
-        &report.location,
-        serde_json::json!({ "bytes": report.bytes, "sha256": report.sha256, "rows": report.rows, "encrypted": passphrase.is_some() }),
-    )
-    .await;
+    let detail = serde_json::json!({ "bytes": report.bytes, "sha256": report.sha256, "rows": report.rows, "encrypted": passphrase.is_some() });
+    let _ = with_conn!(&db, conn => {
+        audit::record(conn, &Actor::Cli, AuditAction::BackupCreated, &report.location, detail).await
+    });
     db.close().await;
     if args.json {
         println!(

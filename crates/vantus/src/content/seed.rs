@@ -9,7 +9,7 @@ use rust_embed::RustEmbed;
 
 use super::meta::{CaseStudyMeta, HomeMeta, InsightMeta, ProcessMeta, ServicesMeta};
 use super::{ContentKind, NewContent};
-use crate::store::{Db, Timestamp};
+use crate::store::{Conn, Timestamp};
 use crate::tenancy::{self, TenantScope};
 
 #[derive(RustEmbed)]
@@ -142,11 +142,15 @@ fn check_meta_shape(kind: ContentKind, slug: &str, meta: &serde_json::Value) -> 
 }
 
 /// Creates the site tenant and inserts seed content it lacks. Returns the scope and how many
-/// items were added (0 on every start after the first).
-pub async fn seed_site_tenant(db: &Db, slug: &str) -> Result<(TenantScope, u64), SeedSetupError> {
+/// items were added (0 on every start after the first). Run it in a transaction so a tenant
+/// never exists without its content.
+pub async fn seed_site_tenant(
+    conn: &mut Conn<'_>,
+    slug: &str,
+) -> Result<(TenantScope, u64), SeedSetupError> {
     let items = load()?;
-    let scope = tenancy::ensure(db, slug, DEMO_TENANT_NAME, Some(DEMO_TENANT_CONTACT)).await?;
-    let added = super::insert_missing(db, &scope, &items).await?;
+    let scope = tenancy::ensure(conn, slug, DEMO_TENANT_NAME, Some(DEMO_TENANT_CONTACT)).await?;
+    let added = super::insert_missing(conn, &scope, &items).await?;
     Ok((scope, added))
 }
 

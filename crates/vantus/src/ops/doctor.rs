@@ -354,7 +354,7 @@ pub async fn run(config: &Config) -> Report {
 }
 
 async fn migrations_check(f: &mut Findings, db: &Db) {
-    match store::migrate::pending(db).await {
+    match with_conn!(db, conn => store::migrate::pending(conn).await) {
         Ok(p) if p.is_empty() => f.ok("migrations", "all applied"),
         Ok(p) => f.add(
             "migrations",
@@ -422,7 +422,9 @@ async fn backup_checks(f: &mut Findings, config: &Config, db: &Db) {
             "Set VANTUS_BACKUP_TO (off-host: s3://…) and VANTUS_BACKUP_SCHEDULE, e.g. \"0 3 * * *\".");
         return;
     }
-    let last = jobs::last_success(db, jobs::BACKUP).await.ok().flatten();
+    let last = with_conn!(db, conn => jobs::last_success(conn, jobs::BACKUP).await)
+        .ok()
+        .flatten();
     let age = last.map(|t| (time::OffsetDateTime::now_utc() - t.as_datetime()).unsigned_abs());
     let installed_age = installed_at(db)
         .await
@@ -481,8 +483,7 @@ async fn backup_checks(f: &mut Findings, config: &Config, db: &Db) {
             }
         }
     }
-    let drill = jobs::last_success(db, jobs::RESTORE_DRILL)
-        .await
+    let drill = with_conn!(db, conn => jobs::last_success(conn, jobs::RESTORE_DRILL).await)
         .ok()
         .flatten();
     match (&config.backup.drill_schedule, drill) {

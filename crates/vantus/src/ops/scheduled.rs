@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::audit::{self, Actor};
+use crate::audit::{self, Actor, AuditAction};
 use crate::jobs::{self, JobFn, Scheduler};
 use crate::state::App;
 use crate::store::Timestamp;
@@ -63,14 +63,13 @@ async fn scheduled_backup(app: &App, instance: &str) -> Result<String, String> {
     .await
     .map_err(|e| e.to_string())?;
     crate::telemetry::metrics::backup_succeeded(Timestamp::now());
-    let _ = audit::record(
-        app.store.primary(),
-        &Actor::Scheduler { instance: instance.to_owned() },
-        "backup.created",
-        &report.location,
-        serde_json::json!({ "bytes": report.bytes, "sha256": report.sha256, "rows": report.rows, "pruned": report.pruned.len() }),
-    )
-    .await;
+    let actor = Actor::Scheduler {
+        instance: instance.to_owned(),
+    };
+    let detail = serde_json::json!({ "bytes": report.bytes, "sha256": report.sha256, "rows": report.rows, "pruned": report.pruned.len() });
+    let _ = with_conn!(app.store.primary(), conn => {
+        audit::record(conn, &actor, AuditAction::BackupCreated, &report.location, detail).await
+    });
     Ok(format!(
         "{} ({} bytes, {} rows, {} pruned)",
         report.location,

@@ -123,11 +123,13 @@ async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
         let site = &app.site;
         let (page, work, insights) = app
             .read_site(move |db: Db| async move {
-                Ok((
-                    content::find_published(&db, site, ContentKind::Page, "home").await?,
-                    content::list_published(&db, site, ContentKind::CaseStudy, 3, 0).await?,
-                    content::list_published(&db, site, ContentKind::Insight, 3, 0).await?,
-                ))
+                with_conn!(&db, conn => {
+                    Ok((
+                        content::find_published(conn, site, ContentKind::Page, "home").await?,
+                        content::list_published(conn, site, ContentKind::CaseStudy, 3, 0).await?,
+                        content::list_published(conn, site, ContentKind::Insight, 3, 0).await?,
+                    ))
+                })
             })
             .await?;
         let page = page.ok_or(AppError::NotFound)?;
@@ -146,7 +148,9 @@ async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
 async fn load_page(app: &App, slug: &str) -> Result<content::ContentItem, AppError> {
     let site = &app.site;
     app.read_site(move |db: Db| async move {
-        content::find_published(&db, site, ContentKind::Page, slug).await
+        with_conn!(&db, conn => {
+            content::find_published(conn, site, ContentKind::Page, slug).await
+        })
     })
     .await?
     .ok_or(AppError::NotFound)
@@ -210,7 +214,9 @@ async fn work_index(State(app): State<App>, headers: HeaderMap) -> Response {
         let site = &app.site;
         let items = app
             .read_site(move |db: Db| async move {
-                content::list_published(&db, site, ContentKind::CaseStudy, WORK_LIMIT, 0).await
+                with_conn!(&db, conn => {
+                    content::list_published(conn, site, ContentKind::CaseStudy, WORK_LIMIT, 0).await
+                })
             })
             .await?;
         Rendered::html(&WorkIndex {
@@ -245,10 +251,12 @@ async fn load_detail(
     let site = &app.site;
     let (item, others) = app
         .read_site(move |db: Db| async move {
-            Ok((
-                content::find_published(&db, site, kind, slug).await?,
-                content::list_published(&db, site, kind, 3, 0).await?,
-            ))
+            with_conn!(&db, conn => {
+                Ok((
+                    content::find_published(conn, site, kind, slug).await?,
+                    content::list_published(conn, site, kind, 3, 0).await?,
+                ))
+            })
         })
         .await?;
     let item = item.ok_or(AppError::NotFound)?;
@@ -312,16 +320,18 @@ async fn insights_index(
         let site = &app.site;
         let (total, items) = app
             .read_site(move |db: Db| async move {
-                Ok((
-                    content::count_published(&db, site, ContentKind::Insight).await?,
-                    content::list_published(&db,
-                        site,
-                        ContentKind::Insight,
-                        INSIGHTS_PER_PAGE,
-                        offset,
-                    )
-                    .await?,
-                ))
+                with_conn!(&db, conn => {
+                    Ok((
+                        content::count_published(conn, site, ContentKind::Insight).await?,
+                        content::list_published(conn,
+                            site,
+                            ContentKind::Insight,
+                            INSIGHTS_PER_PAGE,
+                            offset,
+                        )
+                        .await?,
+                    ))
+                })
             })
             .await?;
         let pages = ((total + INSIGHTS_PER_PAGE - 1) / INSIGHTS_PER_PAGE).max(1);

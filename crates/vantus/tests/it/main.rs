@@ -17,3 +17,4 @@ mod observability;
 mod replicas;
 mod restore_hardening;
 mod site;
+mod transactions;

@@ -60,9 +60,8 @@ async fn concurrent_migrations_on_postgres_apply_once() {
         tasks.push(tokio::spawn(async move {
             let pool = store::connect(&cfg).await.unwrap();
             let out = migrate::migrate_then(&pool, async {
-                seed::seed_site_tenant(&pool, "default")
-                    .await
-                    .map_err(|e| migrate::SetupError::Seed(e.to_string()))
+                vantus::in_write_tx!(&pool, conn => seed::seed_site_tenant(conn, "default").await)
+                    .map_err(|e: seed::SeedSetupError| migrate::SetupError::Seed(e.to_string()))
             })
             .await;
             (pool, out)

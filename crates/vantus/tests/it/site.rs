@@ -175,15 +175,17 @@ async fn cached_pages_follow_content_changes(engine: Engine) {
     let before = app.get("/about").await.text().await.unwrap();
     assert!(!before.contains("Freshly edited"));
     let state = &app.server().app;
-    let changed = content::update_body(
-        state.store.primary(),
-        &state.site,
-        ContentKind::Page,
-        "about",
-        "About the studio",
-        "## Freshly edited\n\nNew words.",
-    )
-    .await
+    let changed = vantus::with_conn!(state.store.primary(), conn => {
+        content::update_body(
+            conn,
+            &state.site,
+            ContentKind::Page,
+            "about",
+            "About the studio",
+            "## Freshly edited\n\nNew words.",
+        )
+        .await
+    })
     .unwrap();
     assert!(changed);
     // Another process's write is noticed by the generation poll; this one asks directly.
@@ -231,7 +233,10 @@ fn outline_problem(levels: &[u8]) -> Option<String> {
 
 #[test]
 fn the_outline_check_catches_skipped_levels() {
-    assert_eq!(heading_levels("<h1 class=x>a</h1><h2>b</h2><h3>c</h3><hr><head>"), [1, 2, 3]);
+    assert_eq!(
+        heading_levels("<h1 class=x>a</h1><h2>b</h2><h3>c</h3><hr><head>"),
+        [1, 2, 3]
+    );
     assert!(outline_problem(&[1, 2, 3, 2, 3]).is_none());
     assert!(outline_problem(&[1, 3]).is_some());
     assert!(outline_problem(&[2, 1]).is_some());
