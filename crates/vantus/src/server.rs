@@ -27,12 +27,12 @@ use tower::util::Oneshot;
 use tower::{Service, ServiceExt};
 
 use crate::config::{Config, ConfigError, DatabaseConfig};
-use crate::content::seed::{self, SeedSetupError};
+use crate::content::seed;
 use crate::health::{self, HealthState};
 use crate::jobs::Scheduler;
 use crate::lifecycle::{Lifecycle, Phase};
 use crate::state::App;
-use crate::store::migrate::{self, SetupError};
+use crate::store::migrate::SetupError;
 use crate::store::{self, ConnectError, Db, ReplicaSet, Store};
 use crate::telemetry::metrics;
 use crate::{content, http, secrets, site};
@@ -57,21 +57,10 @@ pub enum StartError {
     Connect(#[from] ConnectError),
     #[error("{0}")]
     Setup(#[from] SetupError),
-    #[error("site tenant: {0}")]
-    Seed(#[from] SeedSetupError),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("start-up interrupted by a shutdown signal")]
     Interrupted,
-}
-
-impl StartError {
-    pub fn is_config(&self) -> bool {
-        matches!(
-            self,
-            StartError::Config(_) | StartError::Connect(ConnectError::Config(_))
-        )
-    }
 }
 
 /// A server that is up and ready. Tests drive it directly; `vantus serve` waits for a signal.
@@ -275,12 +264,7 @@ async fn prepare(
     };
     lifecycle.set(Phase::Migrating);
     let started = Instant::now();
-    let site_tenant = config.site_tenant.clone();
-    let (scope, added) = migrate::migrate_then(&primary, async {
-        in_write_tx!(&primary, conn => seed::seed_site_tenant(conn, &site_tenant).await)
-            .map_err(|e: SeedSetupError| SetupError::Seed(e.to_string()))
-    })
-    .await?;
+    let (scope, added) = seed::migrate_and_seed(&primary, &config.site_tenant).await?;
     tracing::info!(
         tenant = scope.slug(),
         seeded = added,

@@ -3,7 +3,7 @@ use clap::Args;
 use super::{CliError, load_config};
 use crate::content::seed;
 use crate::store;
-use crate::store::migrate::{self, SetupError};
+use crate::store::migrate;
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
@@ -37,13 +37,9 @@ pub async fn run(
     }
 
     let before = with_conn!(&db, conn => migrate::pending(conn).await).map_err(|e| failed(&e))?;
-    let tenant = config.site_tenant.clone();
-    let (_, seeded) = migrate::migrate_then(&db, async {
-        in_write_tx!(&db, conn => seed::seed_site_tenant(conn, &tenant).await)
-            .map_err(|e: seed::SeedSetupError| SetupError::Seed(e.to_string()))
-    })
-    .await
-    .map_err(|e| failed(&e))?;
+    let (_, seeded) = seed::migrate_and_seed(&db, &config.site_tenant)
+        .await
+        .map_err(|e| failed(&e))?;
     db.close().await;
     println!(
         "migrations: {} applied now, {} known; site content: {seeded} item(s) added ({})",

@@ -30,6 +30,7 @@ pub fn known() -> Vec<(i64, String)> {
 }
 
 /// Applies pending migrations, then awaits `after` (seeding), all under the migration lock.
+/// Start-up and `vantus migrate` go through `content::seed::migrate_and_seed`.
 /// `after` is a future, so nothing in it runs before the migrations are in place.
 pub async fn migrate_then<T>(
     db: &Db,

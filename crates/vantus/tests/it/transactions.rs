@@ -1,6 +1,10 @@
 //! Composable queries: query functions take a connection, so several of them (a tenant, its
 //! content, the audit entry about it) share one transaction and stand or fall together, on
-//! SQLite and PostgreSQL alike.
+//! SQLite and PostgreSQL alike. And each operation is recorded once, the same way, whoever
+//! runs it: a backup from the command line and one from the scheduler leave one journal row
+//! and one audit entry each, with the same details.
+
+use std::time::{Duration, Instant};
 
 use vantus::audit::{self, Actor, AuditAction};
 use vantus::content::{self, ContentKind, NewContent};
@@ -8,7 +12,7 @@ use vantus::store::{self, Conn, Db, Timestamp};
 use vantus::tenancy;
 
 use crate::both_engines;
-use crate::support::{Engine, TestDb, open_db};
+use crate::support::{Engine, TestApp, TestDb, base_env, open_db, run_binary};
 
 const SLUG: &str = "tx-tenant";
 const RESOURCE: &str = "tenant/tx-tenant";
@@ -154,7 +158,83 @@ async fn writes_in_one_transaction_commit_together(engine: Engine) {
     db.close().await;
 }
 
+/// A cron expression (with seconds) that fires once, a few seconds from now.
+fn once_soon() -> String {
+    let at = chrono::Utc::now() + chrono::Duration::seconds(4);
+    use chrono::Timelike;
+    format!("{} {} {} * * *", at.second(), at.minute(), at.hour())
+}
+
+/// `(actor, detail)` of every backup audit entry, and the number of backup journal rows.
+async fn backup_records(db: &Db) -> (Vec<(String, serde_json::Value)>, i64) {
+    let audits: Vec<(String, String)> = vantus::on_db!(db, p => sqlx::query_as(
+        "SELECT actor, detail FROM audit_log WHERE action = 'backup.created' ORDER BY created_at"
+    ).fetch_all(p).await)
+    .unwrap();
+    let journal = count(
+        db,
+        "SELECT COUNT(*) FROM job_runs WHERE job = 'backup' AND outcome = 'succeeded'",
+    )
+    .await;
+    let audits = audits
+        .into_iter()
+        .map(|(actor, detail)| (actor, serde_json::from_str(&detail).unwrap()))
+        .collect();
+    (audits, journal)
+}
+
+fn keys(detail: &serde_json::Value) -> Vec<String> {
+    let mut k: Vec<String> = detail.as_object().unwrap().keys().cloned().collect();
+    k.sort();
+    k
+}
+
+async fn a_backup_is_recorded_the_same_way_from_the_cli_and_the_scheduler(engine: Engine) {
+    let backups = tempfile::tempdir().unwrap();
+    let to = backups.path().display().to_string();
+    let schedule = once_soon();
+    let app = TestApp::spawn_with(engine, |env| {
+        env.insert("VANTUS_BACKUP_TO".into(), to.clone());
+        env.insert("VANTUS_BACKUP_SCHEDULE".into(), schedule.clone());
+    })
+    .await;
+    let db = app.server().app.store.primary().clone();
+    // The scheduled run: wait until its journal row says it finished.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while backup_records(&db).await.1 < 1 {
+        assert!(Instant::now() < deadline, "the scheduled backup never ran");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The command-line run.
+    let mut env = base_env(&app.db);
+    env.insert("VANTUS_BACKUP_TO".into(), to.clone());
+    let o = run_binary(&["backup"], &env);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let (audits, journal) = backup_records(&db).await;
+    assert_eq!(journal, 2, "each backup has one journal row");
+    assert_eq!(
+        audits.len(),
+        2,
+        "each backup has one audit entry: {audits:?}"
+    );
+    assert!(audits[0].0.starts_with("scheduler:"), "{audits:?}");
+    assert_eq!(audits[1].0, "cli");
+    assert_eq!(
+        keys(&audits[0].1),
+        keys(&audits[1].1),
+        "the same details whoever ran it"
+    );
+    for (_, detail) in &audits {
+        assert_eq!(detail["encrypted"], false);
+        assert_eq!(detail["pruned"], 0);
+        assert!(detail["rows"].as_u64().unwrap() > 0);
+    }
+    app.stop().await;
+}
+
 both_engines!(
     writes_in_one_transaction_roll_back_together,
     writes_in_one_transaction_commit_together,
+    a_backup_is_recorded_the_same_way_from_the_cli_and_the_scheduler,
 );
