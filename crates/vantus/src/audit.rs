@@ -1,9 +1,12 @@
 //! The audit log: who did what, when. Operations commands record here now; the portal's
 //! actions will too. Details are JSON and never carry secrets (only redacted locations).
+//!
+//! Recording takes a [`Conn`], so an entry joins the transaction of the change it describes:
+//! both are stored, or neither.
 
 use uuid::Uuid;
 
-use crate::store::{Db, Timestamp};
+use crate::store::{Conn, Timestamp, on_conn};
 use crate::tenancy::TenantScope;
 
 /// Who acted: the command line, the scheduler, later a user.
@@ -22,47 +25,66 @@ impl Actor {
     }
 }
 
+/// What was done. Each action is named once, here; [`AuditAction::as_str`] is the text stored
+/// in `audit_log.action`, so these strings never change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditAction {
+    BackupCreated,
+    RestoreCompleted,
+    DbCopied,
+}
+
+impl AuditAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::BackupCreated => "backup.created",
+            AuditAction::RestoreCompleted => "restore.completed",
+            AuditAction::DbCopied => "db.copied",
+        }
+    }
+}
+
 /// Records an installation-wide event (not tied to one tenant).
 pub async fn record(
-    db: &Db,
+    conn: &mut Conn<'_>,
     actor: &Actor,
-    action: &str,
+    action: AuditAction,
     resource: &str,
     detail: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    insert(db, None, actor, action, resource, detail).await
+    insert(conn, None, actor, action, resource, detail).await
 }
 
 /// Records an event inside one tenant.
 pub async fn record_for(
-    db: &Db,
+    conn: &mut Conn<'_>,
     scope: &TenantScope,
     actor: &Actor,
-    action: &str,
+    action: AuditAction,
     resource: &str,
     detail: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    insert(db, Some(scope.id()), actor, action, resource, detail).await
+    insert(conn, Some(scope.id()), actor, action, resource, detail).await
 }
 
 async fn insert(
-    db: &Db,
+    conn: &mut Conn<'_>,
     tenant: Option<Uuid>,
     actor: &Actor,
-    action: &str,
+    action: AuditAction,
     resource: &str,
     detail: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    on_db!(db, pool => sqlx::query(
+    on_conn!(conn.reborrow(), c => sqlx::query(
         "INSERT INTO audit_log (id, tenant_id, actor, action, resource, detail, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)"
     )
     .bind(Uuid::now_v7())
     .bind(tenant)
     .bind(actor.label())
-    .bind(action)
+    .bind(action.as_str())
     .bind(resource)
     .bind(detail.to_string())
     .bind(Timestamp::now())
-    .execute(pool).await.map(|_| ()))
+    .execute(c).await.map(|_| ()))
 }

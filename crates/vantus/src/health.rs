@@ -150,7 +150,8 @@ async fn database_check(app: &App) -> Check {
 }
 
 async fn migrations_check(app: &App) -> Check {
-    match tokio::time::timeout(CHECK_TIMEOUT, migrate::pending(app.store.primary())).await {
+    let pending = async { with_conn!(app.store.primary(), conn => migrate::pending(conn).await) };
+    match tokio::time::timeout(CHECK_TIMEOUT, pending).await {
         Ok(Ok(pending)) if pending.is_empty() => Check::new(
             "migrations",
             Status::Pass,

@@ -27,13 +27,13 @@ use tower::util::Oneshot;
 use tower::{Service, ServiceExt};
 
 use crate::config::{Config, ConfigError, DatabaseConfig};
-use crate::content::seed::{self, SeedSetupError};
+use crate::content::seed;
 use crate::health::{self, HealthState};
 use crate::jobs::Scheduler;
 use crate::lifecycle::{Lifecycle, Phase};
 use crate::site::Site;
 use crate::state::App;
-use crate::store::migrate::{self, SetupError};
+use crate::store::migrate::SetupError;
 use crate::store::{self, ConnectError, Db, ReplicaSet, Store};
 use crate::telemetry::metrics;
 use crate::{content, http, secrets, site};
@@ -58,21 +58,10 @@ pub enum StartError {
     Connect(#[from] ConnectError),
     #[error("{0}")]
     Setup(#[from] SetupError),
-    #[error("site tenant: {0}")]
-    Seed(#[from] SeedSetupError),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("start-up interrupted by a shutdown signal")]
     Interrupted,
-}
-
-impl StartError {
-    pub fn is_config(&self) -> bool {
-        matches!(
-            self,
-            StartError::Config(_) | StartError::Connect(ConnectError::Config(_))
-        )
-    }
 }
 
 /// A server that is up and ready. Tests drive it directly; `vantus serve` waits for a signal.
@@ -300,13 +289,7 @@ async fn prepare(
     };
     lifecycle.set(Phase::Migrating);
     let started = Instant::now();
-    let site_tenant = config.site_tenant.clone();
-    let (scope, added) = migrate::migrate_then(&primary, async {
-        seed::seed_site_tenant(&primary, &site_tenant)
-            .await
-            .map_err(|e| SetupError::Seed(e.to_string()))
-    })
-    .await?;
+    let (scope, added) = seed::migrate_and_seed(&primary, &config.site_tenant).await?;
     tracing::info!(
         tenant = scope.slug(),
         seeded = added,
@@ -327,7 +310,7 @@ async fn prepare(
         Some(Arc::new(set))
     };
     let store = Store::new(primary, replicas);
-    let generation = content::generation(store.primary(), &scope).await?;
+    let generation = with_conn!(store.primary(), conn => content::generation(conn, &scope).await)?;
     Ok((
         App::new(config, store, scope, lifecycle, secret),
         generation,
@@ -388,8 +371,9 @@ fn instance_name() -> String {
 }
 
 async fn spawn_background(app: &App, site: &Site, stop: &CancellationToken) {
-    if let Ok(Some(at)) = crate::jobs::last_success(app.store.primary(), crate::jobs::BACKUP).await
-    {
+    if let Ok(Some(at)) = with_conn!(app.store.primary(), conn => {
+        crate::jobs::last_success(conn, crate::jobs::BACKUP).await
+    }) {
         metrics::backup_succeeded(at);
     }
     let instance = instance_name();

@@ -6,7 +6,7 @@
 
 use uuid::Uuid;
 
-use crate::store::{Db, Timestamp};
+use crate::store::{Conn, Timestamp, on_conn};
 
 /// Proof that a tenant exists, carried by every tenant-owned query.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,35 +50,38 @@ impl From<TenantRow> for TenantScope {
     }
 }
 
-pub async fn find_by_slug(db: &Db, slug: &str) -> Result<Option<TenantScope>, sqlx::Error> {
-    let row: Option<TenantRow> = on_db!(db, pool => sqlx::query_as(
+pub async fn find_by_slug(
+    conn: &mut Conn<'_>,
+    slug: &str,
+) -> Result<Option<TenantScope>, sqlx::Error> {
+    let row: Option<TenantRow> = on_conn!(conn.reborrow(), c => sqlx::query_as(
         "SELECT id, slug, name FROM tenants WHERE slug = $1"
-    ).bind(slug).fetch_optional(pool).await)?;
+    ).bind(slug).fetch_optional(c).await)?;
     Ok(row.map(Into::into))
 }
 
 /// Creates the tenant unless it exists (idempotent; safe for concurrent starts), and its
 /// `site_state` row, then returns its scope.
 pub async fn ensure(
-    db: &Db,
+    conn: &mut Conn<'_>,
     slug: &str,
     name: &str,
     contact_email: Option<&str>,
 ) -> Result<TenantScope, sqlx::Error> {
     let now = Timestamp::now();
     let id = Uuid::now_v7();
-    on_db!(db, pool => sqlx::query(
+    on_conn!(conn.reborrow(), c => sqlx::query(
         "INSERT INTO tenants (id, slug, name, contact_email, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $5)
          ON CONFLICT (slug) DO NOTHING"
-    ).bind(id).bind(slug).bind(name).bind(contact_email).bind(now).execute(pool).await.map(|_| ()))?;
-    let scope = find_by_slug(db, slug)
+    ).bind(id).bind(slug).bind(name).bind(contact_email).bind(now).execute(c).await.map(|_| ()))?;
+    let scope = find_by_slug(conn, slug)
         .await?
         .ok_or(sqlx::Error::RowNotFound)?;
-    on_db!(db, pool => sqlx::query(
+    on_conn!(conn.reborrow(), c => sqlx::query(
         "INSERT INTO site_state (tenant_id, content_generation, updated_at)
          VALUES ($1, 1, $2)
          ON CONFLICT (tenant_id) DO NOTHING"
-    ).bind(scope.id()).bind(now).execute(pool).await.map(|_| ()))?;
+    ).bind(scope.id()).bind(now).execute(c).await.map(|_| ()))?;
     Ok(scope)
 }

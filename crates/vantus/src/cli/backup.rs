@@ -4,12 +4,11 @@ use clap::Args;
 use secrecy::SecretString;
 
 use super::{CliError, command_telemetry, load_config};
-use crate::audit::{self, Actor};
+use crate::audit::Actor;
 use crate::config::BackupLocation;
-use crate::jobs::{self, Outcome};
-use crate::ops::backup::{self, BackupOptions};
+use crate::ops::backup::{self, BackupOptions, Journal};
 use crate::ops::destination::Destination;
-use crate::store::{self, Timestamp};
+use crate::store;
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
@@ -68,9 +67,8 @@ pub async fn run(config_file: &Option<PathBuf>, args: BackupArgs) -> Result<(), 
     let media = config.data_dir.join("media");
     let keep = (args.keep_daily.is_some() || args.keep_weekly.is_some())
         .then(|| (args.keep_daily.unwrap_or(0), args.keep_weekly.unwrap_or(0)));
-    let started = Timestamp::now();
     let scratch = crate::ops::scratch_dir(&config, "vantus-backup-")?;
-    let result = backup::run(
+    let result = backup::run_recorded(
         &db,
         BackupOptions {
             destination: &destination,
@@ -80,29 +78,12 @@ pub async fn run(config_file: &Option<PathBuf>, args: BackupArgs) -> Result<(), 
             keep,
             interactive: true,
         },
-    )
-    .await;
-    let outcome = match &result {
-        Ok(r) => (
-            Outcome::Succeeded,
-            format!("{} ({} bytes)", r.location, r.bytes),
-        ),
-        Err(e) => (Outcome::Failed, e.to_string()),
-    };
-    // The journal feeds `doctor` and the metrics; failing to write it must not hide the result.
-    if let Err(e) = jobs::record_manual(&db, jobs::BACKUP, started, outcome.0, &outcome.1).await {
-        tracing::warn!(error = %e, "cannot record the backup in job_runs");
-    }
-    let report = result?;
-    let _ = audit::record(
-        &db,
         &Actor::Cli,
-        "backup.created",
-        &report.location,
-        serde_json::json!({ "bytes": report.bytes, "sha256": report.sha256, "rows": report.rows, "encrypted": passphrase.is_some() }),
+        Journal::Here,
     )
     .await;
     db.close().await;
+    let report = result?;
     if args.json {
         println!(
             "{}",

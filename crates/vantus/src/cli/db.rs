@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::{CliError, command_telemetry, load_config};
-use crate::audit::{self, Actor};
+use crate::audit::{self, Actor, AuditAction};
 use crate::config::DatabaseUrl;
 use crate::ops::{copy, print_checks};
 use crate::store;
@@ -70,14 +70,12 @@ pub async fn run(config_file: &Option<PathBuf>, cmd: DbCommand) -> Result<(), Cl
     if let Ok(r) = &result
         && r.verified()
     {
-        let _ = audit::record(
-            &target,
-            &Actor::Cli,
-            "db.copied",
-            &label,
-            serde_json::json!({ "rows": r.copied_rows, "from": r.source_engine, "to": r.target_engine }),
-        )
-        .await;
+        let detail = serde_json::json!({
+            "rows": r.copied_rows, "from": r.source_engine, "to": r.target_engine
+        });
+        let _ = with_conn!(&target, conn => {
+            audit::record(conn, &Actor::Cli, AuditAction::DbCopied, &label, detail).await
+        });
     }
     source.close().await;
     target.close().await;

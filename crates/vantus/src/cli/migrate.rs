@@ -3,7 +3,7 @@ use clap::Args;
 use super::{CliError, load_config};
 use crate::content::seed;
 use crate::store;
-use crate::store::migrate::{self, SetupError};
+use crate::store::migrate;
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
@@ -22,7 +22,8 @@ pub async fn run(
     let failed = |e: &dyn std::fmt::Display| CliError::Failed(e.to_string());
 
     if args.status {
-        let pending = migrate::pending(&db).await.map_err(|e| failed(&e))?;
+        let pending =
+            with_conn!(&db, conn => migrate::pending(conn).await).map_err(|e| failed(&e))?;
         for (version, description) in migrate::known() {
             let state = if pending.iter().any(|(v, _)| *v == version) {
                 "pending"
@@ -35,15 +36,10 @@ pub async fn run(
         return Ok(());
     }
 
-    let before = migrate::pending(&db).await.map_err(|e| failed(&e))?;
-    let tenant = config.site_tenant.clone();
-    let (_, seeded) = migrate::migrate_then(&db, async {
-        seed::seed_site_tenant(&db, &tenant)
-            .await
-            .map_err(|e| SetupError::Seed(e.to_string()))
-    })
-    .await
-    .map_err(|e| failed(&e))?;
+    let before = with_conn!(&db, conn => migrate::pending(conn).await).map_err(|e| failed(&e))?;
+    let (_, seeded) = seed::migrate_and_seed(&db, &config.site_tenant)
+        .await
+        .map_err(|e| failed(&e))?;
     db.close().await;
     println!(
         "migrations: {} applied now, {} known; site content: {seeded} item(s) added ({})",

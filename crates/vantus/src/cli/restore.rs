@@ -4,7 +4,7 @@ use clap::Args;
 
 use super::backup::read_passphrase;
 use super::{CliError, command_telemetry, load_config};
-use crate::audit::{self, Actor};
+use crate::audit::{self, Actor, AuditAction};
 use crate::config::DatabaseUrl;
 use crate::jobs::{self, Outcome};
 use crate::ops::restore::{self, RestoreOptions, RestoreReport};
@@ -93,17 +93,15 @@ pub async fn run(config_file: &Option<PathBuf>, args: RestoreArgs) -> Result<(),
             Outcome::Failed
         };
         if args.verify_only {
-            let _ =
-                jobs::record_manual(&app_db, jobs::RESTORE_DRILL, started, outcome, &summary).await;
+            let _ = with_conn!(&app_db, conn => {
+                jobs::record_manual(conn, jobs::RESTORE_DRILL, started, outcome, &summary).await
+            });
         } else if result.is_ok() {
-            let _ = audit::record(
-                &app_db,
-                &Actor::Cli,
-                "restore.completed",
-                &args.archive,
-                serde_json::json!({ "summary": summary }),
-            )
-            .await;
+            let detail = serde_json::json!({ "summary": summary });
+            let _ = with_conn!(&app_db, conn => {
+                let action = AuditAction::RestoreCompleted;
+                audit::record(conn, &Actor::Cli, action, &args.archive, detail).await
+            });
         }
         app_db.close().await;
     }

@@ -2,6 +2,7 @@
 //! counter that tells page caches when content changed.
 //!
 //! Every query takes a [`TenantScope`]; content of one tenant is unreachable from another.
+//! Queries take a [`Conn`], so a caller can make them part of its own transaction.
 
 pub mod markdown;
 pub mod meta;
@@ -10,7 +11,7 @@ pub mod seed;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::store::{Db, Timestamp};
+use crate::store::{Conn, Timestamp, on_conn};
 use crate::tenancy::TenantScope;
 
 pub use markdown::SanitizedHtml;
@@ -103,52 +104,52 @@ impl ContentSummary {
 
 /// One published item by kind and slug.
 pub async fn find_published(
-    db: &Db,
+    conn: &mut Conn<'_>,
     scope: &TenantScope,
     kind: ContentKind,
     slug: &str,
 ) -> Result<Option<ContentItem>, sqlx::Error> {
-    on_db!(db, pool => sqlx::query_as(
+    on_conn!(conn.reborrow(), c => sqlx::query_as(
         "SELECT id, slug, title, summary, body_markdown, meta, published_at, updated_at
          FROM content_items
          WHERE tenant_id = $1 AND kind = $2 AND slug = $3
            AND status = 'published' AND deleted_at IS NULL"
-    ).bind(scope.id()).bind(kind.as_str()).bind(slug).fetch_optional(pool).await)
+    ).bind(scope.id()).bind(kind.as_str()).bind(slug).fetch_optional(c).await)
 }
 
 /// Published items of a kind, newest first.
 pub async fn list_published(
-    db: &Db,
+    conn: &mut Conn<'_>,
     scope: &TenantScope,
     kind: ContentKind,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<ContentSummary>, sqlx::Error> {
-    on_db!(db, pool => sqlx::query_as(
+    on_conn!(conn.reborrow(), c => sqlx::query_as(
         "SELECT slug, title, summary, meta, published_at, updated_at
          FROM content_items
          WHERE tenant_id = $1 AND kind = $2 AND status = 'published' AND deleted_at IS NULL
          ORDER BY published_at DESC, slug
          LIMIT $3 OFFSET $4"
-    ).bind(scope.id()).bind(kind.as_str()).bind(limit).bind(offset).fetch_all(pool).await)
+    ).bind(scope.id()).bind(kind.as_str()).bind(limit).bind(offset).fetch_all(c).await)
 }
 
 pub async fn count_published(
-    db: &Db,
+    conn: &mut Conn<'_>,
     scope: &TenantScope,
     kind: ContentKind,
 ) -> Result<i64, sqlx::Error> {
-    on_db!(db, pool => sqlx::query_scalar(
+    on_conn!(conn.reborrow(), c => sqlx::query_scalar(
         "SELECT COUNT(*) FROM content_items
          WHERE tenant_id = $1 AND kind = $2 AND status = 'published' AND deleted_at IS NULL"
-    ).bind(scope.id()).bind(kind.as_str()).fetch_one(pool).await)
+    ).bind(scope.id()).bind(kind.as_str()).fetch_one(c).await)
 }
 
 /// The tenant's content generation: it grows with every content change.
-pub async fn generation(db: &Db, scope: &TenantScope) -> Result<i64, sqlx::Error> {
-    let g: Option<i64> = on_db!(db, pool => sqlx::query_scalar(
+pub async fn generation(conn: &mut Conn<'_>, scope: &TenantScope) -> Result<i64, sqlx::Error> {
+    let g: Option<i64> = on_conn!(conn.reborrow(), c => sqlx::query_scalar(
         "SELECT content_generation FROM site_state WHERE tenant_id = $1"
-    ).bind(scope.id()).fetch_optional(pool).await)?;
+    ).bind(scope.id()).fetch_optional(c).await)?;
     Ok(g.unwrap_or(0))
 }
 
@@ -174,12 +175,15 @@ pub struct NewContent {
 /// was added. Existing items are never overwritten: an editor's change outlives a new
 /// release's seed. Returns how many were inserted.
 pub async fn insert_missing(
-    db: &Db,
+    conn: &mut Conn<'_>,
     scope: &TenantScope,
     items: &[NewContent],
 ) -> Result<u64, sqlx::Error> {
     let now = Timestamp::now();
-    let inserted = in_write_tx!(db, tx => {
+    // Its own transaction, or a savepoint inside the caller's: the items and the generation
+    // change together either way.
+    on_conn!(conn.reborrow(), c => {
+        let mut tx = sqlx::Connection::begin(c).await?;
         let mut inserted = 0;
         for item in items {
             let result = sqlx::query(
@@ -210,15 +214,15 @@ pub async fn insert_missing(
             .execute(&mut *tx)
             .await?;
         }
-        inserted
-    });
-    Ok(inserted)
+        tx.commit().await?;
+        Ok(inserted)
+    })
 }
 
 /// Changes an item's title and body (the CMS's edit) and bumps the generation in the same
 /// transaction, so a cache can never hold the new generation with the old content.
 pub async fn update_body(
-    db: &Db,
+    conn: &mut Conn<'_>,
     scope: &TenantScope,
     kind: ContentKind,
     slug: &str,
@@ -226,7 +230,9 @@ pub async fn update_body(
     body_markdown: &str,
 ) -> Result<bool, sqlx::Error> {
     let now = Timestamp::now();
-    let changed = in_write_tx!(db, tx => {
+    // Its own transaction, or a savepoint inside the caller's (as in `insert_missing`).
+    on_conn!(conn.reborrow(), c => {
+        let mut tx = sqlx::Connection::begin(c).await?;
         let changed = sqlx::query(
             "UPDATE content_items SET title = $4, body_markdown = $5, updated_at = $6
              WHERE tenant_id = $1 AND kind = $2 AND slug = $3 AND deleted_at IS NULL",
@@ -248,7 +254,7 @@ pub async fn update_body(
             .execute(&mut *tx)
             .await?;
         }
-        changed
-    });
-    Ok(changed)
+        tx.commit().await?;
+        Ok(changed)
+    })
 }

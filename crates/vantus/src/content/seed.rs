@@ -9,7 +9,8 @@ use rust_embed::RustEmbed;
 
 use super::meta::{CaseStudyMeta, HomeMeta, InsightMeta, ProcessMeta, ServicesMeta};
 use super::{ContentKind, NewContent};
-use crate::store::{Db, Timestamp};
+use crate::store::migrate::{self, SetupError};
+use crate::store::{Conn, Db, Timestamp};
 use crate::tenancy::{self, TenantScope};
 
 #[derive(RustEmbed)]
@@ -142,12 +143,26 @@ fn check_meta_shape(kind: ContentKind, slug: &str, meta: &serde_json::Value) -> 
 }
 
 /// Creates the site tenant and inserts seed content it lacks. Returns the scope and how many
-/// items were added (0 on every start after the first).
-pub async fn seed_site_tenant(db: &Db, slug: &str) -> Result<(TenantScope, u64), SeedSetupError> {
+/// items were added (0 on every start after the first). Run it in a transaction
+/// ([`migrate_and_seed`] does) so a tenant never exists without its content.
+pub async fn seed_site_tenant(
+    conn: &mut Conn<'_>,
+    slug: &str,
+) -> Result<(TenantScope, u64), SeedSetupError> {
     let items = load()?;
-    let scope = tenancy::ensure(db, slug, DEMO_TENANT_NAME, Some(DEMO_TENANT_CONTACT)).await?;
-    let added = super::insert_missing(db, &scope, &items).await?;
+    let scope = tenancy::ensure(conn, slug, DEMO_TENANT_NAME, Some(DEMO_TENANT_CONTACT)).await?;
+    let added = super::insert_missing(conn, &scope, &items).await?;
     Ok((scope, added))
+}
+
+/// Applies pending migrations, then seeds the site tenant `slug` in one transaction, all under
+/// the migration lock: what `vantus serve` does at start-up and `vantus migrate` on demand.
+pub async fn migrate_and_seed(db: &Db, slug: &str) -> Result<(TenantScope, u64), SetupError> {
+    migrate::migrate_then(db, async {
+        in_write_tx!(db, conn => seed_site_tenant(conn, slug).await)
+            .map_err(|e: SeedSetupError| SetupError::Seed(e.to_string()))
+    })
+    .await
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::Schedule;
-use crate::store::{Db, Timestamp};
+use crate::store::{Conn, Db, Timestamp, on_conn};
 
 pub type JobFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
 pub type JobFn = Arc<dyn Fn() -> JobFuture + Send + Sync>;
@@ -43,53 +43,61 @@ impl Outcome {
 /// Claims the run of `job` for `scheduled_for`. Returns its id, or `None` when another
 /// instance claimed it first.
 pub async fn claim(
-    db: &Db,
+    conn: &mut Conn<'_>,
     job: &str,
     scheduled_for: Timestamp,
     instance: &str,
 ) -> Result<Option<Uuid>, sqlx::Error> {
     let id = Uuid::now_v7();
-    let inserted = on_db!(db, pool => sqlx::query(
+    let inserted = on_conn!(conn.reborrow(), c => sqlx::query(
         "INSERT INTO job_runs (id, job, scheduled_for, instance, started_at, outcome)
          VALUES ($1, $2, $3, $4, $5, 'running')
          ON CONFLICT (job, scheduled_for) DO NOTHING"
     )
     .bind(id).bind(job).bind(scheduled_for).bind(instance).bind(Timestamp::now())
-    .execute(pool).await.map(|r| r.rows_affected()))?;
+    .execute(c).await.map(|r| r.rows_affected()))?;
     Ok((inserted == 1).then_some(id))
 }
 
 /// Records how a claimed run ended.
-pub async fn finish(db: &Db, id: Uuid, outcome: Outcome, detail: &str) -> Result<(), sqlx::Error> {
-    on_db!(db, pool => sqlx::query(
+pub async fn finish(
+    conn: &mut Conn<'_>,
+    id: Uuid,
+    outcome: Outcome,
+    detail: &str,
+) -> Result<(), sqlx::Error> {
+    on_conn!(conn.reborrow(), c => sqlx::query(
         "UPDATE job_runs SET finished_at = $2, outcome = $3, detail = $4 WHERE id = $1"
     )
     .bind(id).bind(Timestamp::now()).bind(outcome.as_str()).bind(detail)
-    .execute(pool).await.map(|_| ()))
+    .execute(c).await.map(|_| ()))
 }
 
 /// Records a run started by hand (a CLI command) from start to end.
 pub async fn record_manual(
-    db: &Db,
+    conn: &mut Conn<'_>,
     job: &str,
     started: Timestamp,
     outcome: Outcome,
     detail: &str,
 ) -> Result<(), sqlx::Error> {
     let id = Uuid::now_v7();
-    on_db!(db, pool => sqlx::query(
+    on_conn!(conn.reborrow(), c => sqlx::query(
         "INSERT INTO job_runs (id, job, scheduled_for, instance, started_at, finished_at, outcome, detail)
          VALUES ($1, $2, $3, 'cli', $3, $4, $5, $6)"
     )
     .bind(id).bind(job).bind(started).bind(Timestamp::now()).bind(outcome.as_str()).bind(detail)
-    .execute(pool).await.map(|_| ()))
+    .execute(c).await.map(|_| ()))
 }
 
 /// When `job` last succeeded, if ever.
-pub async fn last_success(db: &Db, job: &str) -> Result<Option<Timestamp>, sqlx::Error> {
-    on_db!(db, pool => sqlx::query_scalar(
+pub async fn last_success(
+    conn: &mut Conn<'_>,
+    job: &str,
+) -> Result<Option<Timestamp>, sqlx::Error> {
+    on_conn!(conn.reborrow(), c => sqlx::query_scalar(
         "SELECT MAX(finished_at) FROM job_runs WHERE job = $1 AND outcome = 'succeeded'"
-    ).bind(job).fetch_one(pool).await)
+    ).bind(job).fetch_one(c).await)
 }
 
 /// Names of well-known jobs.
@@ -225,7 +233,10 @@ async fn run_job_loop(db: Db, instance: String, job: Job, stop: CancellationToke
         let Some(scheduled_for) = Timestamp::from_unix_micros(next.timestamp_micros()) else {
             continue;
         };
-        let id = match claim(&db, job.name, scheduled_for, &instance).await {
+        let claimed = with_conn!(&db, conn => {
+            claim(conn, job.name, scheduled_for, &instance).await
+        });
+        let id = match claimed {
             Ok(Some(id)) => id,
             Ok(None) => continue,
             Err(e) => {
@@ -244,7 +255,7 @@ async fn run_job_loop(db: Db, instance: String, job: Job, stop: CancellationToke
             }
             Outcome::Failed => tracing::error!(job = job.name, %detail, "job failed"),
         }
-        if let Err(e) = finish(&db, id, outcome, &detail).await {
+        if let Err(e) = with_conn!(&db, conn => finish(conn, id, outcome, &detail).await) {
             tracing::warn!(job = job.name, error = %e, "cannot record the job's outcome");
         }
     }

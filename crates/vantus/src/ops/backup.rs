@@ -27,6 +27,8 @@ use super::destination::{Destination, archive_name};
 use super::progress::Progress;
 use super::retention;
 use super::{OpsError, blocking};
+use crate::audit::{self, Actor, AuditAction};
+use crate::jobs::{self, Outcome};
 use crate::store::rows::{self, Conn};
 use crate::store::schema::{self, Table};
 use crate::store::{Db, Timestamp};
@@ -56,6 +58,62 @@ pub struct BackupReport {
     pub pruned: Vec<String>,
     #[serde(skip)]
     pub manifest: Manifest,
+}
+
+/// Who journals a backup run in `job_runs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Journal {
+    /// [`run_recorded`] records the run, start to end (`vantus backup`).
+    Here,
+    /// The scheduler claimed the run and records its end (`vantus serve`'s backup job).
+    ClaimedByScheduler,
+}
+
+/// Runs a backup and records it the one way every caller does: the journal entry
+/// (`job_runs`, unless the scheduler keeps it), and on success the audit entry (with the
+/// journal entry, in one transaction) and the last-success metric. Failing to record never
+/// hides the backup's own result: an archive that was written is reported either way.
+pub async fn run_recorded(
+    db: &Db,
+    opts: BackupOptions<'_>,
+    actor: &Actor,
+    journal: Journal,
+) -> Result<BackupReport, OpsError> {
+    let started = Timestamp::now();
+    let encrypted = opts.passphrase.is_some();
+    let result = run(db, opts).await;
+    let (outcome, summary) = match &result {
+        Ok(r) => (
+            Outcome::Succeeded,
+            format!("{} ({} bytes)", r.location, r.bytes),
+        ),
+        Err(e) => (Outcome::Failed, e.to_string()),
+    };
+    let recorded = in_write_tx!(db, conn => {
+        if journal == Journal::Here {
+            jobs::record_manual(conn, jobs::BACKUP, started, outcome, &summary).await?;
+        }
+        if let Ok(report) = &result {
+            let detail = serde_json::json!({
+                "bytes": report.bytes,
+                "sha256": report.sha256,
+                "rows": report.rows,
+                "encrypted": encrypted,
+                "pruned": report.pruned.len(),
+            });
+            audit::record(conn, actor, AuditAction::BackupCreated, &report.location, detail)
+                .await?;
+        }
+        Ok::<_, sqlx::Error>(())
+    });
+    // The journal feeds `doctor` and the metrics; failing to write it must not hide the result.
+    if let Err(e) = recorded {
+        tracing::warn!(error = %e, "cannot record the backup in job_runs and the audit log");
+    }
+    if result.is_ok() {
+        crate::telemetry::metrics::backup_succeeded(Timestamp::now());
+    }
+    result
 }
 
 pub async fn run(db: &Db, opts: BackupOptions<'_>) -> Result<BackupReport, OpsError> {

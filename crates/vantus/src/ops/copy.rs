@@ -142,7 +142,7 @@ pub async fn run(
     interactive: bool,
 ) -> Result<CopyReport, OpsError> {
     let started = Instant::now();
-    let pending = migrate::pending(source).await?;
+    let pending = with_conn!(source, conn => migrate::pending(conn).await)?;
     if !pending.is_empty() {
         return Err(OpsError::Refused(format!(
             "the source has {} pending migration(s); run `vantus migrate` against it first",

@@ -29,7 +29,8 @@ pub struct Generated {
 
 /// Adds `content_items` insight articles to tenant `generated` and `audit_rows` audit events.
 pub async fn run(db: &Db, content_items: u64, audit_rows: u64) -> Result<Generated, OpsError> {
-    let scope = tenancy::ensure(db, "generated", "Generated data", None).await?;
+    let scope =
+        with_conn!(db, conn => tenancy::ensure(conn, "generated", "Generated data", None).await)?;
     let base = Timestamp::now().unix_micros();
     let mut added = 0;
     let mut batch = Vec::new();
@@ -49,11 +50,11 @@ pub async fn run(db: &Db, content_items: u64, audit_rows: u64) -> Result<Generat
                 .expect("valid time"),
         });
         if batch.len() == 200 {
-            added += content::insert_missing(db, &scope, &batch).await?;
+            added += with_conn!(db, conn => content::insert_missing(conn, &scope, &batch).await)?;
             batch.clear();
         }
     }
-    added += content::insert_missing(db, &scope, &batch).await?;
+    added += with_conn!(db, conn => content::insert_missing(conn, &scope, &batch).await)?;
 
     let tables = schema::tables(db).await?;
     let audit = tables

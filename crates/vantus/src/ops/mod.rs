@@ -63,10 +63,6 @@ impl OpsError {
             source,
         }
     }
-
-    pub fn is_config(&self) -> bool {
-        matches!(self, OpsError::Config(_))
-    }
 }
 
 /// Per-table outcome of a verification: what the manifest (or source) says, what the target

@@ -2,12 +2,11 @@
 
 use std::sync::Arc;
 
-use crate::audit::{self, Actor};
+use crate::audit::Actor;
 use crate::jobs::{self, JobFn, Scheduler};
 use crate::state::App;
-use crate::store::Timestamp;
 
-use super::backup::{self, BackupOptions};
+use super::backup::{self, BackupOptions, Journal};
 use super::destination::Destination;
 use super::restore::{self, RestoreOptions};
 
@@ -49,7 +48,10 @@ async fn scheduled_backup(app: &App, instance: &str) -> Result<String, String> {
     let destination = Destination::open(location, &app.config.s3).map_err(|e| e.to_string())?;
     let media = app.config.data_dir.join("media");
     let scratch = super::scratch_dir(&app.config, "vantus-backup-").map_err(|e| e.to_string())?;
-    let report = backup::run(
+    let actor = Actor::Scheduler {
+        instance: instance.to_owned(),
+    };
+    let report = backup::run_recorded(
         app.store.primary(),
         BackupOptions {
             destination: &destination,
@@ -59,18 +61,11 @@ async fn scheduled_backup(app: &App, instance: &str) -> Result<String, String> {
             keep: Some((app.config.backup.keep_daily, app.config.backup.keep_weekly)),
             interactive: false,
         },
+        &actor,
+        Journal::ClaimedByScheduler,
     )
     .await
     .map_err(|e| e.to_string())?;
-    crate::telemetry::metrics::backup_succeeded(Timestamp::now());
-    let _ = audit::record(
-        app.store.primary(),
-        &Actor::Scheduler { instance: instance.to_owned() },
-        "backup.created",
-        &report.location,
-        serde_json::json!({ "bytes": report.bytes, "sha256": report.sha256, "rows": report.rows, "pruned": report.pruned.len() }),
-    )
-    .await;
     Ok(format!(
         "{} ({} bytes, {} rows, {} pruned)",
         report.location,

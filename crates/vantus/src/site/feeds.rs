@@ -31,13 +31,16 @@ pub async fn sitemap(State(app): State<Site>, headers: HeaderMap) -> Response {
         let site = &app.site;
         let (pages, work, insights) = app
             .read_site(move |db: Db| async move {
-                Ok((
-                    content::list_published(&db, site, ContentKind::Page, SITEMAP_LIMIT, 0).await?,
-                    content::list_published(&db, site, ContentKind::CaseStudy, SITEMAP_LIMIT, 0)
-                        .await?,
-                    content::list_published(&db, site, ContentKind::Insight, SITEMAP_LIMIT, 0)
-                        .await?,
-                ))
+                with_conn!(&db, conn => {
+                    let limit = SITEMAP_LIMIT;
+                    Ok((
+                        content::list_published(conn, site, ContentKind::Page, limit, 0).await?,
+                        content::list_published(conn, site, ContentKind::CaseStudy, limit, 0)
+                            .await?,
+                        content::list_published(conn, site, ContentKind::Insight, limit, 0)
+                            .await?,
+                    ))
+                })
             })
             .await?;
         let newest = |items: &[content::ContentSummary]| {
@@ -95,7 +98,9 @@ pub async fn atom(State(app): State<Site>, headers: HeaderMap) -> Response {
         let site = &app.site;
         let items = app
             .read_site(move |db: Db| async move {
-                content::list_published(&db, site, ContentKind::Insight, FEED_ENTRIES, 0).await
+                with_conn!(&db, conn => {
+                    content::list_published(conn, site, ContentKind::Insight, FEED_ENTRIES, 0).await
+                })
             })
             .await?;
         let entries: Vec<FeedEntry> = items

@@ -99,7 +99,9 @@ impl Site {
         self.app
             .store
             .read(
-                move |db: Db| async move { Ok(content::generation(&db, &site).await? >= wanted) },
+                move |db: Db| async move {
+                    Ok(with_conn!(&db, conn => content::generation(conn, &site).await)? >= wanted)
+                },
                 read,
             )
             .await
@@ -108,7 +110,9 @@ impl Site {
     /// Looks for content changes made by any process (this one, another replica, a restore)
     /// and retires cached pages older than them. Returns whether anything changed.
     pub async fn refresh_generation(&self) -> Result<bool, sqlx::Error> {
-        let g = content::generation(self.app.store.primary(), &self.app.site).await?;
+        let g = with_conn!(self.app.store.primary(), conn => {
+            content::generation(conn, &self.app.site).await
+        })?;
         Ok(self.pages.observe_generation(g))
     }
 }
@@ -188,11 +192,13 @@ async fn home(State(app): State<Site>, headers: HeaderMap) -> Response {
         let site = &app.site;
         let (page, work, insights) = app
             .read_site(move |db: Db| async move {
-                Ok((
-                    content::find_published(&db, site, ContentKind::Page, "home").await?,
-                    content::list_published(&db, site, ContentKind::CaseStudy, 3, 0).await?,
-                    content::list_published(&db, site, ContentKind::Insight, 3, 0).await?,
-                ))
+                with_conn!(&db, conn => {
+                    Ok((
+                        content::find_published(conn, site, ContentKind::Page, "home").await?,
+                        content::list_published(conn, site, ContentKind::CaseStudy, 3, 0).await?,
+                        content::list_published(conn, site, ContentKind::Insight, 3, 0).await?,
+                    ))
+                })
             })
             .await?;
         let page = page.ok_or(AppError::NotFound)?;
@@ -211,7 +217,9 @@ async fn home(State(app): State<Site>, headers: HeaderMap) -> Response {
 async fn load_page(app: &Site, slug: &str) -> Result<content::ContentItem, AppError> {
     let site = &app.site;
     app.read_site(move |db: Db| async move {
-        content::find_published(&db, site, ContentKind::Page, slug).await
+        with_conn!(&db, conn => {
+            content::find_published(conn, site, ContentKind::Page, slug).await
+        })
     })
     .await?
     .ok_or(AppError::NotFound)
@@ -308,7 +316,9 @@ async fn work_index(State(app): State<Site>, headers: HeaderMap) -> Response {
         let site = &app.site;
         let items = app
             .read_site(move |db: Db| async move {
-                content::list_published(&db, site, ContentKind::CaseStudy, WORK_LIMIT, 0).await
+                with_conn!(&db, conn => {
+                    content::list_published(conn, site, ContentKind::CaseStudy, WORK_LIMIT, 0).await
+                })
             })
             .await?;
         Rendered::html(&WorkIndex {
@@ -343,10 +353,12 @@ async fn load_detail(
     let site = &app.site;
     let (item, others) = app
         .read_site(move |db: Db| async move {
-            Ok((
-                content::find_published(&db, site, kind, slug).await?,
-                content::list_published(&db, site, kind, 3, 0).await?,
-            ))
+            with_conn!(&db, conn => {
+                Ok((
+                    content::find_published(conn, site, kind, slug).await?,
+                    content::list_published(conn, site, kind, 3, 0).await?,
+                ))
+            })
         })
         .await?;
     let item = item.ok_or(AppError::NotFound)?;
@@ -410,16 +422,18 @@ async fn insights_index(
         let site = &app.site;
         let (total, items) = app
             .read_site(move |db: Db| async move {
-                Ok((
-                    content::count_published(&db, site, ContentKind::Insight).await?,
-                    content::list_published(&db,
-                        site,
-                        ContentKind::Insight,
-                        INSIGHTS_PER_PAGE,
-                        offset,
-                    )
-                    .await?,
-                ))
+                with_conn!(&db, conn => {
+                    Ok((
+                        content::count_published(conn, site, ContentKind::Insight).await?,
+                        content::list_published(conn,
+                            site,
+                            ContentKind::Insight,
+                            INSIGHTS_PER_PAGE,
+                            offset,
+                        )
+                        .await?,
+                    ))
+                })
             })
             .await?;
         let pages = ((total + INSIGHTS_PER_PAGE - 1) / INSIGHTS_PER_PAGE).max(1);

@@ -10,7 +10,7 @@
 
 use sqlx::migrate::{MigrateError, Migrator};
 
-use super::Db;
+use super::{Conn, Db, on_conn};
 
 /// Key of the advisory lock held while migrating and seeding ("vantus:migrate").
 const MIGRATION_LOCK_KEY: i64 = 0x7661_6e74_7573_6d67;
@@ -30,6 +30,7 @@ pub fn known() -> Vec<(i64, String)> {
 }
 
 /// Applies pending migrations, then awaits `after` (seeding), all under the migration lock.
+/// Start-up and `vantus migrate` go through `content::seed::migrate_and_seed`.
 /// `after` is a future, so nothing in it runs before the migrations are in place.
 pub async fn migrate_then<T>(
     db: &Db,
@@ -81,10 +82,10 @@ async fn migrate_to_then<T>(
 }
 
 /// Migrations this binary knows that the database has not applied successfully.
-pub async fn pending(db: &Db) -> Result<Vec<(i64, String)>, sqlx::Error> {
-    let applied: Vec<i64> = match on_db!(db, pool => sqlx::query_scalar::<_, i64>(
+pub async fn pending(conn: &mut Conn<'_>) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    let applied: Vec<i64> = match on_conn!(conn.reborrow(), c => sqlx::query_scalar::<_, i64>(
         "SELECT version FROM _sqlx_migrations WHERE success = TRUE ORDER BY version"
-    ).fetch_all(pool).await)
+    ).fetch_all(c).await)
     {
         Ok(v) => v,
         Err(sqlx::Error::Database(e)) if is_missing_table(e.as_ref()) => Vec::new(),

@@ -1,8 +1,14 @@
 //! The database layer: one query path for SQLite and PostgreSQL.
 //!
-//! Business code writes each query once, with `$1` placeholders, and runs it through
-//! [`on_db!`], which expands the same expression for whichever engine is live. Dialect
-//! differences (advisory locks, replica lag, `BEGIN IMMEDIATE`) stay inside this module.
+//! Business code writes each query once, with `$1` placeholders, as a function taking a
+//! [`Conn`] (`&mut Conn<'_>`): a connection or transaction on either engine, so a caller can
+//! compose several queries in one transaction. Which entry point to use when: to write,
+//! [`in_write_tx!`] (or [`Db::begin_write`] when the transaction must outlive one block) hands
+//! out a `Conn` inside a transaction that commits on `Ok` and rolls back on `Err`; to read,
+//! [`with_conn!`] (or [`Db::acquire`]) lends a pooled `Conn` for a run of queries; [`on_db!`]
+//! runs one ad-hoc statement on the pool and [`on_conn`] one statement on a `Conn`, each
+//! compiled once per engine. Dialect differences (advisory locks, replica lag,
+//! `BEGIN IMMEDIATE`) stay inside this module.
 //! Why this design and not sqlx `Any` or an ORM: `docs/adr/0001-database-layer.md`.
 
 /// Runs the same query expression against whichever pool is live.
@@ -22,26 +28,54 @@ macro_rules! on_db {
     };
 }
 
-/// Begins a write transaction and runs `$body` with `$tx` bound to it, for either engine.
+/// Runs `$body` (an expression giving `Result<T, E>`, `E: From<sqlx::Error>`) with `$conn`
+/// bound to a `&mut Conn` inside a write transaction, then commits on `Ok` and rolls back on
+/// `Err`; evaluates to that result. A `?` inside `$body` also ends the transaction unapplied.
+///
+/// ```ignore
+/// let id = in_write_tx!(db, conn => {
+///     let scope = tenancy::ensure(conn, "acme", "Acme", None).await?;
+///     audit::record(conn, &Actor::Cli, AuditAction::BackupCreated, "x", json!({})).await?;
+///     Ok::<_, sqlx::Error>(scope.id())
+/// })?;
+/// ```
 /// SQLite gets `BEGIN IMMEDIATE` so a read-then-write transaction waits for the write lock
 /// instead of failing with SQLITE_BUSY halfway through.
 #[macro_export]
 macro_rules! in_write_tx {
-    ($db:expr, $tx:ident => $body:expr) => {
-        match $db {
-            $crate::store::Db::Sqlite(pool) => {
-                let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                let out = $body;
-                $tx.commit().await?;
-                out
-            }
-            $crate::store::Db::Postgres(pool) => {
-                let mut $tx = pool.begin().await?;
-                let out = $body;
-                $tx.commit().await?;
-                out
+    ($db:expr, $conn:ident => $body:expr) => {
+        async {
+            match $crate::store::Db::begin_write($db).await {
+                Err(e) => Err(e.into()),
+                Ok(mut tx) => {
+                    let out = {
+                        let $conn = &mut tx.conn();
+                        $body
+                    };
+                    tx.finish(out).await
+                }
             }
         }
+        .await
+    };
+}
+
+/// Runs `$body` (an expression giving `Result<T, E>`, `E: From<sqlx::Error>`) with `$conn`
+/// bound to a `&mut Conn` on one pooled connection, for a run of reads (or a single
+/// autocommitted write); the connection goes back to the pool afterwards.
+#[macro_export]
+macro_rules! with_conn {
+    ($db:expr, $conn:ident => $body:expr) => {
+        async {
+            match $crate::store::Db::acquire($db).await {
+                Err(e) => Err(e.into()),
+                Ok(mut pooled) => {
+                    let $conn = &mut pooled.conn();
+                    $body
+                }
+            }
+        }
+        .await
     };
 }
 
@@ -56,12 +90,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::{Postgres, Sqlite, Transaction};
 
 pub use replicas::{ReplicaSet, ReplicaState};
+pub(crate) use rows::on_conn;
+pub use rows::{AsConn, Conn};
 pub use timestamp::Timestamp;
 
 use crate::config::{ConfigError, DatabaseConfig, DatabaseUrl};
@@ -108,6 +146,86 @@ impl Db {
     /// Connections in use and idle, for readiness and metrics.
     pub fn pool_usage(&self) -> (u32, usize) {
         on_db!(self, pool => (pool.size(), pool.num_idle()))
+    }
+
+    /// One connection from the pool, for a run of queries outside a transaction.
+    pub async fn acquire(&self) -> Result<PooledConn, sqlx::Error> {
+        Ok(match self {
+            Db::Sqlite(pool) => PooledConn::Sqlite(pool.acquire().await?),
+            Db::Postgres(pool) => PooledConn::Postgres(pool.acquire().await?),
+        })
+    }
+
+    /// Begins a write transaction: `BEGIN IMMEDIATE` on SQLite (take the write lock now, not
+    /// at the first write), a normal transaction on PostgreSQL.
+    pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
+        Ok(match self {
+            Db::Sqlite(pool) => WriteTx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Postgres(pool) => WriteTx::Postgres(pool.begin().await?),
+        })
+    }
+}
+
+/// A connection lent by the pool ([`Db::acquire`]); returns to it when dropped.
+pub enum PooledConn {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+}
+
+impl PooledConn {
+    pub fn conn(&mut self) -> Conn<'_> {
+        match self {
+            PooledConn::Sqlite(c) => c.as_conn(),
+            PooledConn::Postgres(c) => c.as_conn(),
+        }
+    }
+}
+
+/// A write transaction on either engine ([`Db::begin_write`]). Dropped without
+/// [`commit`](WriteTx::commit), it rolls back.
+pub enum WriteTx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+impl WriteTx {
+    pub fn conn(&mut self) -> Conn<'_> {
+        match self {
+            WriteTx::Sqlite(tx) => tx.as_conn(),
+            WriteTx::Postgres(tx) => tx.as_conn(),
+        }
+    }
+
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            WriteTx::Sqlite(tx) => tx.commit().await,
+            WriteTx::Postgres(tx) => tx.commit().await,
+        }
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self {
+            WriteTx::Sqlite(tx) => tx.rollback().await,
+            WriteTx::Postgres(tx) => tx.rollback().await,
+        }
+    }
+
+    /// Commits when `out` is `Ok`, rolls back when it is `Err`, and passes `out` on. A failed
+    /// rollback is only logged: the caller's error is the one worth reporting, and the server
+    /// discards the transaction when the connection drops anyway.
+    pub async fn finish<T, E: From<sqlx::Error>>(self, out: Result<T, E>) -> Result<T, E> {
+        match out {
+            Ok(value) => {
+                self.commit().await?;
+                Ok(value)
+            }
+            Err(e) => {
+                if let Err(rollback) = self.rollback().await {
+                    tracing::warn!(error = %rollback, "cannot roll back a failed transaction");
+                }
+                Err(e)
+            }
+        }
     }
 }
 

@@ -40,8 +40,8 @@ impl Conn<'_> {
 macro_rules! on_conn {
     ($conn:expr, $c:ident => $body:expr) => {
         match $conn {
-            Conn::Sqlite($c) => $body,
-            Conn::Postgres($c) => $body,
+            $crate::store::Conn::Sqlite($c) => $body,
+            $crate::store::Conn::Postgres($c) => $body,
         }
     };
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use vantus::audit::{self, Actor};
+use vantus::audit::{self, Actor, AuditAction};
 use vantus::content::{self, ContentKind};
 use vantus::jobs::{self, Outcome};
 use vantus::ops::archive::Manifest;
@@ -74,34 +74,37 @@ async fn backup_wipe_restore_round_trip(engine: Engine) {
     let state = app.server().site.clone();
     let db = state.store.primary().clone();
     // Rows through the app's own paths...
-    content::update_body(
-        &db,
-        &state.site,
-        ContentKind::Page,
-        "about",
-        "About — Ünïcödé ✓",
-        "Édité 東京 🚚",
-    )
-    .await
+    vantus::with_conn!(&db, conn => {
+        content::update_body(
+            conn,
+            &state.site,
+            ContentKind::Page,
+            "about",
+            "About — Ünïcödé ✓",
+            "Édité 東京 🚚",
+        )
+        .await
+    })
     .unwrap();
     state.refresh_generation().await.unwrap();
-    audit::record(
-        &db,
-        &Actor::Cli,
-        "test.event",
-        "thing/1",
-        serde_json::json!({"k": "v"}),
-    )
-    .await
-    .unwrap();
-    jobs::record_manual(
-        &db,
-        jobs::BACKUP,
-        Timestamp::now(),
-        Outcome::Succeeded,
-        "earlier run",
-    )
-    .await
+    vantus::with_conn!(&db, conn => {
+        audit::record(
+            conn,
+            &Actor::Cli,
+            AuditAction::BackupCreated,
+            "thing/1",
+            serde_json::json!({"k": "v"}),
+        )
+        .await?;
+        jobs::record_manual(
+            conn,
+            jobs::BACKUP,
+            Timestamp::now(),
+            Outcome::Succeeded,
+            "earlier run",
+        )
+        .await
+    })
     .unwrap();
     // ...and a generated bulk set.
     generate::run(&db, 120, 3_000).await.unwrap();
@@ -306,15 +309,17 @@ async fn restore_refuses_a_non_empty_target_unless_forced(engine: Engine) {
     let mut snapshot = snapshot;
     snapshot.remove("job_runs");
     // Change the live data after the backup.
-    content::update_body(
-        state.store.primary(),
-        &state.site,
-        ContentKind::Page,
-        "about",
-        "Changed",
-        "changed after the backup",
-    )
-    .await
+    vantus::with_conn!(state.store.primary(), conn => {
+        content::update_body(
+            conn,
+            &state.site,
+            ContentKind::Page,
+            "about",
+            "Changed",
+            "changed after the backup",
+        )
+        .await
+    })
     .unwrap();
     state.refresh_generation().await.unwrap();
     let generation_before = state.pages.generation();
@@ -496,9 +501,10 @@ async fn backup_and_drill_through_s3_emulator() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("every table matches"));
     // The drill was recorded for doctor.
-    let last = jobs::last_success(app.server().app.store.primary(), jobs::RESTORE_DRILL)
-        .await
-        .unwrap();
+    let last = vantus::with_conn!(app.server().app.store.primary(), conn => {
+        jobs::last_success(conn, jobs::RESTORE_DRILL).await
+    })
+    .unwrap();
     assert!(last.is_some());
     app.stop().await;
 }

@@ -19,3 +19,4 @@ mod rate_limits;
 mod replicas;
 mod restore_hardening;
 mod site;
+mod transactions;

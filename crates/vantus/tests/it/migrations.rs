@@ -59,12 +59,7 @@ async fn concurrent_migrations_on_postgres_apply_once() {
         let cfg = cfg.clone();
         tasks.push(tokio::spawn(async move {
             let pool = store::connect(&cfg).await.unwrap();
-            let out = migrate::migrate_then(&pool, async {
-                seed::seed_site_tenant(&pool, "default")
-                    .await
-                    .map_err(|e| migrate::SetupError::Seed(e.to_string()))
-            })
-            .await;
+            let out = seed::migrate_and_seed(&pool, "default").await;
             (pool, out)
         }));
     }

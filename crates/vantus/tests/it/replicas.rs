@@ -103,15 +103,17 @@ async fn page_reads_use_the_replica_and_fall_back_to_the_primary() {
     // 2. A replica that has not replayed a change this process has seen is not used for it:
     //    visitors never get a page older than one already served.
     exec(&replica_url, "SELECT pg_wal_replay_pause()").await;
-    content::update_body(
-        state.store.primary(),
-        &state.site,
-        ContentKind::Page,
-        "about",
-        "About us",
-        "## Edited on the primary",
-    )
-    .await
+    vantus::with_conn!(state.store.primary(), conn => {
+        content::update_body(
+            conn,
+            &state.site,
+            ContentKind::Page,
+            "about",
+            "About us",
+            "## Edited on the primary",
+        )
+        .await
+    })
     .unwrap();
     state.refresh_generation().await.unwrap();
     let fallbacks = set.fallbacks();

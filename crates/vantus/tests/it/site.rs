@@ -175,15 +175,17 @@ async fn cached_pages_follow_content_changes(engine: Engine) {
     let before = app.get("/about").await.text().await.unwrap();
     assert!(!before.contains("Freshly edited"));
     let state = &app.server().site;
-    let changed = content::update_body(
-        state.store.primary(),
-        &state.site,
-        ContentKind::Page,
-        "about",
-        "About the studio",
-        "## Freshly edited\n\nNew words.",
-    )
-    .await
+    let changed = vantus::with_conn!(state.store.primary(), conn => {
+        content::update_body(
+            conn,
+            &state.site,
+            ContentKind::Page,
+            "about",
+            "About the studio",
+            "## Freshly edited\n\nNew words.",
+        )
+        .await
+    })
     .unwrap();
     assert!(changed);
     // Another process's write is noticed by the generation poll; this one asks directly.

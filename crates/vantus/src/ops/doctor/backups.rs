@@ -45,7 +45,9 @@ pub(super) async fn freshness(d: &mut Doctor<'_>, db: &Db) {
             .fix("Set VANTUS_BACKUP_TO (off-host: s3://…) and VANTUS_BACKUP_SCHEDULE, e.g. \"0 3 * * *\"."));
         return;
     }
-    let last = jobs::last_success(db, jobs::BACKUP).await.ok().flatten();
+    let last = with_conn!(db, conn => jobs::last_success(conn, jobs::BACKUP).await)
+        .ok()
+        .flatten();
     let age = last.map(|t| age_of(t.as_datetime()));
     let installed_age = installed_at(db).await.map(age_of);
     let expected = |s: &Schedule| {
@@ -95,8 +97,7 @@ pub(super) async fn freshness(d: &mut Doctor<'_>, db: &Db) {
 }
 
 async fn restore_drill(d: &mut Doctor<'_>, db: &Db) {
-    let drill = jobs::last_success(db, jobs::RESTORE_DRILL)
-        .await
+    let drill = with_conn!(db, conn => jobs::last_success(conn, jobs::RESTORE_DRILL).await)
         .ok()
         .flatten();
     let finding = match (&d.config.backup.drill_schedule, drill) {

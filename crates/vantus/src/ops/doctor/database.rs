@@ -71,7 +71,7 @@ async fn connect(d: &mut Doctor<'_>) -> Option<Db> {
 }
 
 async fn migrations(d: &mut Doctor<'_>, db: &Db) {
-    let finding = match store::migrate::pending(db).await {
+    let finding = match with_conn!(db, conn => store::migrate::pending(conn).await) {
         Ok(p) if p.is_empty() => Finding::ok("migrations", "all applied"),
         Ok(p) => Finding::high("migrations", format!("{} migration(s) pending", p.len()))
             .impact("The running code may expect tables or columns that do not exist yet.")
