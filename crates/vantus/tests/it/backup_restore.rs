@@ -149,12 +149,7 @@ async fn backup_wipe_restore_round_trip(engine: Engine) {
     )));
 
     // The disk dies.
-    let TestApp {
-        server,
-        db: test_db,
-        ..
-    } = app;
-    server.unwrap().shutdown().await;
+    let test_db = app.into_db().await;
     db.close().await;
     test_db.wipe().await;
 

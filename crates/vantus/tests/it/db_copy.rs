@@ -30,8 +30,7 @@ async fn generated_source(
         .await
         .unwrap();
     let original = digest_all(&source).await;
-    let TestApp { server, db, .. } = app;
-    server.unwrap().shutdown().await;
+    let db = app.into_db().await;
     let url = db.url.clone();
     (db, url, original)
 }

@@ -8,6 +8,7 @@ mod backup_restore;
 mod cli;
 mod db_copy;
 mod doctor;
+mod harness_selftest;
 mod health;
 mod http_hardening;
 mod http_hygiene;

@@ -20,11 +20,7 @@ async fn second_start_reuses_the_data(engine: Engine) {
     let first_count = content_count(app.server().app.store.primary()).await;
     assert!(first_count >= 14);
     let generation = app.server().app.pages.generation();
-    let db = {
-        let TestApp { server, db, .. } = app;
-        server.unwrap().shutdown().await;
-        db
-    };
+    let db = app.into_db().await;
     let again = TestApp::spawn_on(db, |_| {}).await;
     assert_eq!(
         content_count(again.server().app.store.primary()).await,

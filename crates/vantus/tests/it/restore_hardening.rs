@@ -206,12 +206,7 @@ async fn populated(engine: Engine) -> Populated {
     let archive = backup_to(backups.path(), &base_env(&app.db), &["--with-media"]);
     // Changed after the backup.
     generate::run(&db, 3, 50).await.unwrap();
-    let TestApp {
-        server,
-        db: test_db,
-        ..
-    } = app;
-    server.unwrap().shutdown().await;
+    let test_db = app.into_db().await;
     db.close().await;
     Populated {
         db: test_db,
