@@ -1,9 +1,9 @@
 //! Liveness and readiness.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::both_engines;
-use crate::support::{Engine, TestApp, pg_admin};
+use crate::support::{Engine, TestApp, eventually, pg_admin};
 
 async fn healthz_and_readyz_report_checks(engine: Engine) {
     let app = TestApp::spawn(engine).await;
@@ -66,15 +66,16 @@ async fn readiness_fails_while_the_database_is_unreachable_and_recovers() {
     let app = TestApp::spawn(Engine::Postgres).await;
     let name = cut_off(&app.db).await;
 
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let body = loop {
-        let res = app.get("/readyz").await;
-        if res.status() == 503 {
-            break res.json::<serde_json::Value>().await.unwrap();
-        }
-        assert!(Instant::now() < deadline, "readyz never noticed the outage");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let outage = eventually(
+        Duration::from_secs(15),
+        "readyz to notice the outage",
+        async || {
+            let res = app.get("/readyz").await;
+            (res.status() == 503).then_some(res)
+        },
+    )
+    .await;
+    let body = outage.json::<serde_json::Value>().await.unwrap();
     let db = body["checks"]
         .as_array()
         .unwrap()
@@ -97,11 +98,10 @@ async fn readiness_fails_while_the_database_is_unreachable_and_recovers() {
         "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true"
     ))
     .await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while app.get("/readyz").await.status() != 200 {
-        assert!(Instant::now() < deadline, "readyz never recovered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(Duration::from_secs(15), "readyz to recover", async || {
+        app.get("/readyz").await.status() == 200
+    })
+    .await;
     assert_eq!(app.get("/about").await.status(), 200);
     app.stop().await;
 }

@@ -47,12 +47,9 @@ fn time_until_closed(addr: SocketAddr, raw: &[u8], limit: Duration) -> Option<Du
 }
 
 async fn metrics_body(app: &TestApp) -> String {
-    app.client
-        .get(app.url("/metrics"))
+    app.get("/metrics")
         .bearer_auth(TOKEN)
-        .send()
         .await
-        .unwrap()
         .text()
         .await
         .unwrap()

@@ -52,12 +52,9 @@ async fn responses_are_compressed_with_brotli_and_gzip(engine: Engine) {
     let plain = plain.bytes().await.unwrap();
 
     let res = app
-        .client
-        .get(app.url("/"))
+        .get("/")
         .header("accept-encoding", "gzip, deflate, br")
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(res.headers()["content-encoding"], "br");
     assert_eq!(res.headers()["vary"], "accept-encoding");
     let br = res.bytes().await.unwrap();
@@ -71,13 +68,7 @@ async fn responses_are_compressed_with_brotli_and_gzip(engine: Engine) {
     brotli::BrotliDecompress(&mut &br[..], &mut decoded).unwrap();
     assert_eq!(decoded, plain);
 
-    let res = app
-        .client
-        .get(app.url("/"))
-        .header("accept-encoding", "gzip")
-        .send()
-        .await
-        .unwrap();
+    let res = app.get("/").header("accept-encoding", "gzip").await;
     assert_eq!(res.headers()["content-encoding"], "gzip");
     let gz = res.bytes().await.unwrap();
     let mut decoded = Vec::new();
@@ -88,13 +79,10 @@ async fn responses_are_compressed_with_brotli_and_gzip(engine: Engine) {
 
     // Dynamic responses (the readiness JSON, error pages) are compressed by the layer.
     let res = app
-        .client
-        .get(app.url("/no-such-page"))
+        .get("/no-such-page")
         .header("accept", "text/html")
         .header("accept-encoding", "gzip")
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(res.headers()["content-encoding"], "gzip");
     app.stop().await;
 }
@@ -117,35 +105,23 @@ async fn etag_and_304(engine: Engine) {
         );
         assert_eq!(again.bytes().await.unwrap(), body);
 
-        let res = app
-            .client
-            .get(app.url(path))
-            .header("if-none-match", &etag)
-            .send()
-            .await
-            .unwrap();
+        let res = app.get(path).header("if-none-match", &etag).await;
         assert_eq!(res.status(), 304, "{path}");
         assert_eq!(res.headers()["etag"].to_str().unwrap(), etag);
         assert!(res.bytes().await.unwrap().is_empty());
 
         // A compressed variant's tag validates too (same entity, another encoding).
         let res = app
-            .client
-            .get(app.url(path))
+            .get(path)
             .header("accept-encoding", "br")
             .header("if-none-match", &etag)
-            .send()
-            .await
-            .unwrap();
+            .await;
         assert_eq!(res.status(), 304);
 
         let res = app
-            .client
-            .get(app.url(path))
+            .get(path)
             .header("if-none-match", "\"something-else\"")
-            .send()
-            .await
-            .unwrap();
+            .await;
         assert_eq!(res.status(), 200);
     }
     app.stop().await;
@@ -214,7 +190,7 @@ async fn security_headers_on_every_response(engine: Engine) {
             "413 lacks {h}: {raw}"
         );
     }
-    let res = app.client.delete(app.url("/")).send().await.unwrap();
+    let res = app.delete("/").await;
     assert_security_headers(&res, "405");
     app.stop().await;
 }
@@ -260,21 +236,12 @@ async fn request_ids_are_generated_or_propagated(engine: Engine) {
         .to_owned();
     assert_ne!(a, b);
     assert_eq!(a.len(), 36);
-    let res = app
-        .client
-        .get(app.url("/"))
-        .header("x-request-id", "lb-1234.abcd")
-        .send()
-        .await
-        .unwrap();
+    let res = app.get("/").header("x-request-id", "lb-1234.abcd").await;
     assert_eq!(res.headers()["x-request-id"], "lb-1234.abcd");
     let res = app
-        .client
-        .get(app.url("/"))
+        .get("/")
         .header("x-request-id", "has spaces <and> junk")
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_ne!(res.headers()["x-request-id"], "has spaces <and> junk");
     app.stop().await;
 }
@@ -293,19 +260,13 @@ async fn oversized_bodies_and_wrong_methods_get_clear_errors(engine: Engine) {
         "{body}"
     );
 
-    let res = app
-        .client
-        .put(app.url("/work"))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let res = app.put("/work").body("x").await;
     assert_eq!(res.status(), 405);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"]["status"], 405);
 
     // HEAD works wherever GET does, without a body.
-    let res = app.client.head(app.url("/services")).send().await.unwrap();
+    let res = app.head("/services").await;
     assert_eq!(res.status(), 200);
     assert!(res.bytes().await.unwrap().is_empty());
     app.stop().await;
@@ -320,7 +281,7 @@ async fn malformed_headers_are_refused_or_ignored_never_fatal(engine: Engine) {
         ("accept", "*/*;q=banana"),
         ("x-request-id", ""),
     ] {
-        let res = app.client.get(app.url("/")).header(h, v).send().await;
+        let res = app.get("/").header(h, v).try_send().await;
         assert_eq!(
             res.map(|r| r.status().as_u16()).unwrap_or(0),
             200,

@@ -231,7 +231,10 @@ fn outline_problem(levels: &[u8]) -> Option<String> {
 
 #[test]
 fn the_outline_check_catches_skipped_levels() {
-    assert_eq!(heading_levels("<h1 class=x>a</h1><h2>b</h2><h3>c</h3><hr><head>"), [1, 2, 3]);
+    assert_eq!(
+        heading_levels("<h1 class=x>a</h1><h2>b</h2><h3>c</h3><hr><head>"),
+        [1, 2, 3]
+    );
     assert!(outline_problem(&[1, 2, 3, 2, 3]).is_none());
     assert!(outline_problem(&[1, 3]).is_some());
     assert!(outline_problem(&[2, 1]).is_some());
