@@ -39,7 +39,6 @@ async fn healthz_and_readyz_report_checks(engine: Engine) {
             .starts_with(engine_name)
     );
     assert_eq!(check("migrations")["status"], "pass");
-    app.stop().await;
 }
 
 both_engines!(healthz_and_readyz_report_checks);
@@ -103,7 +102,6 @@ async fn readiness_fails_while_the_database_is_unreachable_and_recovers() {
     })
     .await;
     assert_eq!(app.get("/about").await.status(), 200);
-    app.stop().await;
 }
 
 /// A page rendered before an outage is served (stale) during it rather than an error.
@@ -119,5 +117,4 @@ async fn cached_pages_survive_a_database_outage() {
         "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true"
     ))
     .await;
-    app.stop().await;
 }

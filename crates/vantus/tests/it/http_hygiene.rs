@@ -84,7 +84,6 @@ async fn responses_are_compressed_with_brotli_and_gzip(engine: Engine) {
         .header("accept-encoding", "gzip")
         .await;
     assert_eq!(res.headers()["content-encoding"], "gzip");
-    app.stop().await;
 }
 
 async fn etag_and_304(engine: Engine) {
@@ -124,7 +123,6 @@ async fn etag_and_304(engine: Engine) {
             .await;
         assert_eq!(res.status(), 200);
     }
-    app.stop().await;
 }
 
 async fn cache_control_per_route(engine: Engine) {
@@ -160,7 +158,6 @@ async fn cache_control_per_route(engine: Engine) {
         404,
         "old fingerprints are gone"
     );
-    app.stop().await;
 }
 
 async fn security_headers_on_every_response(engine: Engine) {
@@ -192,7 +189,6 @@ async fn security_headers_on_every_response(engine: Engine) {
     }
     let res = app.delete("/").await;
     assert_security_headers(&res, "405");
-    app.stop().await;
 }
 
 async fn production_adds_hsts(engine: Engine) {
@@ -221,7 +217,6 @@ async fn production_adds_hsts(engine: Engine) {
     );
     let html = res.text().await.unwrap();
     assert!(html.contains("<link rel=\"canonical\" href=\"https://vantus.example.com/\">"));
-    app.stop().await;
 }
 
 async fn request_ids_are_generated_or_propagated(engine: Engine) {
@@ -243,7 +238,6 @@ async fn request_ids_are_generated_or_propagated(engine: Engine) {
         .header("x-request-id", "has spaces <and> junk")
         .await;
     assert_ne!(res.headers()["x-request-id"], "has spaces <and> junk");
-    app.stop().await;
 }
 
 async fn oversized_bodies_and_wrong_methods_get_clear_errors(engine: Engine) {
@@ -269,7 +263,6 @@ async fn oversized_bodies_and_wrong_methods_get_clear_errors(engine: Engine) {
     let res = app.head("/services").await;
     assert_eq!(res.status(), 200);
     assert!(res.bytes().await.unwrap().is_empty());
-    app.stop().await;
 }
 
 async fn malformed_headers_are_refused_or_ignored_never_fatal(engine: Engine) {
@@ -310,7 +303,6 @@ async fn malformed_headers_are_refused_or_ignored_never_fatal(engine: Engine) {
     }
     // ...and the server carries on.
     assert_eq!(app.get("/").await.status(), 200);
-    app.stop().await;
 }
 
 both_engines!(

@@ -33,7 +33,6 @@ async fn second_start_reuses_the_data(engine: Engine) {
         "nothing changed, so nothing is invalidated"
     );
     assert_eq!(again.get("/").await.status(), 200);
-    again.stop().await;
 }
 
 both_engines!(second_start_reuses_the_data);

@@ -50,7 +50,6 @@ async fn metrics_count_requests_behind_a_token() {
     assert!(text.contains("vantus_http_request_duration_seconds_bucket{route=\"/work/{slug}\",method=\"GET\",le=\"0.005\"}"));
     assert!(text.contains("vantus_db_pool_connections{pool=\"primary\",state=\"idle\"}"));
     assert!(text.contains("vantus_build_info{version=\""));
-    app.stop().await;
 }
 
 /// With VANTUS_METRICS_LISTEN the exposition is on its own port and not on the public one.

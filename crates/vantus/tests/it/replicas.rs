@@ -152,5 +152,4 @@ async fn page_reads_use_the_replica_and_fall_back_to_the_primary() {
         .await
         .unwrap();
     assert_eq!(title, "About us");
-    app.stop().await;
 }
