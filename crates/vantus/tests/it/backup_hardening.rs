@@ -6,13 +6,14 @@ use std::collections::HashMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use vantus::ops::generate;
 
 use crate::both_engines;
 use crate::support::{
-    Engine, ServeProcess, TestDb, base_env, binary, open_db, raw_table_names, run_binary,
+    Engine, ServeProcess, TestDb, base_env, binary, eventually_every, open_db, raw_table_names,
+    run_binary,
 };
 
 const PASSPHRASE: &str = "correct horse battery staple";
@@ -96,20 +97,25 @@ fn spawn_backup(dest: &Path, env: &HashMap<String, String>) -> Child {
         .unwrap()
 }
 
-/// Polls until `found` holds, failing if the child exits first or a minute passes.
-fn wait_while_running(child: &mut Child, what: &str, mut found: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if found() {
-            return;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the backup finished before {what}"
-        );
-        assert!(Instant::now() < deadline, "never saw {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+/// Polls until `found` holds, failing if the child exits first or a minute passes. Every
+/// 5 ms: the states watched for last only while the backup runs.
+async fn wait_while_running(child: &mut Child, what: &str, mut found: impl FnMut() -> bool) {
+    eventually_every(
+        Duration::from_secs(60),
+        Duration::from_millis(5),
+        what,
+        async || {
+            if found() {
+                return true;
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the backup finished while waiting for {what}"
+            );
+            false
+        },
+    )
+    .await
 }
 
 /// SIGKILL in the middle of an encrypted backup: the destination holds nothing readable, the
@@ -124,13 +130,14 @@ async fn a_killed_encrypted_backup_leaves_no_plaintext_behind(engine: Engine) {
     let watched = [dest.clone(), db.data_dir()];
 
     let mut child = spawn_backup(&dest, &env);
-    wait_while_running(&mut child, "plaintext staging appeared", || {
+    wait_while_running(&mut child, "plaintext staging to appear", || {
         watched.iter().any(|d| {
             files_under(d)
                 .iter()
                 .any(|f| is_plaintext_staging(f) && f.metadata().is_ok_and(|m| m.len() > 0))
         })
-    });
+    })
+    .await;
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
 
@@ -285,13 +292,14 @@ async fn a_planted_sidecar_symlink_is_not_followed() {
     // link while the (large) backup is still being written.
     let mut child = spawn_backup(&dest, &env);
     let mut partial = None;
-    wait_while_running(&mut child, "the partial archive appeared", || {
+    wait_while_running(&mut child, "the partial archive to appear", || {
         partial = std::fs::read_dir(&dest).unwrap().flatten().find_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             name.strip_suffix(".partial").map(str::to_owned)
         });
         partial.is_some()
-    });
+    })
+    .await;
     let name = partial.unwrap();
     let sidecar = dest.join(format!("{name}.sha256"));
     std::os::unix::fs::symlink(&victim, &sidecar).unwrap();

@@ -152,12 +152,7 @@ async fn backup_wipe_restore_round_trip(engine: Engine) {
     )));
 
     // The disk dies.
-    let TestApp {
-        server,
-        db: test_db,
-        ..
-    } = app;
-    server.unwrap().shutdown().await;
+    let test_db = app.into_db().await;
     db.close().await;
     test_db.wipe().await;
 
@@ -187,7 +182,6 @@ async fn backup_wipe_restore_round_trip(engine: Engine) {
         assert_eq!(&page(&again, path).await, expected, "{path} after restore");
     }
     assert!(page(&again, "/about").await.contains("Édité 東京 🚚"));
-    again.stop().await;
 }
 
 async fn damaged_archives_are_refused_before_anything_is_written(engine: Engine) {
@@ -362,7 +356,6 @@ async fn restore_refuses_a_non_empty_target_unless_forced(engine: Engine) {
         expected.remove(t);
     }
     assert_eq!(after, expected);
-    app.stop().await;
 }
 
 both_engines!(
@@ -506,7 +499,6 @@ async fn backup_and_drill_through_s3_emulator() {
     })
     .unwrap();
     assert!(last.is_some());
-    app.stop().await;
 }
 
 /// The live schema and the tables a backup sees agree (guards the introspection itself).
@@ -523,6 +515,5 @@ async fn introspection_sees_every_table_on_both_engines() {
             .collect();
         seen.sort();
         assert_eq!(seen, raw_table_names(&db).await, "{engine:?}");
-        app.stop().await;
     }
 }

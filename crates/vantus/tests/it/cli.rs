@@ -9,7 +9,7 @@ use vantus::config::SETTINGS;
 
 use crate::support::pg_cluster::is_root;
 use crate::support::{
-    Engine, ServeProcess, TestDb, base_env, binary, client, pg_admin, run_binary,
+    Engine, ServeProcess, TestDb, base_env, binary, eventually, pg_admin, run_binary,
 };
 
 const STRONG_SECRET: &str = "9c1e4b7a2f6d8e3051c9a7f2e4b6d8a1";
@@ -211,10 +211,7 @@ async fn embedded_default_creates_and_reuses_its_data_folder() {
     };
     let mut first = ServeProcess::spawn_with(&env, start()).await;
     first.wait_ready(Duration::from_secs(30)).await;
-    assert_eq!(
-        client().get(first.url("/")).send().await.unwrap().status(),
-        200
-    );
+    assert_eq!(first.get("/").await.status(), 200);
     let var = cwd.path().join("var");
     assert!(var.join("vantus.db").exists());
     use std::os::unix::fs::PermissionsExt;
@@ -259,13 +256,10 @@ async fn logs_are_json_lines_without_secrets() {
     env.insert("VANTUS_SECRET_KEY".into(), STRONG_SECRET.into());
     env.insert("RUST_LOG".into(), "debug".into());
     let mut p = ServeProcess::start(&env).await;
-    let c = client();
-    c.get(p.url("/work?email=someone@example.com"))
+    p.get("/work?email=someone@example.com")
         .header("x-request-id", "trace-me-1")
-        .send()
-        .await
-        .unwrap();
-    c.get(p.url("/nope")).send().await.unwrap();
+        .await;
+    p.get("/nope").await;
     p.terminate();
     assert_eq!(p.wait_exit(Duration::from_secs(20)).await, Some(0));
 
@@ -351,29 +345,26 @@ async fn sigterm_lets_in_flight_requests_finish() {
         .await
         .unwrap();
 
-    let url = p.url("/insights/graphql-at-scale");
+    let slow_request = p.get("/insights/graphql-at-scale");
     let slow =
-        tokio::spawn(async move { client().get(url).send().await.map(|r| r.status().as_u16()) });
+        tokio::spawn(async move { slow_request.try_send().await.map(|r| r.status().as_u16()) });
     // Wait until the request's query is really waiting on the lock.
     let db_name = db.url.rsplit('/').next().unwrap().to_owned();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'",
-        )
-        .bind(&db_name)
-        .fetch_one(&mut blocker)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the request never reached the database"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        "the request to wait on the lock in the database",
+        async || {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'",
+            )
+            .bind(&db_name)
+            .fetch_one(&mut blocker)
+            .await
+            .unwrap();
+            waiting > 0
+        },
+    )
+    .await;
     p.terminate();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
@@ -414,7 +405,7 @@ async fn slow_requests_time_out_with_a_clear_error() {
         .execute(&mut blocker)
         .await
         .unwrap();
-    let res = client().get(p.url("/work")).send().await.unwrap();
+    let res = p.get("/work").await;
     assert_eq!(res.status(), 504);
     let body: serde_json::Value = res.json().await.unwrap();
     assert!(
@@ -428,8 +419,5 @@ async fn slow_requests_time_out_with_a_clear_error() {
         .execute(&mut blocker)
         .await
         .unwrap();
-    assert_eq!(
-        client().get(p.url("/work")).send().await.unwrap().status(),
-        200
-    );
+    assert_eq!(p.get("/work").await.status(), 200);
 }

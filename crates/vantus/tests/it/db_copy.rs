@@ -2,12 +2,13 @@
 //! of occupied targets, and an interrupted copy (killed halfway) re-run to a correct result.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use vantus::ops::generate;
 
 use crate::support::{
-    Engine, TestApp, TestDb, base_env, binary, digest_all, open_db, raw_table_names, run_binary,
+    Engine, TestApp, TestDb, base_env, binary, digest_all, eventually, open_db, raw_table_names,
+    run_binary,
 };
 
 fn stderr(o: &std::process::Output) -> String {
@@ -30,8 +31,7 @@ async fn generated_source(
         .await
         .unwrap();
     let original = digest_all(&source).await;
-    let TestApp { server, db, .. } = app;
-    server.unwrap().shutdown().await;
+    let db = app.into_db().await;
     let url = db.url.clone();
     (db, url, original)
 }
@@ -128,25 +128,30 @@ async fn an_interrupted_copy_resumes_to_a_correct_result() {
         .spawn()
         .unwrap();
     let pg_db = open_db(&pg.url).await;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let copied: i64 = match &pg_db {
-            vantus::store::Db::Postgres(p) => sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
-                .fetch_one(p)
-                .await
-                .unwrap_or(0),
-            _ => unreachable!(),
-        };
-        if copied > 5_000 {
-            break;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the copy finished before it could be interrupted"
-        );
-        assert!(Instant::now() < deadline, "the copy never got going");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(120),
+        "the copy to get going (5 000 rows)",
+        async || {
+            let copied: i64 = match &pg_db {
+                vantus::store::Db::Postgres(p) => {
+                    sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
+                        .fetch_one(p)
+                        .await
+                        .unwrap_or(0)
+                }
+                _ => unreachable!(),
+            };
+            if copied > 5_000 {
+                return true;
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the copy finished before it could be interrupted"
+            );
+            false
+        },
+    )
+    .await;
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
     let partial: i64 = match &pg_db {

@@ -1,9 +1,9 @@
 //! Liveness and readiness.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::both_engines;
-use crate::support::{Engine, TestApp, pg_admin};
+use crate::support::{Engine, TestApp, eventually, pg_admin};
 
 async fn healthz_and_readyz_report_checks(engine: Engine) {
     let app = TestApp::spawn(engine).await;
@@ -39,7 +39,6 @@ async fn healthz_and_readyz_report_checks(engine: Engine) {
             .starts_with(engine_name)
     );
     assert_eq!(check("migrations")["status"], "pass");
-    app.stop().await;
 }
 
 both_engines!(healthz_and_readyz_report_checks);
@@ -66,15 +65,16 @@ async fn readiness_fails_while_the_database_is_unreachable_and_recovers() {
     let app = TestApp::spawn(Engine::Postgres).await;
     let name = cut_off(&app.db).await;
 
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let body = loop {
-        let res = app.get("/readyz").await;
-        if res.status() == 503 {
-            break res.json::<serde_json::Value>().await.unwrap();
-        }
-        assert!(Instant::now() < deadline, "readyz never noticed the outage");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let outage = eventually(
+        Duration::from_secs(15),
+        "readyz to notice the outage",
+        async || {
+            let res = app.get("/readyz").await;
+            (res.status() == 503).then_some(res)
+        },
+    )
+    .await;
+    let body = outage.json::<serde_json::Value>().await.unwrap();
     let db = body["checks"]
         .as_array()
         .unwrap()
@@ -97,13 +97,11 @@ async fn readiness_fails_while_the_database_is_unreachable_and_recovers() {
         "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true"
     ))
     .await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while app.get("/readyz").await.status() != 200 {
-        assert!(Instant::now() < deadline, "readyz never recovered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(Duration::from_secs(15), "readyz to recover", async || {
+        app.get("/readyz").await.status() == 200
+    })
+    .await;
     assert_eq!(app.get("/about").await.status(), 200);
-    app.stop().await;
 }
 
 /// A page rendered before an outage is served (stale) during it rather than an error.
@@ -119,5 +117,4 @@ async fn cached_pages_survive_a_database_outage() {
         "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true"
     ))
     .await;
-    app.stop().await;
 }

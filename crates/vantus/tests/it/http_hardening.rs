@@ -47,12 +47,9 @@ fn time_until_closed(addr: SocketAddr, raw: &[u8], limit: Duration) -> Option<Du
 }
 
 async fn metrics_body(app: &TestApp) -> String {
-    app.client
-        .get(app.url("/metrics"))
+    app.get("/metrics")
         .bearer_auth(TOKEN)
-        .send()
         .await
-        .unwrap()
         .text()
         .await
         .unwrap()
@@ -112,7 +109,6 @@ async fn made_up_methods_do_not_create_metric_series() {
     };
     assert!(!other(&after).is_empty(), "{after}");
     assert_eq!(other(&before), other(&after));
-    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,7 +147,6 @@ async fn half_sent_headers_and_idle_connections_are_closed() {
             "{what} closed after {took:?}"
         );
     }
-    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,7 +221,6 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
         "the third connection was served while the cap was reached"
     );
     assert!(answered.starts_with("HTTP/1.1 200"), "{answered:.80}");
-    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,7 +272,6 @@ async fn hypers_own_error_responses_carry_security_headers() {
             .count(),
         1
     );
-    app.stop().await;
 }
 
 async fn huge_page_numbers_are_not_found(engine: Engine) {
@@ -293,7 +286,6 @@ async fn huge_page_numbers_are_not_found(engine: Engine) {
         400,
         "a number that does not fit is the client's mistake"
     );
-    app.stop().await;
 }
 
 async fn readyz_names_replicas_by_index(engine: Engine) {
@@ -324,7 +316,6 @@ async fn readyz_names_replicas_by_index(engine: Engine) {
         .filter_map(|r| r["name"].as_str())
         .collect();
     assert_eq!(names, ["replica0"], "{body}");
-    app.stop().await;
 }
 
 both_engines!(

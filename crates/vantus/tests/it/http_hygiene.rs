@@ -52,12 +52,9 @@ async fn responses_are_compressed_with_brotli_and_gzip(engine: Engine) {
     let plain = plain.bytes().await.unwrap();
 
     let res = app
-        .client
-        .get(app.url("/"))
+        .get("/")
         .header("accept-encoding", "gzip, deflate, br")
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(res.headers()["content-encoding"], "br");
     assert_eq!(res.headers()["vary"], "accept-encoding");
     let br = res.bytes().await.unwrap();
@@ -71,13 +68,7 @@ async fn responses_are_compressed_with_brotli_and_gzip(engine: Engine) {
     brotli::BrotliDecompress(&mut &br[..], &mut decoded).unwrap();
     assert_eq!(decoded, plain);
 
-    let res = app
-        .client
-        .get(app.url("/"))
-        .header("accept-encoding", "gzip")
-        .send()
-        .await
-        .unwrap();
+    let res = app.get("/").header("accept-encoding", "gzip").await;
     assert_eq!(res.headers()["content-encoding"], "gzip");
     let gz = res.bytes().await.unwrap();
     let mut decoded = Vec::new();
@@ -88,15 +79,11 @@ async fn responses_are_compressed_with_brotli_and_gzip(engine: Engine) {
 
     // Dynamic responses (the readiness JSON, error pages) are compressed by the layer.
     let res = app
-        .client
-        .get(app.url("/no-such-page"))
+        .get("/no-such-page")
         .header("accept", "text/html")
         .header("accept-encoding", "gzip")
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(res.headers()["content-encoding"], "gzip");
-    app.stop().await;
 }
 
 async fn etag_and_304(engine: Engine) {
@@ -117,38 +104,25 @@ async fn etag_and_304(engine: Engine) {
         );
         assert_eq!(again.bytes().await.unwrap(), body);
 
-        let res = app
-            .client
-            .get(app.url(path))
-            .header("if-none-match", &etag)
-            .send()
-            .await
-            .unwrap();
+        let res = app.get(path).header("if-none-match", &etag).await;
         assert_eq!(res.status(), 304, "{path}");
         assert_eq!(res.headers()["etag"].to_str().unwrap(), etag);
         assert!(res.bytes().await.unwrap().is_empty());
 
         // A compressed variant's tag validates too (same entity, another encoding).
         let res = app
-            .client
-            .get(app.url(path))
+            .get(path)
             .header("accept-encoding", "br")
             .header("if-none-match", &etag)
-            .send()
-            .await
-            .unwrap();
+            .await;
         assert_eq!(res.status(), 304);
 
         let res = app
-            .client
-            .get(app.url(path))
+            .get(path)
             .header("if-none-match", "\"something-else\"")
-            .send()
-            .await
-            .unwrap();
+            .await;
         assert_eq!(res.status(), 200);
     }
-    app.stop().await;
 }
 
 async fn cache_control_per_route(engine: Engine) {
@@ -184,7 +158,6 @@ async fn cache_control_per_route(engine: Engine) {
         404,
         "old fingerprints are gone"
     );
-    app.stop().await;
 }
 
 async fn security_headers_on_every_response(engine: Engine) {
@@ -214,9 +187,8 @@ async fn security_headers_on_every_response(engine: Engine) {
             "413 lacks {h}: {raw}"
         );
     }
-    let res = app.client.delete(app.url("/")).send().await.unwrap();
+    let res = app.delete("/").await;
     assert_security_headers(&res, "405");
-    app.stop().await;
 }
 
 async fn production_adds_hsts(engine: Engine) {
@@ -245,7 +217,6 @@ async fn production_adds_hsts(engine: Engine) {
     );
     let html = res.text().await.unwrap();
     assert!(html.contains("<link rel=\"canonical\" href=\"https://vantus.example.com/\">"));
-    app.stop().await;
 }
 
 async fn request_ids_are_generated_or_propagated(engine: Engine) {
@@ -260,23 +231,13 @@ async fn request_ids_are_generated_or_propagated(engine: Engine) {
         .to_owned();
     assert_ne!(a, b);
     assert_eq!(a.len(), 36);
-    let res = app
-        .client
-        .get(app.url("/"))
-        .header("x-request-id", "lb-1234.abcd")
-        .send()
-        .await
-        .unwrap();
+    let res = app.get("/").header("x-request-id", "lb-1234.abcd").await;
     assert_eq!(res.headers()["x-request-id"], "lb-1234.abcd");
     let res = app
-        .client
-        .get(app.url("/"))
+        .get("/")
         .header("x-request-id", "has spaces <and> junk")
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_ne!(res.headers()["x-request-id"], "has spaces <and> junk");
-    app.stop().await;
 }
 
 async fn oversized_bodies_and_wrong_methods_get_clear_errors(engine: Engine) {
@@ -293,22 +254,15 @@ async fn oversized_bodies_and_wrong_methods_get_clear_errors(engine: Engine) {
         "{body}"
     );
 
-    let res = app
-        .client
-        .put(app.url("/work"))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let res = app.put("/work").body("x").await;
     assert_eq!(res.status(), 405);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"]["status"], 405);
 
     // HEAD works wherever GET does, without a body.
-    let res = app.client.head(app.url("/services")).send().await.unwrap();
+    let res = app.head("/services").await;
     assert_eq!(res.status(), 200);
     assert!(res.bytes().await.unwrap().is_empty());
-    app.stop().await;
 }
 
 async fn malformed_headers_are_refused_or_ignored_never_fatal(engine: Engine) {
@@ -320,7 +274,7 @@ async fn malformed_headers_are_refused_or_ignored_never_fatal(engine: Engine) {
         ("accept", "*/*;q=banana"),
         ("x-request-id", ""),
     ] {
-        let res = app.client.get(app.url("/")).header(h, v).send().await;
+        let res = app.get("/").header(h, v).try_send().await;
         assert_eq!(
             res.map(|r| r.status().as_u16()).unwrap_or(0),
             200,
@@ -349,7 +303,6 @@ async fn malformed_headers_are_refused_or_ignored_never_fatal(engine: Engine) {
     }
     // ...and the server carries on.
     assert_eq!(app.get("/").await.status(), 200);
-    app.stop().await;
 }
 
 both_engines!(

@@ -2,9 +2,9 @@
 //! exactly once, on the leader; killing the leader hands the job to the other process.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::support::{Engine, ServeProcess, TestDb, base_env, client, open_db};
+use crate::support::{Engine, ServeProcess, TestDb, base_env, eventually, get_url, open_db};
 
 async fn runs(db: &vantus::store::Db) -> Vec<(String, String, String)> {
     let vantus::store::Db::Postgres(p) = db else {
@@ -23,15 +23,19 @@ async fn wait_for_runs(
     at_least: usize,
     pred: impl Fn(&(String, String, String)) -> bool,
 ) -> Vec<(String, String, String)> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let all = runs(db).await;
-        if all.iter().filter(|r| pred(r)).count() >= at_least {
-            return all;
-        }
-        assert!(Instant::now() < deadline, "not enough job runs: {all:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        Duration::from_secs(60),
+        &format!("{at_least} matching job runs"),
+        async || {
+            let all = runs(db).await;
+            if all.iter().filter(|r| pred(r)).count() >= at_least {
+                Ok(all)
+            } else {
+                Err(format!("{all:?}"))
+            }
+        },
+    )
+    .await
 }
 
 fn free_port() -> u16 {
@@ -88,11 +92,8 @@ async fn a_scheduled_job_runs_once_per_tick_and_fails_over() {
         );
         (&mut b, &mut a, port_b)
     };
-    let metrics = client()
-        .get(format!("http://127.0.0.1:{leader_port}/metrics"))
-        .send()
+    let metrics = get_url(format!("http://127.0.0.1:{leader_port}/metrics"))
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();

@@ -9,6 +9,7 @@ mod cli;
 mod config_doctor;
 mod db_copy;
 mod doctor;
+mod harness_selftest;
 mod health;
 mod http_hardening;
 mod http_hygiene;

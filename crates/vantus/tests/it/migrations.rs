@@ -1,7 +1,7 @@
 //! Migrations and seeding: idempotent, safe when many instances start at once, and visible in
 //! readiness while they run.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sqlx::Connection;
 use vantus::config::DatabaseUrl;
@@ -9,7 +9,7 @@ use vantus::content::seed;
 use vantus::store::{self, migrate};
 
 use crate::both_engines;
-use crate::support::{Engine, ServeProcess, TestApp, TestDb, base_env, client};
+use crate::support::{Engine, ServeProcess, TestApp, TestDb, base_env, eventually};
 
 async fn content_count(db: &store::Db) -> i64 {
     vantus::on_db!(db, pool => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM content_items").fetch_one(pool).await).unwrap()
@@ -20,11 +20,7 @@ async fn second_start_reuses_the_data(engine: Engine) {
     let first_count = content_count(app.server().app.store.primary()).await;
     assert!(first_count >= 14);
     let generation = app.server().site.pages.generation();
-    let db = {
-        let TestApp { server, db, .. } = app;
-        server.unwrap().shutdown().await;
-        db
-    };
+    let db = app.into_db().await;
     let again = TestApp::spawn_on(db, |_| {}).await;
     assert_eq!(
         content_count(again.server().app.store.primary()).await,
@@ -37,7 +33,6 @@ async fn second_start_reuses_the_data(engine: Engine) {
         "nothing changed, so nothing is invalidated"
     );
     assert_eq!(again.get("/").await.status(), 200);
-    again.stop().await;
 }
 
 both_engines!(second_start_reuses_the_data);
@@ -96,32 +91,21 @@ async fn readyz_is_503_while_migrating() {
 
     let env = base_env(&db);
     let process = ServeProcess::spawn_listening(&env).await;
-    let c = client();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let body = loop {
-        let res = c.get(process.url("/readyz")).send().await.unwrap();
+    let body = eventually(Duration::from_secs(10), "the migrating phase", async || {
+        let res = process.get("/readyz").await;
         assert_eq!(res.status(), 503);
         let body: serde_json::Value = res.json().await.unwrap();
         if body["phase"] == "migrating" {
-            break body;
+            Ok(body)
+        } else {
+            Err(body)
         }
-        assert!(
-            Instant::now() < deadline,
-            "never reached the migrating phase: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    })
+    .await;
     assert_eq!(body["checks"][0]["detail"], "applying migrations");
+    assert_eq!(process.get("/healthz").await.status(), 200);
     assert_eq!(
-        c.get(process.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        c.get(process.url("/")).send().await.unwrap().status(),
+        process.get("/").await.status(),
         503,
         "pages wait for readiness"
     );
@@ -132,5 +116,5 @@ async fn readyz_is_503_while_migrating() {
         .await
         .unwrap();
     process.wait_ready(Duration::from_secs(20)).await;
-    assert_eq!(c.get(process.url("/")).send().await.unwrap().status(), 200);
+    assert_eq!(process.get("/").await.status(), 200);
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::support::sinks::Sink;
-use crate::support::{Engine, ServeProcess, TestApp, TestDb, base_env, client};
+use crate::support::{Engine, ServeProcess, TestApp, TestDb, base_env, get_url};
 
 const TOKEN: &str = "metrics-token-0123456789abcdef";
 
@@ -24,21 +24,12 @@ async fn metrics_count_requests_behind_a_token() {
     .await;
     assert_eq!(app.get("/metrics").await.status(), 401);
     let wrong = app
-        .client
-        .get(app.url("/metrics"))
+        .get("/metrics")
         .bearer_auth("not-the-token-at-all")
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(wrong.status(), 401);
     let scrape = || async {
-        let res = app
-            .client
-            .get(app.url("/metrics"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
+        let res = app.get("/metrics").bearer_auth(TOKEN).await;
         assert_eq!(res.status(), 200);
         res.text().await.unwrap()
     };
@@ -59,7 +50,6 @@ async fn metrics_count_requests_behind_a_token() {
     assert!(text.contains("vantus_http_request_duration_seconds_bucket{route=\"/work/{slug}\",method=\"GET\",le=\"0.005\"}"));
     assert!(text.contains("vantus_db_pool_connections{pool=\"primary\",state=\"idle\"}"));
     assert!(text.contains("vantus_build_info{version=\""));
-    app.stop().await;
 }
 
 /// With VANTUS_METRICS_LISTEN the exposition is on its own port and not on the public one.
@@ -74,12 +64,9 @@ async fn metrics_on_a_separate_listener() {
     let mut env = base_env(&db);
     env.insert("VANTUS_METRICS_LISTEN".into(), format!("127.0.0.1:{port}"));
     let p = ServeProcess::start(&env).await;
-    client().get(p.url("/")).send().await.unwrap();
-    let text = client()
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
+    p.get("/").await;
+    let text = get_url(format!("http://127.0.0.1:{port}/metrics"))
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -87,15 +74,7 @@ async fn metrics_on_a_separate_listener() {
         text.contains("vantus_http_requests_total{route=\"/\",method=\"GET\",status=\"200\"}"),
         "{text}"
     );
-    assert_eq!(
-        client()
-            .get(p.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(p.get("/metrics").await.status(), 404);
 }
 
 /// Spans and log records reach an OTLP/HTTP receiver, and each request's log line carries its
@@ -111,15 +90,13 @@ async fn traces_are_exported_over_otlp() {
     );
     env.insert("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into());
     let mut p = ServeProcess::start(&env).await;
-    let res = client()
-        .get(p.url("/services"))
+    let res = p
+        .get("/services")
         .header(
             "traceparent",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(res.status(), 200);
     // The caller's trace continues: the exported request span carries the caller's trace id.
     let trace_id = hex::decode("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
@@ -159,13 +136,11 @@ async fn panics_are_reported_to_sentry_and_the_server_survives() {
         format!("http://publickey@{}/7", sentry.addr),
     );
     let p = ServeProcess::start(&env).await;
-    let res = client()
-        .get(p.url("/__fault/panic?email=someone@example.com"))
+    let res = p
+        .get("/__fault/panic?email=someone@example.com")
         .header("accept", "text/html")
         .header("cookie", "session=secret-cookie-value")
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(res.status(), 500);
     assert!(res.text().await.unwrap().contains("Something went wrong"));
     let event = sentry
@@ -184,9 +159,5 @@ async fn panics_are_reported_to_sentry_and_the_server_survives() {
         !body.contains("someone@example.com") && !body.contains("secret-cookie-value"),
         "no personal data: {body}"
     );
-    assert_eq!(
-        client().get(p.url("/")).send().await.unwrap().status(),
-        200,
-        "still serving"
-    );
+    assert_eq!(p.get("/").await.status(), 200, "still serving");
 }

@@ -3,14 +3,14 @@
 //! current, from the primary when it lags behind content this process has seen, and from the
 //! primary after the replica is killed.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sqlx::Connection;
 use vantus::content::{self, ContentKind};
 use vantus::store::ReplicaState;
 
 use crate::support::pg_cluster::PgCluster;
-use crate::support::{TestApp, TestDb};
+use crate::support::{TestApp, TestDb, eventually};
 
 async fn exec(url: &str, sql: &str) {
     let mut c = sqlx::PgConnection::connect(url).await.unwrap();
@@ -50,21 +50,18 @@ async fn page_reads_use_the_replica_and_fall_back_to_the_primary() {
 
     // The replica catches up with the seed within moments.
     let expected = content::seed::load().unwrap().len() as i64;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while replica_content_rows(&replica_url).await < expected {
-        assert!(
-            Instant::now() < deadline,
-            "the replica never received the seed"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    while r.state() != ReplicaState::Healthy {
-        assert!(
-            Instant::now() < deadline,
-            "the replica was never probed healthy"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        Duration::from_secs(20),
+        "the replica to receive the seed",
+        async || replica_content_rows(&replica_url).await >= expected,
+    )
+    .await;
+    eventually(
+        Duration::from_secs(20),
+        "the replica to be probed healthy",
+        async || r.state() == ReplicaState::Healthy,
+    )
+    .await;
 
     // 1. While it is up and current, page reads go to the replica.
     let (reads_before, primary_before) = (r.reads(), set.primary_reads());
@@ -157,5 +154,4 @@ async fn page_reads_use_the_replica_and_fall_back_to_the_primary() {
         .await
         .unwrap();
     assert_eq!(title, "About us");
-    app.stop().await;
 }

@@ -20,7 +20,7 @@ use vantus::store::rows::TableDigest;
 use vantus::store::schema::ColumnType;
 
 use crate::both_engines;
-use crate::support::{Engine, TestApp, TestDb, base_env, binary, digest_all, open_db};
+use crate::support::{Engine, TestApp, TestDb, base_env, binary, digest_all, eventually, open_db};
 
 /// What a restore of a crafted 1-2 MB archive may use at most.
 const MEMORY_LIMIT_KIB: u64 = 100 * 1024;
@@ -206,12 +206,7 @@ async fn populated(engine: Engine) -> Populated {
     let archive = backup_to(backups.path(), &base_env(&app.db), &["--with-media"]);
     // Changed after the backup.
     generate::run(&db, 3, 50).await.unwrap();
-    let TestApp {
-        server,
-        db: test_db,
-        ..
-    } = app;
-    server.unwrap().shutdown().await;
+    let test_db = app.into_db().await;
     db.close().await;
     Populated {
         db: test_db,
@@ -548,20 +543,21 @@ async fn a_panicking_job_is_recorded_as_failed_and_runs_again() {
     let stop = tokio_util::sync::CancellationToken::new();
     scheduler.spawn(stop.clone());
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let runs = loop {
-        let runs: Vec<(String, Option<String>)> = vantus::on_db!(&db, pool => sqlx::query_as(
-            "SELECT outcome, detail FROM job_runs WHERE job = 'panicky' ORDER BY scheduled_for"
-        ).fetch_all(pool).await.unwrap());
-        if runs.iter().any(|r| r.0 == "succeeded") {
-            break runs;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no run after the panic: {runs:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let runs = eventually(
+        Duration::from_secs(20),
+        "a successful run after the panic",
+        async || {
+            let runs: Vec<(String, Option<String>)> = vantus::on_db!(&db, pool => sqlx::query_as(
+                "SELECT outcome, detail FROM job_runs WHERE job = 'panicky' ORDER BY scheduled_for"
+            ).fetch_all(pool).await.unwrap());
+            if runs.iter().any(|r| r.0 == "succeeded") {
+                Ok(runs)
+            } else {
+                Err(format!("{runs:?}"))
+            }
+        },
+    )
+    .await;
     stop.cancel();
     // The next tick may already be running; look at the runs up to the first success.
     let first_success = runs.iter().position(|r| r.0 == "succeeded").unwrap();

@@ -56,7 +56,6 @@ async fn every_page_answers_200_with_its_title(engine: Engine) {
             "{path}: pages need no JavaScript"
         );
     }
-    app.stop().await;
 }
 
 async fn content_comes_from_the_database_sanitized(engine: Engine) {
@@ -86,7 +85,6 @@ async fn content_comes_from_the_database_sanitized(engine: Engine) {
     assert!(html.contains("€6,500 flat"));
     let html = app.get_html("/process").await.text().await.unwrap();
     assert_eq!(html.matches("class=\"phase\"").count(), 7);
-    app.stop().await;
 }
 
 async fn unknown_slugs_and_routes_get_the_404_page(engine: Engine) {
@@ -113,7 +111,6 @@ async fn unknown_slugs_and_routes_get_the_404_page(engine: Engine) {
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"]["status"], 404);
     assert!(body["request_id"].is_string());
-    app.stop().await;
 }
 
 async fn sitemap_robots_and_feed(engine: Engine) {
@@ -148,7 +145,6 @@ async fn sitemap_robots_and_feed(engine: Engine) {
             "<title>GraphQL at scale: the problems arrive in a predictable order</title>"
         )
     );
-    app.stop().await;
 }
 
 async fn insights_pagination_validates_its_parameter(engine: Engine) {
@@ -166,7 +162,6 @@ async fn insights_pagination_validates_its_parameter(engine: Engine) {
         let body: serde_json::Value = res.json().await.unwrap();
         assert_eq!(body["error"]["field"], "page", "{bad}: {body}");
     }
-    app.stop().await;
 }
 
 async fn cached_pages_follow_content_changes(engine: Engine) {
@@ -196,7 +191,6 @@ async fn cached_pages_follow_content_changes(engine: Engine) {
         "the cached page was retired"
     );
     assert!(title_of(&after).starts_with("About the studio"));
-    app.stop().await;
 }
 
 /// The heading levels of a document, in order.
@@ -252,7 +246,6 @@ async fn every_page_has_a_correct_heading_outline(engine: Engine) {
             panic!("{path}: {problem}");
         }
     }
-    app.stop().await;
 }
 
 both_engines!(

@@ -3,7 +3,7 @@
 
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -54,16 +54,11 @@ impl Sink {
         within: Duration,
         pred: impl Fn(&Received) -> bool,
     ) -> Option<Received> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(r) = self.received().into_iter().find(|r| pred(r)) {
-                return Some(r);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        super::wait::poll(within, Duration::from_millis(50), async || {
+            self.received().into_iter().find(|r| pred(r))
+        })
+        .await
+        .ok()
     }
 }
 
@@ -91,11 +86,12 @@ impl S3Emulator {
             .expect("python3 -m moto.server runs (pip install 'moto[server]'; scripts/ensure-services does)");
         let endpoint = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while client.get(&endpoint).send().await.is_err() {
-            assert!(Instant::now() < deadline, "the S3 emulator did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        super::wait::eventually(
+            Duration::from_secs(30),
+            "the S3 emulator to start",
+            async || client.get(&endpoint).send().await.map(|_| ()),
+        )
+        .await;
         Self { child, endpoint }
     }
 
