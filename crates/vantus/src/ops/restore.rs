@@ -174,34 +174,17 @@ pub async fn run(
     }
     let replacing = !occupied.is_empty();
 
-    let checks = match target {
-        Db::Sqlite(pool) => {
-            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-            let checks = load_and_verify(
-                &mut Conn::Sqlite(&mut tx),
-                archive_path,
-                &manifest,
-                &tables,
-                &opts,
-                replacing,
-            )
-            .await;
-            finish_tx(tx, checks).await?
-        }
-        Db::Postgres(pool) => {
-            let mut tx = pool.begin().await?;
-            let checks = load_and_verify(
-                &mut Conn::Postgres(&mut tx),
-                archive_path,
-                &manifest,
-                &tables,
-                &opts,
-                replacing,
-            )
-            .await;
-            finish_tx(tx, checks).await?
-        }
-    };
+    let mut tx = target.begin_write().await?;
+    let checks = load_and_verify(
+        &mut tx.conn(),
+        archive_path,
+        &manifest,
+        &tables,
+        &opts,
+        replacing,
+    )
+    .await;
+    let checks = finish_tx(tx, checks).await?;
 
     migrate::migrate_to(target, None).await?;
     schema::reset_sequences(target).await?;
@@ -225,8 +208,8 @@ pub async fn run(
 }
 
 /// Commits when every table verified; rolls back otherwise.
-async fn finish_tx<DB: sqlx::Database>(
-    tx: sqlx::Transaction<'_, DB>,
+async fn finish_tx(
+    tx: crate::store::WriteTx,
     checks: Result<Vec<TableCheck>, OpsError>,
 ) -> Result<Vec<TableCheck>, OpsError> {
     match checks {

@@ -38,14 +38,19 @@ pub fn register(scheduler: &mut Scheduler, app: &App, instance: &str) {
     }
 }
 
-async fn scheduled_backup(app: &App, instance: &str) -> Result<String, String> {
+/// Where scheduled backups go (and drills read from): `VANTUS_BACKUP_TO`.
+fn configured_destination(app: &App) -> Result<Destination, String> {
     let location = app
         .config
         .backup
         .to
         .as_ref()
         .ok_or("VANTUS_BACKUP_TO is not set")?;
-    let destination = Destination::open(location, &app.config.s3).map_err(|e| e.to_string())?;
+    Destination::open(location, &app.config.s3).map_err(|e| e.to_string())
+}
+
+async fn scheduled_backup(app: &App, instance: &str) -> Result<String, String> {
+    let destination = configured_destination(app)?;
     let media = app.config.data_dir.join("media");
     let scratch = super::scratch_dir(&app.config, "vantus-backup-").map_err(|e| e.to_string())?;
     let actor = Actor::Scheduler {
@@ -77,13 +82,7 @@ async fn scheduled_backup(app: &App, instance: &str) -> Result<String, String> {
 
 /// Restores the newest backup into a scratch SQLite database and checks every table.
 async fn restore_drill(app: &App) -> Result<String, String> {
-    let location = app
-        .config
-        .backup
-        .to
-        .as_ref()
-        .ok_or("VANTUS_BACKUP_TO is not set")?;
-    let destination = Destination::open(location, &app.config.s3).map_err(|e| e.to_string())?;
+    let destination = configured_destination(app)?;
     let newest = destination
         .list()
         .await

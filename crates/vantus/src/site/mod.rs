@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use crate::content::{self, ContentKind, SanitizedHtml};
+use crate::content::{self, ContentKind};
 use crate::http::caching::{CachePolicy, CachedPage};
 use crate::http::errors::AppError;
 use crate::http::extract::Query;
@@ -226,38 +226,11 @@ async fn load_page(app: &Site, slug: &str) -> Result<content::ContentItem, AppEr
 }
 
 async fn services(State(app): State<Site>, headers: HeaderMap) -> Response {
-    structured_page(&app, &headers, "services", Section::Services, |p| {
-        ServicesPage {
-            layout: p.layout,
-            title: p.title,
-            summary: p.summary,
-            meta: p.meta,
-            body: p.body,
-        }
-    })
-    .await
+    structured_page::<_, ServicesPage>(&app, &headers, "services", Section::Services).await
 }
 
 async fn process(State(app): State<Site>, headers: HeaderMap) -> Response {
-    structured_page(&app, &headers, "process", Section::Process, |p| {
-        ProcessPage {
-            layout: p.layout,
-            title: p.title,
-            summary: p.summary,
-            meta: p.meta,
-            body: p.body,
-        }
-    })
-    .await
-}
-
-/// What a page-kind item with structured metadata gives its template.
-struct PageParts<M> {
-    layout: Layout,
-    title: String,
-    summary: String,
-    meta: M,
-    body: SanitizedHtml,
+    structured_page::<_, ProcessPage>(&app, &headers, "process", Section::Process).await
 }
 
 /// Services and process: a page at `/<slug>` whose metadata (`M`) shapes its own template.
@@ -266,16 +239,15 @@ async fn structured_page<M, T>(
     headers: &HeaderMap,
     slug: &'static str,
     section: Section,
-    template: impl FnOnce(PageParts<M>) -> T,
 ) -> Response
 where
     M: serde::de::DeserializeOwned + Default,
-    T: Template,
+    T: Template + From<PageParts<M>>,
 {
     let path = format!("/{slug}");
     cached(app, headers, path.clone(), async {
         let page = load_page(app, slug).await?;
-        Rendered::html(&template(PageParts {
+        Rendered::html(&T::from(PageParts {
             layout: page_layout(app, &page, &path, section),
             title: page.title.clone(),
             summary: page.summary.clone(),

@@ -73,25 +73,45 @@ pub struct HomePage {
     pub insights: Vec<InsightCard>,
 }
 
-#[derive(Template)]
-#[template(path = "services.html")]
-pub struct ServicesPage {
+/// What a page-kind item with structured metadata (`M`) gives its template.
+pub struct PageParts<M> {
     pub layout: Layout,
     pub title: String,
     pub summary: String,
-    pub meta: ServicesMeta,
+    pub meta: M,
     pub body: SanitizedHtml,
 }
 
-#[derive(Template)]
-#[template(path = "process.html")]
-pub struct ProcessPage {
-    pub layout: Layout,
-    pub title: String,
-    pub summary: String,
-    pub meta: ProcessMeta,
-    pub body: SanitizedHtml,
+/// A template for a page-kind item whose metadata shapes it: the struct, and its
+/// construction from [`PageParts`].
+macro_rules! structured_page {
+    ($name:ident, $path:literal, $meta:ty) => {
+        #[derive(Template)]
+        #[template(path = $path)]
+        pub struct $name {
+            pub layout: Layout,
+            pub title: String,
+            pub summary: String,
+            pub meta: $meta,
+            pub body: SanitizedHtml,
+        }
+
+        impl From<PageParts<$meta>> for $name {
+            fn from(p: PageParts<$meta>) -> Self {
+                Self {
+                    layout: p.layout,
+                    title: p.title,
+                    summary: p.summary,
+                    meta: p.meta,
+                    body: p.body,
+                }
+            }
+        }
+    };
 }
+
+structured_page!(ServicesPage, "services.html", ServicesMeta);
+structured_page!(ProcessPage, "process.html", ProcessMeta);
 
 /// About, trust, contact, privacy, terms: a title, a lede and a prose body.
 #[derive(Template)]
