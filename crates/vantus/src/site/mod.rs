@@ -347,20 +347,41 @@ async fn case_study(
     Path(slug): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(e) = check_slug(&slug) {
-        return e.into_response();
-    }
-    let path = ContentKind::CaseStudy.path_of(&slug);
-    cached(&app, &headers, path.clone(), async {
-        let (item, more) = load_detail(&app, ContentKind::CaseStudy, &slug).await?;
-        Rendered::html(&CaseStudyPage {
-            layout: page_layout(&app, &item, &path, Section::Work).article(),
+    detail_page(
+        &app,
+        &headers,
+        ContentKind::CaseStudy,
+        &slug,
+        Section::Work,
+        |layout, item, more| CaseStudyPage {
+            layout,
             title: item.title.clone(),
             summary: item.summary.clone(),
             meta: item.meta(),
             body: item.body_html(),
             more: more.iter().map(CaseCard::from).collect(),
-        })
+        },
+    )
+    .await
+}
+
+/// A case study or an insight at `/<kind>/<slug>`, with a few others of its kind to read next.
+async fn detail_page<T: Template>(
+    app: &Site,
+    headers: &HeaderMap,
+    kind: ContentKind,
+    slug: &str,
+    section: Section,
+    template: impl FnOnce(Layout, &content::ContentItem, Vec<content::ContentSummary>) -> T,
+) -> Response {
+    if let Err(e) = check_slug(slug) {
+        return e.into_response();
+    }
+    let path = kind.path_of(slug);
+    cached(app, headers, path.clone(), async {
+        let (item, more) = load_detail(app, kind, slug).await?;
+        let layout = page_layout(app, &item, &path, section).article();
+        Rendered::html(&template(layout, &item, more))
     })
     .await
 }
@@ -442,15 +463,15 @@ async fn insight(
     Path(slug): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(e) = check_slug(&slug) {
-        return e.into_response();
-    }
-    let path = ContentKind::Insight.path_of(&slug);
-    cached(&app, &headers, path.clone(), async {
-        let (item, more) = load_detail(&app, ContentKind::Insight, &slug).await?;
-        let more = more.iter().map(InsightCard::from).collect();
-        let layout = page_layout(&app, &item, &path, Section::Insights).article();
-        Rendered::html(&InsightPage::from_item(layout, &item, more))
-    })
+    detail_page(
+        &app,
+        &headers,
+        ContentKind::Insight,
+        &slug,
+        Section::Insights,
+        |layout, item, more| {
+            InsightPage::from_item(layout, item, more.iter().map(InsightCard::from).collect())
+        },
+    )
     .await
 }
