@@ -12,7 +12,7 @@
 //! | --- | --- | --- |
 //! | cli | [`cli`] | argument parsing and printing, one file per subcommand |
 //! | server | [`server`] | start-up, the one place routes are assembled, shutdown |
-//! | slices | [`site`], [`health`], [`ops`] | routes, handlers and views; operations (backup, restore, copy, doctor) |
+//! | slices | [`site`], [`leads`], [`health`], [`ops`] | routes, handlers and views; operations (backup, restore, copy, doctor) |
 //! | state | [`state`] | what every handler shares once the server is ready |
 //! | domain | [`tenancy`], [`content`], [`audit`], [`jobs`] | models and queries, shared by slices |
 //! | http | [`http`] | what every slice gets: layers, extractors, connection serving, error shape |
@@ -33,6 +33,7 @@ pub mod fsutil;
 pub mod health;
 pub mod http;
 pub mod jobs;
+pub mod leads;
 pub mod lifecycle;
 pub mod ops;
 pub mod secrets;
