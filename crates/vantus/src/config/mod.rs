@@ -19,6 +19,7 @@ mod backup;
 mod database;
 mod http;
 mod instance;
+mod leads;
 mod settings;
 mod source;
 mod telemetry;
@@ -36,6 +37,7 @@ use url::Url;
 pub use backup::{BackupConfig, BackupLocation, S3Config, Schedule};
 pub use database::{DatabaseConfig, DatabaseUrl};
 pub use http::{Cidr, HttpConfig};
+pub use leads::{LeadsConfig, RateSetting};
 pub use settings::{SETTINGS, Setting};
 pub use source::{format_byte_size, parse_byte_size};
 pub use telemetry::{LogConfig, LogFormat, TelemetryConfig};
@@ -144,6 +146,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub site_tenant: String,
     pub http: HttpConfig,
+    pub leads: LeadsConfig,
     pub log: LogConfig,
     pub backup: BackupConfig,
     pub s3: S3Config,
@@ -213,6 +216,7 @@ impl Config {
             database: DatabaseConfig::parse(src, &data_dir),
             data_dir,
             http: HttpConfig::parse(src),
+            leads: LeadsConfig::parse(src),
             backup: BackupConfig::parse(src),
             s3: S3Config::parse(src),
             telemetry: TelemetryConfig::parse(src),

@@ -62,6 +62,22 @@ settings! {
         "Largest accepted request body (B, KiB, MiB).";
     "VANTUS_TRUSTED_PROXIES", "http.trusted_proxies", "(none)", false,
         "Comma-separated CIDRs of load balancers whose X-Forwarded-For is believed, e.g. 10.0.0.0/8.";
+    "VANTUS_LEADS_NOTIFY", "leads.notify", "(the tenant's contact email)", false,
+        "Comma-separated addresses told about each new lead by email (through the outbox).";
+    "VANTUS_FORM_MIN_FILL_TIME", "leads.min_fill_time", "3s", false,
+        "A contact form sent sooner than this after it was rendered is stored as spam (people type slower than bots).";
+    "VANTUS_FORM_MAX_AGE", "leads.max_form_age", "1day", false,
+        "A contact form older than this when sent is stored as spam (a replayed token); the visitor still sees the thank-you page.";
+    "VANTUS_SPAM_MAX_LINKS", "leads.spam_max_links", "3", false,
+        "A message with more links than this is stored as spam.";
+    "VANTUS_SPAM_BLOCKED_DOMAINS", "leads.spam_blocked_domains", "(none)", false,
+        "Comma-separated email domains (and their subdomains) whose submissions are stored as spam.";
+    "VANTUS_SPAM_RETENTION", "leads.spam_retention", "30days", false,
+        "Submissions stored as spam are deleted this long after they arrived (staff can rescue one before).";
+    "VANTUS_RATE_LIMIT_FORMS", "rate_limit.forms", "10/10m", false,
+        "Contact-form submissions allowed per client (IP, IPv6 /64) and period; more get 429 with Retry-After.";
+    "VANTUS_RATE_LIMIT_API", "rate_limit.api", "60/1m", false,
+        "POST /api/leads requests allowed per client and period.";
     "VANTUS_BACKUP_TO", "backup.to", "(none)", false,
         "Where backups go: a local folder or s3://bucket/prefix. Used by `vantus backup` and the schedule.";
     "VANTUS_BACKUP_SCHEDULE", "backup.schedule", "(none)", false,
