@@ -13,7 +13,11 @@ use crate::tenancy::TenantScope;
 #[derive(Clone, Debug)]
 pub enum Actor {
     Cli,
-    Scheduler { instance: String },
+    Scheduler {
+        instance: String,
+    },
+    /// A visitor of the public site or a client of the public API (not signed in).
+    Public,
 }
 
 impl Actor {
@@ -21,6 +25,7 @@ impl Actor {
         match self {
             Actor::Cli => "cli".to_owned(),
             Actor::Scheduler { instance } => format!("scheduler:{instance}"),
+            Actor::Public => "public".to_owned(),
         }
     }
 }
@@ -32,6 +37,10 @@ pub enum AuditAction {
     BackupCreated,
     RestoreCompleted,
     DbCopied,
+    LeadReceived,
+    LeadsErased,
+    LeadsExported,
+    SpamPurged,
 }
 
 impl AuditAction {
@@ -40,6 +49,10 @@ impl AuditAction {
             AuditAction::BackupCreated => "backup.created",
             AuditAction::RestoreCompleted => "restore.completed",
             AuditAction::DbCopied => "db.copied",
+            AuditAction::LeadReceived => "lead.received",
+            AuditAction::LeadsErased => "leads.erased",
+            AuditAction::LeadsExported => "leads.exported",
+            AuditAction::SpamPurged => "spam.purged",
         }
     }
 }

@@ -36,7 +36,7 @@ use crate::state::App;
 use crate::store::migrate::SetupError;
 use crate::store::{self, ConnectError, Db, ReplicaSet, Store};
 use crate::telemetry::metrics;
-use crate::{content, http, secrets, site};
+use crate::{content, http, leads, secrets, site};
 
 /// How often each process checks the database for content changed elsewhere.
 const GENERATION_POLL: Duration = Duration::from_secs(1);
@@ -267,10 +267,11 @@ fn outer_routes(
 
 /// Every route of the application, one slice after another. The one place routes are
 /// assembled: a slice provides its router, this mounts it.
-fn application_routes(_app: &App, site: &Site) -> Router {
+fn application_routes(app: &App, site: &Site) -> Router {
     Router::new()
         .route("/static/{file}", get(http::assets::serve))
         .merge(site::routes().with_state(site.clone()))
+        .merge(leads::routes(app).with_state(app.clone()))
         .merge(fault_injection_routes())
         .route_layer(axum::middleware::from_fn(metrics::remember_route))
 }
@@ -311,10 +312,13 @@ async fn prepare(
     };
     let store = Store::new(primary, replicas);
     let generation = with_conn!(store.primary(), conn => content::generation(conn, &scope).await)?;
-    Ok((
-        App::new(config, store, scope, lifecycle, secret),
-        generation,
-    ))
+    let app = App::new(config, store, scope, lifecycle, secret).map_err(|e| {
+        ConfigError::new(
+            "REDIS_URL",
+            format!("is not a Redis URL such as redis://host:6379/0 ({e})"),
+        )
+    })?;
+    Ok((app, generation))
 }
 
 /// Opens the primary pool, retrying an unreachable PostgreSQL (it may still be starting, as

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::http::client_ip::TrustedProxies;
+use crate::http::rate_limit::{LimiterOptions, RateLimiter};
 use crate::lifecycle::Lifecycle;
 use crate::secrets::SecretKey;
 use crate::store::Store;
@@ -23,6 +24,9 @@ pub struct AppInner {
     /// `VANTUS_TRUSTED_PROXIES`, shared with the [`ClientIp`](crate::http::client_ip::ClientIp)
     /// extractor.
     pub trusted_proxies: TrustedProxies,
+    /// Request allowances per client, shared by every rate-limited route class (on Redis when
+    /// `REDIS_URL` is set, else in this process).
+    pub limiter: RateLimiter,
 }
 
 impl axum::extract::FromRef<App> for TrustedProxies {
@@ -45,15 +49,56 @@ impl App {
         site: TenantScope,
         lifecycle: Arc<Lifecycle>,
         secret: SecretKey,
-    ) -> Self {
+    ) -> Result<Self, redis::RedisError> {
         let trusted_proxies = TrustedProxies(config.http.trusted_proxies.clone().into());
-        Self(Arc::new(AppInner {
+        let redis_url = config
+            .redis_url
+            .as_ref()
+            .map(secrecy::ExposeSecret::expose_secret);
+        let limiter = RateLimiter::new(redis_url, LimiterOptions::default())?;
+        Ok(Self(Arc::new(AppInner {
             trusted_proxies,
+            limiter,
             config,
             store,
             site,
             lifecycle,
             secret,
-        }))
+        })))
+    }
+}
+
+/// The tenant a public request is for: the one its host is listed under (`tenant_hosts`),
+/// else the configured site tenant. The only way public handlers get a [`TenantScope`].
+pub struct PublicTenant(pub TenantScope);
+
+impl axum::extract::FromRequestParts<App> for PublicTenant {
+    type Rejection = crate::http::errors::AppError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        app: &App,
+    ) -> Result<Self, Self::Rejection> {
+        // HTTP/2 sends the host as the URI's authority, HTTP/1.1 in the Host header.
+        // X-Forwarded-Host is not consulted: a proxy in front passes Host through.
+        let host = parts
+            .uri
+            .authority()
+            .map(|a| a.host().to_owned())
+            .or_else(|| {
+                parts
+                    .headers
+                    .get(axum::http::header::HOST)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            });
+        if let Some(host) = host
+            && let Some(scope) = with_conn!(app.store.primary(), conn => {
+                crate::tenancy::find_by_host(conn, &host).await
+            })?
+        {
+            return Ok(PublicTenant(scope));
+        }
+        Ok(PublicTenant(app.site.clone()))
     }
 }

@@ -85,3 +85,95 @@ pub async fn ensure(
     ).bind(scope.id()).bind(now).execute(c).await.map(|_| ()))?;
     Ok(scope)
 }
+
+/// The tenant a public request's host selects (`tenant_hosts`), if any. `host` is the
+/// request's host as sent; its port and letter case do not matter.
+pub async fn find_by_host(
+    conn: &mut Conn<'_>,
+    host: &str,
+) -> Result<Option<TenantScope>, sqlx::Error> {
+    let Some(host) = normalize_host(host) else {
+        return Ok(None);
+    };
+    let row: Option<TenantRow> = on_conn!(conn.reborrow(), c => sqlx::query_as(
+        "SELECT t.id, t.slug, t.name FROM tenant_hosts h JOIN tenants t ON t.id = h.tenant_id
+         WHERE h.host = $1"
+    ).bind(host).fetch_optional(c).await)?;
+    Ok(row.map(Into::into))
+}
+
+/// Makes `host` select `scope` on the public site (replacing any tenant it selected before).
+pub async fn add_host(
+    conn: &mut Conn<'_>,
+    scope: &TenantScope,
+    host: &str,
+) -> Result<(), sqlx::Error> {
+    let host = normalize_host(host)
+        .ok_or_else(|| sqlx::Error::Protocol(format!("\"{host}\" is not a host name")))?;
+    on_conn!(conn.reborrow(), c => sqlx::query(
+        "INSERT INTO tenant_hosts (host, tenant_id, created_at) VALUES ($1, $2, $3)
+         ON CONFLICT (host) DO UPDATE SET tenant_id = excluded.tenant_id"
+    ).bind(host).bind(scope.id()).bind(Timestamp::now()).execute(c).await.map(|_| ()))
+}
+
+/// The host part of a `Host` header, lower-cased and without the port; `None` for anything
+/// that is not a plausible host name or address.
+pub fn normalize_host(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    let host = if let Some(rest) = raw.strip_prefix('[') {
+        // [::1]:8080
+        &raw[..rest.find(']')? + 2]
+    } else {
+        raw.rsplit_once(':')
+            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(raw, |(h, _)| h)
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let plausible = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'[' | b']'));
+    plausible.then_some(host)
+}
+
+/// Every tenant, for operations that must cover the whole installation (a right-to-erasure
+/// request). Each one is still a scope: queries stay per tenant.
+pub async fn all(conn: &mut Conn<'_>) -> Result<Vec<TenantScope>, sqlx::Error> {
+    let rows: Vec<TenantRow> = on_conn!(conn.reborrow(), c => sqlx::query_as(
+        "SELECT id, slug, name FROM tenants ORDER BY slug"
+    ).fetch_all(c).await)?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+/// Where the tenant wants to hear about new leads when nobody else is configured.
+pub async fn contact_email(
+    conn: &mut Conn<'_>,
+    scope: &TenantScope,
+) -> Result<Option<String>, sqlx::Error> {
+    on_conn!(conn.reborrow(), c => sqlx::query_scalar(
+        "SELECT contact_email FROM tenants WHERE id = $1"
+    ).bind(scope.id()).fetch_one(c).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_host;
+
+    #[test]
+    fn hosts_lose_their_port_and_case() {
+        assert_eq!(
+            normalize_host("Example.COM:8080").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(
+            normalize_host("example.com.").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(normalize_host("[::1]:8080").as_deref(), Some("[::1]"));
+        assert_eq!(normalize_host("127.0.0.1").as_deref(), Some("127.0.0.1"));
+        assert_eq!(normalize_host(""), None);
+        assert_eq!(normalize_host("evil.com/../x"), None);
+        assert_eq!(normalize_host("a b"), None);
+    }
+}

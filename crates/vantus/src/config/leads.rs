@@ -52,11 +52,15 @@ fn mailbox(raw: &str) -> Result<String, String> {
         Some((local, domain))
             if !local.is_empty()
                 && domain.contains('.')
-                && !s.chars().any(|c| c.is_whitespace() || c.is_control() || "<>,;\"".contains(c)) =>
+                && !s
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || "<>,;\"".contains(c)) =>
         {
             Ok(s.to_owned())
         }
-        _ => Err(format!("\"{raw}\" is not an email address such as sales@example.com")),
+        _ => Err(format!(
+            "\"{raw}\" is not an email address such as sales@example.com"
+        )),
     }
 }
 

@@ -9,7 +9,7 @@ use std::fmt;
 use pulldown_cmark::{Options, Parser, html};
 
 /// HTML that has been through the sanitizer. Only [`render`] constructs it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SanitizedHtml(String);
 
 impl SanitizedHtml {

@@ -25,6 +25,9 @@ pub enum AppError {
     /// The client sent something unusable; `field` names the parameter or header at fault.
     #[error("{field}: {message}")]
     BadRequest { field: String, message: String },
+    /// The body is in a format the route does not take (415); `message` says which it takes.
+    #[error("Content-Type: {0}")]
+    UnsupportedMediaType(String),
     #[error("unavailable: {0}")]
     Unavailable(String),
     /// A bug or an outage. Logged in full; the client sees a generic message.
@@ -79,6 +82,14 @@ impl IntoResponse for AppError {
                     title: "Bad request".into(),
                     message: format!("{field}: {message}"),
                     field: Some(field),
+                }),
+            ),
+            AppError::UnsupportedMediaType(message) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Some(ErrorDetail {
+                    title: "Unsupported media type".into(),
+                    message: format!("Content-Type: {message}"),
+                    field: Some("Content-Type".into()),
                 }),
             ),
             AppError::Unavailable(why) => {

@@ -34,3 +34,93 @@ where
         }
     }
 }
+
+/// The body of a request, refused with the status axum gives (413 over the body limit, 400
+/// for a broken stream); the error layer names the limit.
+async fn body_bytes<S: Send + Sync>(
+    req: axum::extract::Request,
+    state: &S,
+) -> Result<bytes::Bytes, axum::response::Response> {
+    use axum::extract::FromRequest;
+    use axum::response::IntoResponse;
+    bytes::Bytes::from_request(req, state)
+        .await
+        .map_err(|rejection| rejection.status().into_response())
+}
+
+/// Whether the request says its body is `mime` (parameters such as `charset` allowed).
+fn content_type_is(req: &axum::extract::Request, accept: impl Fn(&str) -> bool) -> bool {
+    req.headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| accept(&mime.trim().to_ascii_lowercase()))
+}
+
+/// A URL-encoded form body whose every name and value is valid UTF-8 once decoded: unlike
+/// `axum::Form`, invalid bytes are refused (400), not replaced with U+FFFD and stored.
+pub struct Form<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for Form<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = axum::response::Response;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::response::IntoResponse;
+        if !content_type_is(&req, |m| m == "application/x-www-form-urlencoded") {
+            return Err(AppError::UnsupportedMediaType(
+                "must be application/x-www-form-urlencoded".into(),
+            )
+            .into_response());
+        }
+        let body = body_bytes(req, state).await?;
+        for pair in body.split(|b| *b == b'&') {
+            let plus_as_space: Vec<u8> = pair
+                .iter()
+                .map(|b| if *b == b'+' { b' ' } else { *b })
+                .collect();
+            let decoded: Vec<u8> = percent_encoding::percent_decode(&plus_as_space).collect();
+            if std::str::from_utf8(&decoded).is_err() {
+                return Err(AppError::bad_request(
+                    "body",
+                    "the form holds bytes that are not UTF-8 text",
+                )
+                .into_response());
+            }
+        }
+        serde_urlencoded::from_bytes(&body)
+            .map(Form)
+            .map_err(|e| AppError::bad_request("body", e.to_string()).into_response())
+    }
+}
+
+/// A JSON body, with rejections that name the problem: 415 for another Content-Type, 400 for
+/// broken or wrongly typed JSON (serde's message says where), 413 over the body limit.
+/// Nesting is bounded by serde_json's recursion limit, so deep nesting is a 400, not a crash.
+pub struct Json<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = axum::response::Response;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::response::IntoResponse;
+        if !content_type_is(&req, |m| {
+            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+        }) {
+            return Err(
+                AppError::UnsupportedMediaType("must be application/json".into()).into_response(),
+            );
+        }
+        let body = body_bytes(req, state).await?;
+        serde_json::from_slice(&body).map(Json).map_err(|e| {
+            AppError::bad_request("body", format!("is not the expected JSON: {e}")).into_response()
+        })
+    }
+}

@@ -149,6 +149,11 @@ pub fn spam_reason(
     if let Err(problem) = token {
         return Some(problem.as_str());
     }
+    heuristics(lead, rules)
+}
+
+/// The heuristics alone, for doors without a honeypot or a form token (the JSON API).
+pub fn heuristics(lead: &ValidLead, rules: &SpamRules) -> Option<&'static str> {
     if links_in(&lead.message) > rules.max_links {
         return Some("too-many-links");
     }

@@ -43,7 +43,6 @@ pub fn routes() -> Router<Site> {
         .route("/insights/{slug}", get(insight))
         .route("/about", get(prose_page))
         .route("/trust", get(prose_page))
-        .route("/contact", get(prose_page))
         .route("/privacy", get(prose_page))
         .route("/terms", get(prose_page))
         .route("/sitemap.xml", get(feeds::sitemap))
@@ -264,7 +263,6 @@ async fn prose_page(State(app): State<Site>, uri: axum::http::Uri, headers: Head
     let slug = path.trim_start_matches('/').to_owned();
     let section = match slug.as_str() {
         "about" => Section::About,
-        "contact" => Section::Contact,
         _ => Section::None,
     };
     cached(&app, &headers, path.clone(), async {
@@ -277,7 +275,6 @@ async fn prose_page(State(app): State<Site>, uri: axum::http::Uri, headers: Head
             updated: matches!(slug.as_str(), "privacy" | "terms")
                 .then(|| date_of(&page))
                 .flatten(),
-            is_contact: slug == "contact",
         })
     })
     .await

@@ -122,8 +122,6 @@ pub struct ProsePage {
     pub summary: String,
     pub body: SanitizedHtml,
     pub updated: Option<Date>,
-    /// The contact page shows where to write; the form arrives with lead capture.
-    pub is_contact: bool,
 }
 
 #[derive(Template)]
