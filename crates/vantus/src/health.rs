@@ -99,6 +99,7 @@ pub async fn readiness(state: &HealthState) -> Readiness {
             if let Some(check) = replicas_check(app) {
                 checks.push(check);
             }
+            checks.push(rate_limiter_check(app));
         }
         (phase, _) => checks.push(Check::new(
             "lifecycle",
@@ -169,6 +170,34 @@ async fn migrations_check(app: &App) -> Check {
         ),
         Ok(Err(e)) => Check::new("migrations", Status::Fail, format!("cannot read: {e}")),
         Err(_) => Check::new("migrations", Status::Fail, "timed out".to_owned()),
+    }
+}
+
+/// The limiter only warns: on its per-process fallback it still limits (never fails open),
+/// but each replica then grants its own allowance.
+fn rate_limiter_check(app: &App) -> Check {
+    use crate::http::rate_limit::Backend;
+    match app.limiter.backend() {
+        Backend::Shared => Check::new(
+            "rate_limiter",
+            Status::Pass,
+            "shared through Redis".to_owned(),
+        ),
+        Backend::Local if !app.config.is_production() => Check::new(
+            "rate_limiter",
+            Status::Pass,
+            "per process (REDIS_URL is not set)".to_owned(),
+        ),
+        Backend::Local => Check::new(
+            "rate_limiter",
+            Status::Warn,
+            "per process (REDIS_URL is not set): each replica grants its own allowance".to_owned(),
+        ),
+        Backend::Fallback => Check::new(
+            "rate_limiter",
+            Status::Warn,
+            "Redis is unreachable or slow: limiting per process until it answers".to_owned(),
+        ),
     }
 }
 

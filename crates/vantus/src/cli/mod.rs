@@ -5,6 +5,7 @@ mod backup;
 mod db;
 mod doctor;
 mod healthcheck;
+mod leads;
 mod migrate;
 mod restore;
 mod serve;
@@ -58,6 +59,9 @@ pub enum Command {
     /// Database engine tools: `db copy` between SQLite and PostgreSQL.
     #[command(subcommand)]
     Db(db::DbCommand),
+    /// Data-protection requests: `leads export|erase --email ADDRESS`.
+    #[command(subcommand)]
+    Leads(leads::LeadsCommand),
     /// Audit this deployment's production readiness; exit 1 if anything is critical.
     #[command(after_long_help = settings_help())]
     Doctor(doctor::DoctorArgs),
@@ -147,6 +151,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Backup(args) => backup::run(&cli.config, args).await,
         Command::Restore(args) => restore::run(&cli.config, args).await,
         Command::Db(cmd) => db::run(&cli.config, cmd).await,
+        Command::Leads(cmd) => leads::run(&cli.config, cmd).await,
         Command::Doctor(args) => doctor::run(&cli.config, args).await,
         Command::Version(args) => version::run(args),
     }

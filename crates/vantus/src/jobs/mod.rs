@@ -103,6 +103,8 @@ pub async fn last_success(
 /// Names of well-known jobs.
 pub const BACKUP: &str = "backup";
 pub const RESTORE_DRILL: &str = "restore-drill";
+/// Deletes spam past `VANTUS_SPAM_RETENTION` and idempotency keys past a day; hourly.
+pub const LEAD_RETENTION: &str = "lead-retention";
 
 struct Job {
     name: &'static str,

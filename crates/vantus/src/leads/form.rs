@@ -210,6 +210,11 @@ fn clean(raw: Option<&str>, multiline: bool, max: usize) -> Result<Option<String
             )
         });
     }
+    // Names, companies and roles are plain words: markup in one is an attack, not a name.
+    // (The message may quote code; it is stored as text and always escaped when shown.)
+    if !multiline && text.contains(['<', '>']) {
+        return Err("must not contain < or >".to_owned());
+    }
     let chars = text.chars().count();
     if chars > max {
         return Err(format!(
@@ -365,6 +370,8 @@ mod tests {
             ("email", "ada@example.com\r\nBcc: x@y.z", "one line"),
             ("budget", "a million", "listed ranges"),
             ("website", "javascript:alert(1)", "https://"),
+            ("name", "<script>alert(1)</script>", "< or >"),
+            ("company", "Acme <b>", "< or >"),
         ] {
             let mut form = valid();
             let slot = match field {
@@ -382,6 +389,10 @@ mod tests {
                 .unwrap_or_else(|| panic!("{field}={value:?} accepted"));
             assert!(message.contains(expected), "{field}: {message}");
         }
+        // The message may quote markup: it is text, escaped wherever it is shown.
+        let mut form = valid();
+        form.message = Some("Our page shows <script> tags as text".into());
+        assert!(form.parse().is_ok());
         // Line breaks and tabs are fine in the message, CRLF becomes LF.
         let mut form = valid();
         form.message = Some("Line one\r\n\tLine two, indented".into());

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod form;
 pub mod idempotency;
+pub mod privacy;
 pub mod queries;
 pub mod spam;
 pub mod submit;

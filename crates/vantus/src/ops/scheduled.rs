@@ -1,4 +1,5 @@
-//! The jobs `vantus serve` runs on a schedule: backups and restore drills.
+//! The jobs `vantus serve` runs on a schedule: backups, restore drills, and the lead
+//! retention sweep (spam and old idempotency keys).
 
 use std::sync::Arc;
 
@@ -35,6 +36,33 @@ pub fn register(scheduler: &mut Scheduler, app: &App, instance: &str) {
             Box::pin(async move { restore_drill(&app).await })
         });
         scheduler.add(jobs::RESTORE_DRILL, schedule, run);
+    }
+    {
+        let app = app.clone();
+        let instance = instance.to_owned();
+        let run: JobFn = Arc::new(move || {
+            let app = app.clone();
+            let instance = instance.clone();
+            Box::pin(async move {
+                let actor = Actor::Scheduler { instance };
+                crate::leads::privacy::purge_expired(
+                    app.store.primary(),
+                    app.config.leads.spam_retention,
+                    &actor,
+                )
+                .await
+                .map(|p| {
+                    format!(
+                        "{} spam submission(s), {} idempotency key(s) deleted",
+                        p.spam, p.idempotency_keys
+                    )
+                })
+                .map_err(|e| e.to_string())
+            })
+        });
+        let hourly = crate::config::Schedule::parse("(lead retention)", "17 * * * *")
+            .expect("the retention schedule is a valid cron expression");
+        scheduler.add(jobs::LEAD_RETENTION, hourly, run);
     }
 }
 

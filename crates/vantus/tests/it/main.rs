@@ -14,6 +14,7 @@ mod health;
 mod http_hardening;
 mod http_hygiene;
 mod jobs;
+mod leads;
 mod migrations;
 mod observability;
 mod rate_limits;

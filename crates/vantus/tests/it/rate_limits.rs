@@ -244,3 +244,84 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_allowance() {
     assert_eq!(got, [200, 200, 200, 200]);
     stop.cancel();
 }
+
+/// The whole server: two Vantus instances on one Redis share the API's allowance; the form's
+/// 429 is an HTML page for a browser and the API's is JSON; with Redis stopped mid-test,
+/// requests over the limit still get 429, and `/readyz` warns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_share_the_limit_and_keep_limiting_without_redis() {
+    use crate::support::{Engine, ResponseExt, TestApp};
+    let mut redis = RedisServer::start();
+    let env = |url: String| {
+        move |env: &mut std::collections::HashMap<String, String>| {
+            env.insert("REDIS_URL".into(), url);
+            env.insert("VANTUS_RATE_LIMIT_API".into(), "3/1m".into());
+            env.insert("VANTUS_RATE_LIMIT_FORMS".into(), "1/1m".into());
+        }
+    };
+    let a = TestApp::spawn_with(Engine::Sqlite, env(redis.url())).await;
+    let b = TestApp::spawn_with(Engine::Sqlite, env(redis.url())).await;
+    let lead = serde_json::json!({
+        "name": "Ada", "email": "ada@example.com",
+        "message": "Limits shared by every replica.", "consent": true
+    });
+    // A spoofed X-Forwarded-For from an untrusted peer changes nothing: one client.
+    let post = |app: &TestApp, i: usize| {
+        app.post_json("/api/leads", &lead)
+            .header("x-forwarded-for", format!("203.0.113.{i}"))
+    };
+    assert_eq!(post(&a, 1).await.status(), 202);
+    assert_eq!(post(&a, 2).await.status(), 202);
+    assert_eq!(post(&b, 3).await.status(), 202);
+    let over = post(&b, 4).await.assert_status(429);
+    assert!(over.headers().contains_key("retry-after"));
+    let body = over.json_value().await;
+    assert_eq!(body["error"]["status"], 429, "{body}");
+    assert_eq!(post(&a, 5).await.status(), 429, "the allowance is shared");
+
+    // The form class has its own allowance; over it, a browser gets the HTML error page.
+    let form = [("name", "Ada")];
+    assert_eq!(
+        a.post_form("/contact", &form)
+            .header("accept", "text/html")
+            .await
+            .status(),
+        422
+    );
+    let page = a
+        .post_form("/contact", &form)
+        .header("accept", "text/html")
+        .await
+        .assert_status(429)
+        .html()
+        .await;
+    assert!(page.contains("Too many requests"), "{page}");
+
+    let ready = a.get("/readyz").await.json_value().await;
+    let check = |r: &serde_json::Value| {
+        r["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "rate_limiter")
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(check(&ready)["status"], "pass", "{ready}");
+
+    redis.stop();
+    // Without Redis each server limits on its own (a fresh local allowance of 3), never open.
+    let mut passed = 0;
+    for i in 0..8 {
+        if post(&a, 10 + i).await.status() == 202 {
+            passed += 1;
+        }
+    }
+    assert!(passed <= 3, "{passed} of 8 requests passed with Redis down");
+    let ready = a.get("/readyz").await.json_value().await;
+    assert_eq!(check(&ready)["status"], "warn", "{ready}");
+    assert_eq!(
+        ready["status"], "warn",
+        "a limiter on its fallback does not fail readiness"
+    );
+}

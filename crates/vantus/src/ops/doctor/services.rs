@@ -16,6 +16,12 @@ pub(super) async fn check(d: &mut Doctor<'_>) {
                 .fix("Check REDIS_URL and that Redis is running and reachable."),
         };
         d.push(finding);
+    } else if d.config.redis_url.is_none() && d.config.is_production() {
+        d.push(
+            Finding::medium("rate-limits", "REDIS_URL is not set: rate limits are kept per process")
+                .impact("With several replicas, each grants its own allowance: a client gets N times the limit.")
+                .fix("Set REDIS_URL so every replica shares one limit (and, later, sessions)."),
+        );
     }
     if let Some(bucket) = &d.config.s3.bucket
         && d.can_run(
