@@ -266,7 +266,11 @@ async fn the_app_answers_each_verb() {
     let app = TestApp::spawn(Engine::Sqlite).await;
     app.get("/").await.assert_status(200).html().await;
     app.head("/").await.assert_status(200);
+    // The contact form takes posts: a form without its fields is re-rendered with errors.
     app.post_form("/contact", &[("a", "b")])
+        .await
+        .assert_status(422);
+    app.post_form("/about", &[("a", "b")])
         .await
         .assert_status(405);
     let body = app

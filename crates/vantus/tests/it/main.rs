@@ -14,6 +14,7 @@ mod health;
 mod http_hardening;
 mod http_hygiene;
 mod jobs;
+mod lead_durability;
 mod leads;
 mod migrations;
 mod observability;

@@ -1,0 +1,92 @@
+//! A lead acknowledged is a lead kept: the server is killed with SIGKILL in the middle of a
+//! burst of submissions and restarted; every submission that had received a success response
+//! is in the database, with its queued notification.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::both_engines;
+use crate::support::{Engine, ServeProcess, TestDb, env_with, eventually, open_db};
+
+/// Clients posting at once during the burst.
+const CLIENTS: usize = 8;
+/// Acknowledged submissions before the kill.
+const BEFORE_KILL: usize = 40;
+
+async fn acknowledged_leads_survive_sigkill(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let env = env_with(
+        &db,
+        &[
+            ("VANTUS_RATE_LIMIT_API", "1000000/1s"),
+            ("VANTUS_LEADS_NOTIFY", "sales@example.com"),
+        ],
+    );
+    let mut server = ServeProcess::start(&env).await;
+    let url = server.url("/api/leads");
+    let acked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let count = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for c in 0..CLIENTS {
+        let (url, acked, count) = (url.clone(), acked.clone(), count.clone());
+        clients.push(tokio::spawn(async move {
+            let client = crate::support::client();
+            for i in 0.. {
+                let body = serde_json::json!({
+                    "name": format!("Client {c} number {i}"),
+                    "email": format!("c{c}.{i}@example.com"),
+                    "message": "A burst of enquiries, one of them cut short.",
+                    "consent": true,
+                });
+                match client.post(&url).json(&body).send().await {
+                    Ok(res) if res.status() == 202 => {
+                        let Ok(v) = res.json::<serde_json::Value>().await else {
+                            return;
+                        };
+                        acked
+                            .lock()
+                            .unwrap()
+                            .push(v["id"].as_str().unwrap().to_owned());
+                        count.fetch_add(1, Ordering::SeqCst);
+                    }
+                    // The server is gone (or answering something else): this client stops.
+                    _ => return,
+                }
+            }
+        }));
+    }
+    eventually(
+        Duration::from_secs(60),
+        "submissions before the kill",
+        async || count.load(Ordering::SeqCst) >= BEFORE_KILL,
+    )
+    .await;
+    server.child.kill().expect("SIGKILL");
+    server.child.wait().unwrap();
+    for c in clients {
+        let _ = c.await;
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= BEFORE_KILL);
+
+    // Restart on the same data: every acknowledged lead is there, with its notification.
+    let restarted = ServeProcess::start(&env).await;
+    let store = open_db(&db.url).await;
+    for id in &acked {
+        let id: uuid::Uuid = id.parse().unwrap();
+        let (leads, queued): (i64, i64) = vantus::on_db!(&store, p => sqlx::query_as(
+            "SELECT (SELECT count(*) FROM leads WHERE id = $1),
+                    (SELECT count(*) FROM outbox WHERE lead_id = $1 AND channel = 'email')"
+        ).bind(id).fetch_one(p).await)
+        .unwrap();
+        assert_eq!(
+            (leads, queued),
+            (1, 1),
+            "acknowledged lead {id} lost or without its notification"
+        );
+    }
+    drop(restarted);
+}
+
+both_engines!(acknowledged_leads_survive_sigkill);
