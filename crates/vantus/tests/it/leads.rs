@@ -527,6 +527,9 @@ both_engines!(
     export_and_erase_a_person,
 );
 
+/// A request body and its Content-Type.
+type Body<'a> = (&'a str, Vec<u8>);
+
 /// Hostile input: every request gets a 4xx with a message (never a 500), and nothing is
 /// stored. Markup in a message is not refused (it is text, escaped wherever it is shown);
 /// here it is sent in the fields where it is invalid.
@@ -547,7 +550,7 @@ async fn a_hostile_input_corpus_gets_clear_4xx_answers() {
         j[k] = v;
         j.to_string()
     };
-    let corpus: Vec<(&str, &str, (&str, Vec<u8>), u16)> = vec![
+    let corpus: Vec<(&str, &str, Body, u16)> = vec![
         ("oversized JSON", "/api/leads", json(big.clone()), 413),
         (
             "oversized form",
