@@ -57,6 +57,21 @@ fn content_type_is(req: &axum::extract::Request, accept: impl Fn(&str) -> bool) 
         .is_some_and(|mime| accept(&mime.trim().to_ascii_lowercase()))
 }
 
+/// The body, when the request's Content-Type is one `accept` takes; else a 415 saying that
+/// `expected` is.
+async fn typed_body<S: Send + Sync>(
+    req: axum::extract::Request,
+    state: &S,
+    accept: impl Fn(&str) -> bool,
+    expected: &str,
+) -> Result<bytes::Bytes, axum::response::Response> {
+    use axum::response::IntoResponse;
+    if !content_type_is(&req, accept) {
+        return Err(AppError::UnsupportedMediaType(format!("must be {expected}")).into_response());
+    }
+    body_bytes(req, state).await
+}
+
 /// A URL-encoded form body whose every name and value is valid UTF-8 once decoded: unlike
 /// `axum::Form`, invalid bytes are refused (400), not replaced with U+FFFD and stored.
 pub struct Form<T>(pub T);
@@ -70,13 +85,8 @@ where
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
         use axum::response::IntoResponse;
-        if !content_type_is(&req, |m| m == "application/x-www-form-urlencoded") {
-            return Err(AppError::UnsupportedMediaType(
-                "must be application/x-www-form-urlencoded".into(),
-            )
-            .into_response());
-        }
-        let body = body_bytes(req, state).await?;
+        let form = "application/x-www-form-urlencoded";
+        let body = typed_body(req, state, |m| m == form, form).await?;
         for pair in body.split(|b| *b == b'&') {
             let plus_as_space: Vec<u8> = pair
                 .iter()
