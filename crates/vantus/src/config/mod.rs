@@ -20,6 +20,7 @@ mod database;
 mod http;
 mod instance;
 mod leads;
+mod mail;
 mod settings;
 mod source;
 mod telemetry;
@@ -38,6 +39,10 @@ pub use backup::{BackupConfig, BackupLocation, S3Config, Schedule};
 pub use database::{DatabaseConfig, DatabaseUrl};
 pub use http::{Cidr, HttpConfig};
 pub use leads::{LeadsConfig, RateSetting};
+pub use mail::{
+    MIN_OUTBOX_LEASE, MailConfig, OutboxConfig, SmtpConfig, SmtpTls, WebhookConfig,
+    webhook_secret_bytes,
+};
 pub use settings::{SETTINGS, Setting};
 pub use source::{format_byte_size, parse_byte_size};
 pub use telemetry::{LogConfig, LogFormat, TelemetryConfig};
@@ -147,6 +152,9 @@ pub struct Config {
     pub site_tenant: String,
     pub http: HttpConfig,
     pub leads: LeadsConfig,
+    pub mail: MailConfig,
+    pub webhooks: WebhookConfig,
+    pub outbox: OutboxConfig,
     pub log: LogConfig,
     pub backup: BackupConfig,
     pub s3: S3Config,
@@ -217,6 +225,9 @@ impl Config {
             data_dir,
             http: HttpConfig::parse(src),
             leads: LeadsConfig::parse(src),
+            mail: MailConfig::parse(src),
+            webhooks: WebhookConfig::parse(src),
+            outbox: OutboxConfig::parse(src),
             backup: BackupConfig::parse(src),
             s3: S3Config::parse(src),
             telemetry: TelemetryConfig::parse(src),

@@ -78,6 +78,32 @@ settings! {
         "Contact-form submissions allowed per client (IP, IPv6 /64) and period; more get 429 with Retry-After.";
     "VANTUS_RATE_LIMIT_API", "rate_limit.api", "60/1m", false,
         "POST /api/leads requests allowed per client and period.";
+    "SMTP_URL", "mail.smtp_url", "(none)", true,
+        "Where lead notifications are sent: `smtp://user:password@host:587?tls=required` (STARTTLS), `smtps://user:password@host:465` (TLS from the start) or `smtp://host:25` (plain, a local relay only). Or use SMTP_HOST and the settings after it. Unset: emails wait in the outbox and doctor warns.";
+    "SMTP_HOST", "mail.smtp_host", "(none)", false,
+        "Instead of SMTP_URL: the SMTP server's host name.";
+    "SMTP_PORT", "mail.smtp_port", "(587; 465 with SMTP_TLS=tls; 25 with none)", false,
+        "With SMTP_HOST: the port.";
+    "SMTP_TLS", "mail.smtp_tls", "starttls", false,
+        "With SMTP_HOST: `starttls` (required, never falls back to plain text), `tls` (implicit TLS, SMTPS) or `none` (a local relay only).";
+    "SMTP_USERNAME", "mail.smtp_username", "(none)", false,
+        "With SMTP_HOST: the user name to log in with (needs SMTP_PASSWORD).";
+    "SMTP_PASSWORD", "mail.smtp_password", "(none)", true,
+        "With SMTP_HOST: the password (needs SMTP_USERNAME).";
+    "SMTP_FROM", "mail.from", "(none)", false,
+        "Sender of notifications, e.g. `Vantus <noreply@example.com>`. Required when SMTP is configured.";
+    "VANTUS_WEBHOOK_URLS", "webhooks.urls", "(none)", false,
+        "Comma-separated http(s) endpoints sent a signed `lead.created` event (Standard Webhooks) for each new lead.";
+    "VANTUS_WEBHOOK_SECRET", "webhooks.secret", "(none)", true,
+        "Signing secret for webhooks, `whsec_` + base64 of 24 to 64 random bytes (`echo whsec_$(openssl rand -base64 32)`). Required with VANTUS_WEBHOOK_URLS.";
+    "VANTUS_OUTBOX_MAX_ATTEMPTS", "outbox.max_attempts", "10", false,
+        "Delivery attempts per email or webhook call before it is dead-lettered (`vantus outbox retry --dead` requeues).";
+    "VANTUS_OUTBOX_RETRY_BASE", "outbox.retry_base", "30s", false,
+        "Wait before the first retry; it doubles with each failure (with random jitter) up to VANTUS_OUTBOX_RETRY_MAX.";
+    "VANTUS_OUTBOX_RETRY_MAX", "outbox.retry_max", "1h", false,
+        "Longest wait between two attempts.";
+    "VANTUS_OUTBOX_LEASE", "outbox.lease", "60s", false,
+        "How long a replica owns the messages it is delivering (at least 30s); a replica that dies frees them after this.";
     "VANTUS_BACKUP_TO", "backup.to", "(none)", false,
         "Where backups go: a local folder or s3://bucket/prefix. Used by `vantus backup` and the schedule.";
     "VANTUS_BACKUP_SCHEDULE", "backup.schedule", "(none)", false,

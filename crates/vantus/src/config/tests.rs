@@ -332,3 +332,190 @@ fn diagnose_falls_back_to_defaults_for_broken_settings() {
     assert_eq!(config.http.body_limit, 64 * 1024, "the default stands in");
     assert_eq!(config.listen.port(), 9000, "good settings are kept");
 }
+
+const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+#[test]
+fn smtp_urls_give_host_port_tls_and_credentials() {
+    let c = load(&[
+        (
+            "SMTP_URL",
+            "smtp://ops%40x.test:p%2Fss@mail.x.test?tls=required",
+        ),
+        ("SMTP_FROM", "Vantus <noreply@x.test>"),
+    ])
+    .unwrap();
+    let smtp = c.mail.smtp.as_ref().unwrap();
+    assert_eq!(
+        (smtp.host.as_str(), smtp.port, smtp.tls),
+        ("mail.x.test", 587, SmtpTls::StartTls)
+    );
+    assert_eq!(smtp.username.as_deref(), Some("ops@x.test"));
+    assert_eq!(smtp.password.as_ref().unwrap().expose_secret(), "p/ss");
+    assert!(c.mail.is_configured());
+    assert!(
+        !format!("{c:?}").contains("p/ss"),
+        "Debug hides the password"
+    );
+
+    let c = load(&[
+        ("SMTP_URL", "smtps://mail.x.test"),
+        ("SMTP_FROM", "n@x.test"),
+    ])
+    .unwrap();
+    let smtp = c.mail.smtp.unwrap();
+    assert_eq!((smtp.port, smtp.tls), (465, SmtpTls::Implicit));
+    let c = load(&[
+        ("SMTP_URL", "smtp://127.0.0.1:2525"),
+        ("SMTP_FROM", "n@x.test"),
+    ])
+    .unwrap();
+    let smtp = c.mail.smtp.unwrap();
+    assert_eq!(
+        (smtp.port, smtp.tls, smtp.username),
+        (2525, SmtpTls::None, None)
+    );
+
+    let c = load(&[
+        ("SMTP_HOST", "mail.x.test"),
+        ("SMTP_TLS", "tls"),
+        ("SMTP_USERNAME", "ops"),
+        ("SMTP_PASSWORD", "secret"),
+        ("SMTP_FROM", "n@x.test"),
+    ])
+    .unwrap();
+    let smtp = c.mail.smtp.unwrap();
+    assert_eq!((smtp.port, smtp.tls), (465, SmtpTls::Implicit));
+    assert!(load(&[]).unwrap().mail.smtp.is_none(), "no SMTP by default");
+}
+
+#[test]
+fn smtp_mistakes_name_the_setting_and_never_the_password() {
+    for (pairs, setting) in [
+        (
+            &[
+                ("SMTP_URL", "smtp://u:hunter2@h?tls=opportunistic"),
+                ("SMTP_FROM", "n@x.test"),
+            ][..],
+            "SMTP_URL",
+        ),
+        (
+            &[
+                ("SMTP_URL", "imap://u:hunter2@h"),
+                ("SMTP_FROM", "n@x.test"),
+            ],
+            "SMTP_URL",
+        ),
+        (
+            &[("SMTP_URL", "smtp://u:hunter2@"), ("SMTP_FROM", "n@x.test")],
+            "SMTP_URL",
+        ),
+        (&[("SMTP_URL", "smtp://u:hunter2@h")], "SMTP_FROM"),
+        (&[("SMTP_HOST", "h")], "SMTP_FROM"),
+        (
+            &[("SMTP_URL", "smtp://h"), ("SMTP_FROM", "not a mailbox")],
+            "SMTP_FROM",
+        ),
+        (
+            &[
+                ("SMTP_URL", "smtp://h"),
+                ("SMTP_HOST", "h"),
+                ("SMTP_FROM", "n@x.test"),
+            ],
+            "SMTP_HOST",
+        ),
+        (
+            &[
+                ("SMTP_URL", "smtp://h"),
+                ("SMTP_PASSWORD", "hunter2"),
+                ("SMTP_FROM", "n@x.test"),
+            ],
+            "SMTP_PASSWORD",
+        ),
+        (
+            &[
+                ("SMTP_HOST", "h"),
+                ("SMTP_USERNAME", "u"),
+                ("SMTP_FROM", "n@x.test"),
+            ],
+            "SMTP_PASSWORD",
+        ),
+        (
+            &[("SMTP_USERNAME", "u"), ("SMTP_PASSWORD", "hunter2")],
+            "SMTP_HOST",
+        ),
+        (
+            &[
+                ("SMTP_HOST", "h"),
+                ("SMTP_PORT", "0"),
+                ("SMTP_FROM", "n@x.test"),
+            ],
+            "SMTP_PORT",
+        ),
+        (
+            &[
+                ("SMTP_HOST", "h"),
+                ("SMTP_TLS", "maybe"),
+                ("SMTP_FROM", "n@x.test"),
+            ],
+            "SMTP_TLS",
+        ),
+    ] {
+        let (settings, errors) = problem_settings(pairs);
+        assert_eq!(settings, [setting], "{pairs:?}: {errors}");
+        assert!(!errors.to_string().contains("hunter2"), "{errors}");
+    }
+}
+
+#[test]
+fn webhooks_need_a_standard_webhooks_secret() {
+    let c = load(&[
+        (
+            "VANTUS_WEBHOOK_URLS",
+            "https://hooks.x.test/vantus, http://10.0.0.5:8080/in",
+        ),
+        ("VANTUS_WEBHOOK_SECRET", WHSEC),
+    ])
+    .unwrap();
+    assert_eq!(c.webhooks.urls.len(), 2);
+    assert_eq!(c.webhooks.secret_bytes().unwrap().len(), 24);
+    assert!(
+        !format!("{c:?}").contains("MfKQ9r8"),
+        "Debug hides the secret"
+    );
+
+    let e = load(&[("VANTUS_WEBHOOK_URLS", "https://hooks.x.test/")]).unwrap_err();
+    assert_eq!(e.setting, "VANTUS_WEBHOOK_SECRET");
+    for bad in [
+        "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "whsec_not*base64",
+        "whsec_c2hvcnQ=",
+    ] {
+        let e = load(&[("VANTUS_WEBHOOK_SECRET", bad)]).unwrap_err();
+        assert_eq!(e.setting, "VANTUS_WEBHOOK_SECRET");
+        assert!(!e.problem.contains(bad), "{e}");
+    }
+    for bad in ["ftp://x.test/", "https://user:tok3n@x.test/", "not a url"] {
+        let (settings, errors) = problem_settings(&[
+            ("VANTUS_WEBHOOK_URLS", bad),
+            ("VANTUS_WEBHOOK_SECRET", WHSEC),
+        ]);
+        assert_eq!(settings, ["VANTUS_WEBHOOK_URLS"], "{errors}");
+        assert!(!errors.to_string().contains("tok3n"), "{errors}");
+    }
+}
+
+#[test]
+fn outbox_retry_settings() {
+    let c = load(&[]).unwrap();
+    assert_eq!(c.outbox.max_attempts, 10);
+    assert_eq!(c.outbox.retry_base, std::time::Duration::from_secs(30));
+    assert_eq!(c.outbox.retry_max, std::time::Duration::from_secs(3600));
+    assert_eq!(c.outbox.lease, std::time::Duration::from_secs(60));
+    let e = load(&[("VANTUS_OUTBOX_RETRY_BASE", "2h")]).unwrap_err();
+    assert_eq!(e.setting, "VANTUS_OUTBOX_RETRY_MAX", "{e}");
+    let e = load(&[("VANTUS_OUTBOX_LEASE", "5s")]).unwrap_err();
+    assert_eq!(e.setting, "VANTUS_OUTBOX_LEASE", "{e}");
+    let e = load(&[("VANTUS_OUTBOX_MAX_ATTEMPTS", "0")]).unwrap_err();
+    assert_eq!(e.setting, "VANTUS_OUTBOX_MAX_ATTEMPTS", "{e}");
+}
