@@ -14,7 +14,7 @@
 //! | server | [`server`] | start-up, the one place routes are assembled, shutdown |
 //! | slices | [`site`], [`leads`], [`health`], [`ops`] | routes, handlers and views; operations (backup, restore, copy, doctor) |
 //! | state | [`state`] | what every handler shares once the server is ready |
-//! | domain | [`tenancy`], [`content`], [`audit`], [`jobs`], [`outbox`] | models and queries, shared by slices |
+//! | domain | [`tenancy`], [`content`], [`audit`], [`jobs`], [`outbox`], [`mail`] | models and queries, shared by slices |
 //! | http | [`http`] | what every slice gets: layers, extractors, connection serving, error shape |
 //! | telemetry | [`telemetry`] | logs, metrics, traces, error reports |
 //! | store | [`store`], [`secrets`] | pools, connections, migrations, replicas; the secret key |
@@ -35,6 +35,7 @@ pub mod http;
 pub mod jobs;
 pub mod leads;
 pub mod lifecycle;
+pub mod mail;
 pub mod ops;
 pub mod outbox;
 pub mod secrets;
