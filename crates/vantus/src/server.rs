@@ -406,6 +406,9 @@ async fn spawn_background(app: &App, site: &Site, stop: &CancellationToken) {
     if let Some(set) = app.store.replicas() {
         tokio::spawn(set.clone().monitor(REPLICA_PROBE, stop.clone()));
     }
+    // Every replica delivers the outbox; the lease on each row keeps them from doubling up.
+    crate::outbox::Worker::new(app.store.primary().clone(), &app.config, &instance)
+        .spawn(stop.clone());
 }
 
 impl RunningServer {

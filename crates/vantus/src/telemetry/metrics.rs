@@ -1,5 +1,8 @@
 //! Prometheus metrics: per-route request counts, latency histograms and errors; database pool
-//! usage; replica fallbacks; job runs; the last good backup; build info.
+//! usage; replica fallbacks; job runs; the last good backup; build info; the outbox
+//! (`vantus_outbox_deliveries_total{channel,outcome}` with outcome `sent`, `failed` or `dead`,
+//! and the gauges `vantus_outbox_oldest_pending_seconds` and `vantus_outbox_dead_messages`,
+//! which each replica's outbox worker refreshes every few seconds; see `crate::outbox::worker`).
 //!
 //! `/metrics` is served on its own address (`VANTUS_METRICS_LISTEN`, never routed publicly)
 //! and/or on the main port to requests bearing `VANTUS_METRICS_TOKEN`.

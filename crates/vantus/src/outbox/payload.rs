@@ -1,0 +1,54 @@
+//! The payloads messages carry, typed. The JSON stored in `outbox.payload` is the `data` of the
+//! webhook event as it is, and what the email is rendered from; one type per [`Topic`], so the
+//! writer (the lead slice) and the readers (the worker's channels) cannot disagree on a field.
+//!
+//! [`Topic`]: super::Topic
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// `lead.created`: a new lead (never one stored as spam).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeadCreated {
+    pub lead: LeadData,
+    pub tenant: TenantData,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeadData {
+    pub id: Uuid,
+    pub name: String,
+    pub email: String,
+    pub company: Option<String>,
+    pub role: Option<String>,
+    /// The budget range's code, e.g. `25k-50k`.
+    pub budget: String,
+    /// The same for people, e.g. `€25k–50k`.
+    pub budget_label: String,
+    pub website: Option<String>,
+    pub message: String,
+    /// `form` or `api`.
+    pub source: String,
+    /// RFC 3339.
+    pub created_at: String,
+    pub spam: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantData {
+    pub slug: String,
+    pub name: String,
+}
+
+impl LeadCreated {
+    /// The payload to store in [`NewMessage::payload`](super::NewMessage::payload).
+    pub fn to_json(&self) -> serde_json::Value {
+        // A struct of strings, bools and a UUID always serializes.
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Reads a stored payload back; `None` when it is not a `lead.created` payload.
+    pub fn from_json(text: &str) -> Option<Self> {
+        serde_json::from_str(text).ok()
+    }
+}
