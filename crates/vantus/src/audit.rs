@@ -41,6 +41,8 @@ pub enum AuditAction {
     LeadsErased,
     LeadsExported,
     SpamPurged,
+    /// An operator requeued outbox messages (`vantus outbox retry`).
+    OutboxRequeued,
 }
 
 impl AuditAction {
@@ -53,6 +55,7 @@ impl AuditAction {
             AuditAction::LeadsErased => "leads.erased",
             AuditAction::LeadsExported => "leads.exported",
             AuditAction::SpamPurged => "spam.purged",
+            AuditAction::OutboxRequeued => "outbox.requeued",
         }
     }
 }

@@ -7,6 +7,7 @@ mod doctor;
 mod healthcheck;
 mod leads;
 mod migrate;
+mod outbox;
 mod restore;
 mod serve;
 mod version;
@@ -24,7 +25,7 @@ use crate::config::{Config, ConfigError, ConfigErrors, Overrides, SETTINGS};
     version,
     about = "Vantus Systems' site, lead capture and admin portal, in one binary.",
     long_about = "Vantus serves the public site and the admin portal, and operates itself: \
-migrations, backups, restores, engine copies and a readiness doctor.\n\n\
+migrations, backups, restores, engine copies, the notification outbox and a readiness doctor.\n\n\
 With no configuration it runs on SQLite in ./var and listens on 127.0.0.1:8080. \
 Configuration comes from environment variables (listed under each command's --help) and an \
 optional TOML file.",
@@ -62,6 +63,10 @@ pub enum Command {
     /// Data-protection requests: `leads export|erase --email ADDRESS`.
     #[command(subcommand)]
     Leads(leads::LeadsCommand),
+    /// The notification outbox: `outbox status` to see what waits, `outbox retry` to
+    /// requeue.
+    #[command(subcommand)]
+    Outbox(outbox::OutboxCommand),
     /// Audit this deployment's production readiness; exit 1 if anything is critical.
     #[command(after_long_help = settings_help())]
     Doctor(doctor::DoctorArgs),
@@ -152,6 +157,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Restore(args) => restore::run(&cli.config, args).await,
         Command::Db(cmd) => db::run(&cli.config, cmd).await,
         Command::Leads(cmd) => leads::run(&cli.config, cmd).await,
+        Command::Outbox(cmd) => outbox::run(&cli.config, cmd).await,
         Command::Doctor(args) => doctor::run(&cli.config, args).await,
         Command::Version(args) => version::run(args),
     }
