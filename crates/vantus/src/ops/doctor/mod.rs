@@ -13,6 +13,7 @@ mod config;
 mod database;
 mod disk;
 mod observability;
+mod outbox;
 mod security;
 mod services;
 
@@ -159,11 +160,14 @@ pub async fn run(config: &Config, problems: &ConfigErrors) -> Report {
     let db = database::check(&mut d).await;
     if let Some(db) = &db {
         backups::freshness(&mut d, db).await;
+        outbox::backlog(&mut d, db).await;
     }
     database::replicas(&mut d).await;
     backups::location(&mut d).await;
     observability::check(&mut d);
     services::check(&mut d).await;
+    outbox::mail(&mut d).await;
+    outbox::webhooks(&mut d);
     security::trusted_proxies(&mut d);
     disk::check(&mut d);
     if let Some(db) = db {
