@@ -18,6 +18,7 @@ mod lead_durability;
 mod leads;
 mod migrations;
 mod observability;
+mod outbox;
 mod rate_limits;
 mod replicas;
 mod restore_hardening;

@@ -310,7 +310,45 @@ impl TestApp {
         db
     }
 
+    /// A second server on this one's database (another replica), with the same environment
+    /// as `adjust` makes it; stopped when dropped, before this one's database goes.
+    pub async fn spawn_replica(
+        &self,
+        adjust: impl FnOnce(&mut HashMap<String, String>),
+    ) -> Replica {
+        let mut env = base_env(&self.db);
+        adjust(&mut env);
+        let config = Config::load(&env, &Overrides::default()).expect("test config is valid");
+        let server = server::start(config).await.expect("replica starts");
+        let base = format!("http://{}", server.addr);
+        Replica {
+            server: RunningGuard(Some(server)),
+            base,
+            client: client(),
+        }
+    }
+
     // Sessions (logging in, CSRF tokens for forms) belong here, next to the verbs they wrap.
+}
+
+/// Another server on a [`TestApp`]'s database ([`TestApp::spawn_replica`]). Drop it before
+/// the `TestApp` (declare it after).
+pub struct Replica {
+    server: RunningGuard,
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+request_verbs!(Replica);
+
+impl Replica {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn server(&self) -> &RunningServer {
+        self.server.0.as_ref().expect("server running")
+    }
 }
 
 /// Owns the running server and stops it when dropped, so a test that ends (or panics) without

@@ -9,6 +9,8 @@
 //! * [`process`]: [`binary`] and [`ServeProcess`] run the compiled `vantus` executable, for
 //!   exit codes, signals and logs; the same verbs.
 //! * [`wait`]: [`eventually`], the one polling loop.
+//! * [`smtp`]: a real SMTP server (`aiosmtpd`) whose delivered messages a test reads back.
+//! * [`TestApp::spawn_replica`]: a second server on the same database.
 //! * `both_engines!(test_fn)` runs one async test body against SQLite and PostgreSQL.
 
 #![allow(dead_code)]
@@ -18,13 +20,14 @@ pub mod db;
 pub mod pg_cluster;
 pub mod process;
 pub mod sinks;
+pub mod smtp;
 pub mod wait;
 
 use std::collections::HashMap;
 
 // The harness's vocabulary, re-exported whole: not every test file uses every name.
 #[allow(unused_imports)]
-pub use app::{ResponseExt, TestApp, TestRequest, client, get_url, title_of};
+pub use app::{Replica, ResponseExt, TestApp, TestRequest, client, get_url, title_of};
 #[allow(unused_imports)]
 pub use db::{TestDb, digest_all, open_db, pg_admin, pg_admin_url, pg_url_for, raw_table_names};
 pub use process::{ServeProcess, binary, run_binary};
