@@ -48,6 +48,7 @@ fn help_documents_every_command_and_setting() {
         "restore",
         "db",
         "doctor",
+        "outbox",
     ] {
         assert!(text.contains(cmd), "--help lists {cmd}");
         let o = run_binary(&[cmd, "--help"], &HashMap::new());
@@ -61,6 +62,8 @@ fn help_documents_every_command_and_setting() {
         &["doctor"],
         &["db", "copy"],
         &["db", "generate"],
+        &["outbox", "status"],
+        &["outbox", "retry"],
     ] {
         let mut args = cmd.to_vec();
         args.push("--help");
