@@ -99,40 +99,44 @@ struct Failure {
 
 impl Failure {
     fn retry(reason: impl Into<String>) -> Self {
+        let reason = reason.into();
         Self {
-            reason: reason.into(),
+            reason,
             permanent: false,
         }
     }
 
     fn permanent(reason: impl Into<String>) -> Self {
         Self {
-            reason: reason.into(),
             permanent: true,
+            ..Self::retry(reason)
         }
     }
 }
 
-const CLAIM_SQLITE: &str = "UPDATE outbox SET locked_by = $1, locked_until = $2, updated_at = $3
-     WHERE id IN (
-         SELECT id FROM outbox
-         WHERE status = 'pending' AND next_attempt_at <= $3
-           AND (locked_until IS NULL OR locked_until < $3)
-           AND ((channel = 'email' AND $4) OR (channel = 'webhook' AND $5))
-         ORDER BY next_attempt_at LIMIT $6)
-       AND status = 'pending' AND (locked_until IS NULL OR locked_until < $3)
-     RETURNING id, channel, topic, destination, lead_id, payload, message_id, attempts, created_at";
+/// The claim, with `$lock` after the candidates' `LIMIT`: one statement for both engines but
+/// for PostgreSQL's `FOR UPDATE SKIP LOCKED` (see the module documentation).
+macro_rules! claim_sql {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE outbox SET locked_by = $1, locked_until = $2, updated_at = $3
+             WHERE id IN (
+                 SELECT id FROM outbox
+                 WHERE status = 'pending' AND next_attempt_at <= $3
+                   AND (locked_until IS NULL OR locked_until < $3)
+                   AND ((channel = 'email' AND $4) OR (channel = 'webhook' AND $5))
+                 ORDER BY next_attempt_at LIMIT $6",
+            $lock,
+            ")
+               AND status = 'pending' AND (locked_until IS NULL OR locked_until < $3)
+             RETURNING id, channel, topic, destination, lead_id, payload, message_id, attempts,
+                       created_at"
+        )
+    };
+}
 
-const CLAIM_POSTGRES: &str = "UPDATE outbox SET locked_by = $1, locked_until = $2, updated_at = $3
-     WHERE id IN (
-         SELECT id FROM outbox
-         WHERE status = 'pending' AND next_attempt_at <= $3
-           AND (locked_until IS NULL OR locked_until < $3)
-           AND ((channel = 'email' AND $4) OR (channel = 'webhook' AND $5))
-         ORDER BY next_attempt_at LIMIT $6
-         FOR UPDATE SKIP LOCKED)
-       AND status = 'pending' AND (locked_until IS NULL OR locked_until < $3)
-     RETURNING id, channel, topic, destination, lead_id, payload, message_id, attempts, created_at";
+const CLAIM_SQLITE: &str = claim_sql!("");
+const CLAIM_POSTGRES: &str = claim_sql!(" FOR UPDATE SKIP LOCKED");
 
 impl Worker {
     /// A worker for `db` with the mail, webhook and retry settings of `config`. `instance`

@@ -111,6 +111,11 @@ fn fast_retries(env: &mut std::collections::HashMap<String, String>, max_attempt
     );
 }
 
+fn with_webhooks(env: &mut std::collections::HashMap<String, String>, url: &str) {
+    env.insert("VANTUS_WEBHOOK_URLS".into(), url.to_owned());
+    env.insert("VANTUS_WEBHOOK_SECRET".into(), WHSEC.into());
+}
+
 fn with_smtp(env: &mut std::collections::HashMap<String, String>, smtp: &SmtpServer) {
     env.insert("SMTP_URL".into(), smtp.url());
     env.insert("SMTP_FROM".into(), FROM.into());
@@ -416,8 +421,7 @@ fn verify(headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
 async fn webhooks_arrive_signed_once_while_mail_without_smtp_waits(engine: Engine) {
     let (url, calls) = receiver(StatusCode::NO_CONTENT).await;
     let settings = |env: &mut std::collections::HashMap<String, String>| {
-        env.insert("VANTUS_WEBHOOK_URLS".into(), url.clone());
-        env.insert("VANTUS_WEBHOOK_SECRET".into(), WHSEC.into());
+        with_webhooks(env, &url);
         env.insert(
             "VANTUS_METRICS_TOKEN".into(),
             "metrics-token-for-tests".into(),
@@ -483,8 +487,7 @@ async fn webhooks_arrive_signed_once_while_mail_without_smtp_waits(engine: Engin
 async fn a_failing_receiver_is_retried_then_dead_lettered(engine: Engine) {
     let (url, calls) = receiver(StatusCode::INTERNAL_SERVER_ERROR).await;
     let app = TestApp::spawn_with(engine, |env| {
-        env.insert("VANTUS_WEBHOOK_URLS".into(), url.clone());
-        env.insert("VANTUS_WEBHOOK_SECRET".into(), WHSEC.into());
+        with_webhooks(env, &url);
         fast_retries(env, 3);
     })
     .await;

@@ -277,13 +277,9 @@ impl TestApp {
     }
 
     pub async fn spawn_on(db: TestDb, adjust: impl FnOnce(&mut HashMap<String, String>)) -> Self {
-        let mut env = base_env(&db);
-        adjust(&mut env);
-        let config = Config::load(&env, &Overrides::default()).expect("test config is valid");
-        let server = server::start(config).await.expect("server starts");
-        let base = format!("http://{}", server.addr);
+        let (server, base) = start_on(&db, adjust).await;
         Self {
-            server: RunningGuard(Some(server)),
+            server,
             base,
             client: client(),
             db,
@@ -316,19 +312,28 @@ impl TestApp {
         &self,
         adjust: impl FnOnce(&mut HashMap<String, String>),
     ) -> Replica {
-        let mut env = base_env(&self.db);
-        adjust(&mut env);
-        let config = Config::load(&env, &Overrides::default()).expect("test config is valid");
-        let server = server::start(config).await.expect("replica starts");
-        let base = format!("http://{}", server.addr);
+        let (server, base) = start_on(&self.db, adjust).await;
         Replica {
-            server: RunningGuard(Some(server)),
+            server,
             base,
             client: client(),
         }
     }
 
     // Sessions (logging in, CSRF tokens for forms) belong here, next to the verbs they wrap.
+}
+
+/// Starts a server on `db` with the base environment as `adjust` changes it; its base URL.
+async fn start_on(
+    db: &TestDb,
+    adjust: impl FnOnce(&mut HashMap<String, String>),
+) -> (RunningGuard, String) {
+    let mut env = base_env(db);
+    adjust(&mut env);
+    let config = Config::load(&env, &Overrides::default()).expect("test config is valid");
+    let server = server::start(config).await.expect("server starts");
+    let base = format!("http://{}", server.addr);
+    (RunningGuard(Some(server)), base)
 }
 
 /// Another server on a [`TestApp`]'s database ([`TestApp::spawn_replica`]). Drop it before
