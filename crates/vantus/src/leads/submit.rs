@@ -9,7 +9,7 @@ use super::form::ValidLead;
 use super::idempotency::{self, Claim, IdempotencyKey, SavedResponse};
 use super::queries::{self, LeadSource};
 use crate::audit::{self, Actor, AuditAction};
-use crate::outbox::{self, Channel, NewMessage, Topic};
+use crate::outbox::{self, Channel, LeadCreated, LeadData, NewMessage, TenantData, Topic};
 use crate::state::App;
 use crate::store::{Conn, Timestamp};
 use crate::tenancy::{self, TenantScope};
@@ -66,6 +66,10 @@ pub async fn store(
         store_in(conn, app, scope, submission, id, at, response).await
     })?;
     if let Stored::New { id, .. } = &stored {
+        // Committed: this process's worker may deliver now rather than at its next poll.
+        if submission.spam_reason.is_none() {
+            outbox::wake();
+        }
         let kind = if submission.spam_reason.is_some() {
             "spam"
         } else {
@@ -133,23 +137,27 @@ async fn notify(
     at: Timestamp,
 ) -> Result<(), sqlx::Error> {
     let lead = &submission.lead;
-    let payload = json!({
-        "lead": {
-            "id": id,
-            "name": lead.name.as_str(),
-            "email": lead.email.as_str(),
-            "company": lead.company,
-            "role": lead.role,
-            "budget": lead.budget.as_str(),
-            "budget_label": lead.budget.label(),
-            "website": lead.website,
-            "message": lead.message,
-            "source": submission.source.as_str(),
-            "created_at": at.to_rfc3339_seconds(),
-            "spam": false,
+    let payload = LeadCreated {
+        lead: LeadData {
+            id,
+            name: lead.name.as_str().to_owned(),
+            email: lead.email.as_str().to_owned(),
+            company: lead.company.clone(),
+            role: lead.role.clone(),
+            budget: lead.budget.as_str().to_owned(),
+            budget_label: lead.budget.label().to_owned(),
+            website: lead.website.clone(),
+            message: lead.message.clone(),
+            source: submission.source.as_str().to_owned(),
+            created_at: at.to_rfc3339_seconds(),
+            spam: false,
         },
-        "tenant": { "slug": scope.slug(), "name": scope.name() },
-    });
+        tenant: TenantData {
+            slug: scope.slug().to_owned(),
+            name: scope.name().to_owned(),
+        },
+    }
+    .to_json();
     let recipients = if app.config.leads.notify.is_empty() {
         tenancy::contact_email(conn, scope)
             .await?
@@ -163,6 +171,16 @@ async fn notify(
             channel: Channel::Email,
             topic: Topic::LeadCreated,
             destination: recipients.join(", "),
+            lead_id: Some(id),
+            payload: payload.clone(),
+        };
+        outbox::enqueue(conn, scope, &message).await?;
+    }
+    for url in &app.config.webhooks.urls {
+        let message = NewMessage {
+            channel: Channel::Webhook,
+            topic: Topic::LeadCreated,
+            destination: url.to_string(),
             lead_id: Some(id),
             payload: payload.clone(),
         };

@@ -1,12 +1,14 @@
 //! A lead acknowledged is a lead kept: the server is killed with SIGKILL in the middle of a
-//! burst of submissions and restarted; every submission that had received a success response
-//! is in the database, with its queued notification.
+//! burst of submissions (while the mail server is down) and restarted; every submission that
+//! had received a success response is in the database, and once the mail server is back every
+//! queued notification is delivered, each exactly once.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::both_engines;
+use crate::support::smtp::SmtpServer;
 use crate::support::{Engine, ServeProcess, TestDb, env_with, eventually, open_db};
 
 /// Clients posting at once during the burst.
@@ -16,11 +18,18 @@ const BEFORE_KILL: usize = 40;
 
 async fn acknowledged_leads_survive_sigkill(engine: Engine) {
     let db = TestDb::create(engine).await;
+    let mut smtp = SmtpServer::not_started();
+    let smtp_url = smtp.url();
     let env = env_with(
         &db,
         &[
             ("VANTUS_RATE_LIMIT_API", "1000000/1s"),
             ("VANTUS_LEADS_NOTIFY", "sales@example.com"),
+            ("SMTP_URL", &smtp_url),
+            ("SMTP_FROM", "Vantus <noreply@example.com>"),
+            ("VANTUS_OUTBOX_RETRY_BASE", "200ms"),
+            ("VANTUS_OUTBOX_RETRY_MAX", "1s"),
+            ("VANTUS_OUTBOX_MAX_ATTEMPTS", "100"),
         ],
     );
     let mut server = ServeProcess::start(&env).await;
