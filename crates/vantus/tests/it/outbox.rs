@@ -515,7 +515,50 @@ async fn a_failing_receiver_is_retried_then_dead_lettered(engine: Engine) {
     }
 }
 
+/// A lead from the public API reaches every webhook endpoint, signed, with its data; spam
+/// reaches none.
+async fn a_new_lead_calls_the_webhooks_and_spam_does_not(engine: Engine) {
+    let (url, calls) = receiver(StatusCode::NO_CONTENT).await;
+    let app = TestApp::spawn_with(engine, |env| {
+        with_webhooks(env, &url);
+        env.insert("VANTUS_SPAM_BLOCKED_DOMAINS".into(), "spam.example".into());
+    })
+    .await;
+    let lead = |email: &str| {
+        serde_json::json!({
+            "name": "Mary Jackson", "email": email, "consent": true,
+            "message": "Wind tunnels and webhooks.",
+        })
+    };
+    let accepted = app
+        .post_json("/api/leads", &lead("mary@example.com"))
+        .await
+        .assert_status(202)
+        .json_value()
+        .await;
+    app.post_json("/api/leads", &lead("bot@spam.example"))
+        .await
+        .assert_status(202);
+    eventually(WAIT, "the webhook call", async || {
+        !calls.lock().unwrap().is_empty()
+    })
+    .await;
+    let db = app.server().app.store.primary().clone();
+    let hooks: i64 = vantus::on_db!(&db, p => sqlx::query_scalar(
+        "SELECT count(*) FROM outbox WHERE channel = 'webhook'").fetch_one(p).await)
+    .unwrap();
+    assert_eq!(hooks, 1, "the spam submission queued no call");
+    let received = calls.lock().unwrap().clone();
+    assert_eq!(received.len(), 1);
+    let (headers, body) = &received[0];
+    verify(headers, body).unwrap_or_else(|e| panic!("signature: {e}"));
+    let event: serde_json::Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(event["data"]["lead"]["id"], accepted["id"], "{event}");
+    assert_eq!(event["data"]["lead"]["email"], "mary@example.com");
+}
+
 both_engines!(
+    a_new_lead_calls_the_webhooks_and_spam_does_not,
     a_new_lead_is_emailed_with_its_html_escaped,
     an_smtp_outage_delays_mail_and_two_servers_then_deliver_each_once,
     a_dead_letter_is_requeued_by_the_cli_and_then_delivered,
