@@ -158,12 +158,46 @@ impl Db {
 
     /// Begins a write transaction: `BEGIN IMMEDIATE` on SQLite (take the write lock now, not
     /// at the first write), a normal transaction on PostgreSQL.
+    ///
+    /// SQLite has one writer at a time. Left to itself, each waiting writer polls the file lock
+    /// in its busy handler with sleeps that grow to 100 ms, so a burst of writes queues behind
+    /// sleeping connections (measured: p99 above 500 ms at 32 concurrent leads). Writers of
+    /// this process therefore queue first on an async lock per database file, in arrival
+    /// order, and hold it for the transaction; the busy timeout remains for other processes
+    /// on the same file.
     pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
         Ok(match self {
-            Db::Sqlite(pool) => WriteTx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Sqlite(pool) => {
+                // Bounded like SQLite's own busy timeout: a writer that never ends (a bug)
+                // makes the others fail, not hang.
+                let turn = tokio::time::timeout(
+                    SQLITE_BUSY_TIMEOUT,
+                    sqlite_writer_lock(pool).lock_owned(),
+                )
+                .await
+                .map_err(|_| sqlx::Error::PoolTimedOut)?;
+                let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                WriteTx::Sqlite(tx, turn)
+            }
             Db::Postgres(pool) => WriteTx::Postgres(pool.begin().await?),
         })
     }
+}
+
+/// The writer lock of a SQLite database file, shared by every pool on that file in this
+/// process (see [`Db::begin_write`]).
+fn sqlite_writer_lock(pool: &SqlitePool) -> Arc<tokio::sync::Mutex<()>> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static LOCKS: OnceLock<Mutex<HashMap<std::path::PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+        OnceLock::new();
+    let file = pool.connect_options().get_filename().to_path_buf();
+    let file = std::fs::canonicalize(&file).unwrap_or(file);
+    let mut locks = LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    locks.entry(file).or_default().clone()
 }
 
 /// A connection lent by the pool ([`Db::acquire`]); returns to it when dropped.
@@ -184,28 +218,32 @@ impl PooledConn {
 /// A write transaction on either engine ([`Db::begin_write`]). Dropped without
 /// [`commit`](WriteTx::commit), it rolls back.
 pub enum WriteTx {
-    Sqlite(Transaction<'static, Sqlite>),
+    /// The transaction, and this process's turn to write to the file (held until it ends).
+    Sqlite(
+        Transaction<'static, Sqlite>,
+        tokio::sync::OwnedMutexGuard<()>,
+    ),
     Postgres(Transaction<'static, Postgres>),
 }
 
 impl WriteTx {
     pub fn conn(&mut self) -> Conn<'_> {
         match self {
-            WriteTx::Sqlite(tx) => tx.as_conn(),
+            WriteTx::Sqlite(tx, _) => tx.as_conn(),
             WriteTx::Postgres(tx) => tx.as_conn(),
         }
     }
 
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         match self {
-            WriteTx::Sqlite(tx) => tx.commit().await,
+            WriteTx::Sqlite(tx, _turn) => tx.commit().await,
             WriteTx::Postgres(tx) => tx.commit().await,
         }
     }
 
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
         match self {
-            WriteTx::Sqlite(tx) => tx.rollback().await,
+            WriteTx::Sqlite(tx, _turn) => tx.rollback().await,
             WriteTx::Postgres(tx) => tx.rollback().await,
         }
     }
@@ -242,6 +280,10 @@ pub enum ConnectError {
     },
 }
 
+/// How long a SQLite writer waits for the write lock (another process's, or this one's
+/// queue) before it fails.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long a request may wait for a primary connection before it fails.
 const PRIMARY_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -272,7 +314,7 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<Db, ConnectError> {
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(5))
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true)
                 .pragma("temp_store", "memory");
             let pool = SqlitePoolOptions::new()
