@@ -1,6 +1,8 @@
 // Starts a Vantus server for the browser tests, or uses BASE_URL when one is given.
 // The server runs on the embedded default (SQLite in a temporary folder) on a free port,
-// and readiness is polled on /readyz: no fixed sleeps.
+// and readiness is polled on /readyz: no fixed sleeps. `env` adds settings (e.g. a short
+// VANTUS_FORM_MIN_FILL_TIME); `dbPath` is the SQLite file of a server started here (null with
+// BASE_URL, whose database is not ours to read).
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,15 +11,16 @@ import { fileURLToPath } from 'node:url';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-export async function startServer() {
+export async function startServer({ env = {} } = {}) {
   if (process.env.BASE_URL) {
     await waitReady(process.env.BASE_URL);
-    return { base: process.env.BASE_URL.replace(/\/$/, ''), stop: async () => {} };
+    return { base: process.env.BASE_URL.replace(/\/$/, ''), dbPath: null, stop: async () => {} };
   }
   const bin = process.env.VANTUS_BIN || path.join(repo, 'target', 'debug', 'vantus');
   const dir = mkdtempSync(path.join(tmpdir(), 'vantus-e2e-'));
+  const dataDir = path.join(dir, 'var');
   const child = spawn(bin, ['serve'], {
-    env: { PATH: process.env.PATH, VANTUS_LISTEN: '127.0.0.1:0', VANTUS_DATA_DIR: path.join(dir, 'var'), RUST_LOG: 'info' },
+    env: { PATH: process.env.PATH, VANTUS_LISTEN: '127.0.0.1:0', VANTUS_DATA_DIR: dataDir, RUST_LOG: 'info', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const base = await new Promise((resolve, reject) => {
@@ -41,6 +44,7 @@ export async function startServer() {
   await waitReady(base);
   return {
     base,
+    dbPath: path.join(dataDir, 'vantus.db'),
     stop: async () => {
       const exited = new Promise((resolve) => child.on('exit', resolve));
       child.kill('SIGTERM');

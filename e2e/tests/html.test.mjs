@@ -11,7 +11,7 @@ import { startServer } from '../support/server.mjs';
 const PAGES = [
   '/', '/services', '/process', '/work', '/work/shopify-erp-sync', '/work/fintech-analytics-dashboard',
   '/work/healthcare-intake-portal', '/insights', '/insights/graphql-at-scale', '/insights/restore-drills',
-  '/about', '/trust', '/contact', '/privacy', '/terms', '/this-page-does-not-exist',
+  '/about', '/trust', '/contact', '/contact/thanks', '/privacy', '/terms', '/this-page-does-not-exist',
 ];
 
 const validator = new HtmlValidate({
@@ -37,5 +37,19 @@ test('every public page is valid HTML5 with a correct heading outline', async ()
       for (const m of r.messages) problems.push(`${url}:${m.line}:${m.column} ${m.ruleId}: ${m.message}`);
     }
   }
+  assert.deepEqual(problems, [], `HTML problems:\n${problems.join('\n')}`);
+});
+
+test('the contact form re-rendered with errors (422) is valid HTML5', async () => {
+  const res = await fetch(server.base + '/contact', {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'text/html' },
+    body: new URLSearchParams({ name: 'Ada', email: 'ada@', message: 'short', website: 'not a url' }),
+  });
+  assert.equal(res.status, 422);
+  const html = await res.text();
+  assert.match(html, /aria-invalid="true"/, 'the errors are shown');
+  const report = await validator.validateString(html, 'POST /contact');
+  const problems = report.results.flatMap((r) => r.messages.map((m) => `${m.line}:${m.column} ${m.ruleId}: ${m.message}`));
   assert.deepEqual(problems, [], `HTML problems:\n${problems.join('\n')}`);
 });
