@@ -248,8 +248,8 @@ test('keyboard: Tab reaches every field and the button in order, never the honey
   }
   const formOrder = ['name', 'email', 'company', 'role', 'budget', 'website', 'message', 'consent', 'Send enquiry'];
   assert.deepEqual(reached.filter((id) => formOrder.includes(id)), formOrder, `Tab order: ${reached.join(', ')}`);
-  assert.ok(!reached.includes('nickname'), 'the honeypot is never focused');
-  assert.equal(await page.locator('#nickname').getAttribute('tabindex'), '-1');
+  assert.ok(!reached.includes('leave_blank'), 'the honeypot is never focused');
+  assert.equal(await page.locator('#leave_blank').getAttribute('tabindex'), '-1');
   assert.equal(await page.locator('.hp-field').getAttribute('aria-hidden'), 'true');
   await context.close();
 });
@@ -259,7 +259,7 @@ test('a bot that fills the honeypot is thanked, and its submission is stored as 
   await page.goto(`${server.base}/contact`);
   const who = person('honeypot');
   await fillForm(page, who);
-  await page.locator('#nickname').fill('bot', { force: true });
+  await page.locator('#leave_blank').fill('bot', { force: true });
   await waitPastMinFillTime(page);
   assert.equal((await send(page)).status(), 303);
   await assertThanks(page);
@@ -322,7 +322,7 @@ test('two identical posts of one rendered form at once (a double submit) store o
   const token = hidden('form_token');
   await waitPastMinFillTimeOf(token);
   const who = person('concurrent');
-  const body = new URLSearchParams({ ...who, form_token: token, idempotency_key: hidden('idempotency_key'), nickname: '', consent: 'on' });
+  const body = new URLSearchParams({ ...who, form_token: token, idempotency_key: hidden('idempotency_key'), leave_blank: '', consent: 'on' });
   const post = () => fetch(`${server.base}/contact`, {
     method: 'POST', body, redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' },
   });

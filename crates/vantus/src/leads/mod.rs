@@ -78,8 +78,9 @@ struct FormPost {
     fields: ContactForm,
     form_token: Option<String>,
     idempotency_key: Option<String>,
-    /// The honeypot: hidden from people and assistive technology; only bots fill it.
-    nickname: Option<String>,
+    /// The honeypot: hidden from people and assistive technology; only bots fill it. Its name
+    /// is no autofill token (unlike `nickname` or `fax`), so a browser's autofill leaves it be.
+    leave_blank: Option<String>,
 }
 
 async fn contact_page(State(app): State<App>, PublicTenant(tenant): PublicTenant) -> Response {
@@ -173,7 +174,7 @@ async fn submit_form(
     };
     let spam_reason = spam::spam_reason(
         &lead,
-        post.nickname.as_deref(),
+        post.leave_blank.as_deref(),
         token.as_ref().map_err(|p| *p),
         &rules,
     );

@@ -103,7 +103,7 @@ async fn form_submission_is_stored_once(engine: Engine) {
         );
     }
     assert!(html.contains(r#"<div class="hp-field" aria-hidden="true">"#));
-    assert!(html.contains(r#"name="nickname" type="text" tabindex="-1""#));
+    assert!(html.contains(r#"name="leave_blank" type="text" tabindex="-1""#));
     let key = hidden(&html, "idempotency_key");
     let token = token_aged(&app, 30);
     let mut body = fields(&[]);
@@ -316,7 +316,7 @@ async fn caught_spam_gets_the_thank_you_page_and_is_stored_as_spam(engine: Engin
     let forged = format!("{}0", &good[..good.len() - 1]);
     let links = "See https://a.example https://b.example https://c.example now";
     let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
-        ("honeypot", vec![("nickname", "bot"), ("form_token", &good)]),
+        ("honeypot", vec![("leave_blank", "bot"), ("form_token", &good)]),
         ("too-fast", vec![("form_token", &just_rendered)]),
         ("token-expired", vec![("form_token", &expired)]),
         ("token-forged", vec![("form_token", &forged)]),
