@@ -25,7 +25,7 @@ if target == "form" then
   local token = os.getenv("BENCH_FORM_TOKEN") or error("BENCH_FORM_TOKEN is not set")
   local pairs_ = {}
   for _, kv in ipairs(lead) do pairs_[#pairs_ + 1] = kv[1] .. "=" .. urlencode(kv[2]) end
-  pairs_[#pairs_ + 1] = "consent=on&nickname=&form_token=" .. urlencode(token)
+  pairs_[#pairs_ + 1] = "consent=on&leave_blank=&form_token=" .. urlencode(token)
   path, headers, body = "/contact", { ["Content-Type"] = "application/x-www-form-urlencoded" }, table.concat(pairs_, "&")
 elseif target == "api" then
   local pairs_ = {}
