@@ -316,7 +316,10 @@ async fn caught_spam_gets_the_thank_you_page_and_is_stored_as_spam(engine: Engin
     let forged = format!("{}0", &good[..good.len() - 1]);
     let links = "See https://a.example https://b.example https://c.example now";
     let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
-        ("honeypot", vec![("leave_blank", "bot"), ("form_token", &good)]),
+        (
+            "honeypot",
+            vec![("leave_blank", "bot"), ("form_token", &good)],
+        ),
         ("too-fast", vec![("form_token", &just_rendered)]),
         ("token-expired", vec![("form_token", &expired)]),
         ("token-forged", vec![("form_token", &forged)]),
