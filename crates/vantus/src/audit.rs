@@ -6,7 +6,7 @@
 
 use uuid::Uuid;
 
-use crate::store::{Conn, Timestamp, on_conn};
+use crate::store::{Conn, Timestamp, multirow, on_conn};
 use crate::tenancy::TenantScope;
 
 /// Who acted: the command line, the scheduler, later a user.
@@ -83,6 +83,34 @@ pub async fn record_for(
     insert(conn, Some(scope.id()), actor, action, resource, detail).await
 }
 
+/// An event inside one tenant, for [`record_many_for`].
+pub struct TenantEvent<'a> {
+    pub scope: &'a TenantScope,
+    pub actor: &'a Actor,
+    pub action: AuditAction,
+    pub resource: String,
+    pub detail: serde_json::Value,
+}
+
+/// Records several events, each inside its own tenant, in one statement (a batch of
+/// changes committed together).
+pub async fn record_many_for(
+    conn: &mut Conn<'_>,
+    events: &[TenantEvent<'_>],
+) -> Result<(), sqlx::Error> {
+    let rows: Vec<Row<'_>> = events
+        .iter()
+        .map(|e| Row {
+            tenant: Some(e.scope.id()),
+            actor: e.actor,
+            action: e.action,
+            resource: &e.resource,
+            detail: &e.detail,
+        })
+        .collect();
+    insert_rows(conn, &rows).await
+}
+
 async fn insert(
     conn: &mut Conn<'_>,
     tenant: Option<Uuid>,
@@ -91,16 +119,47 @@ async fn insert(
     resource: &str,
     detail: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    on_conn!(conn.reborrow(), c => sqlx::query(
+    let row = Row {
+        tenant,
+        actor,
+        action,
+        resource,
+        detail: &detail,
+    };
+    insert_rows(conn, &[row]).await
+}
+
+/// One `audit_log` row to write.
+struct Row<'a> {
+    tenant: Option<Uuid>,
+    actor: &'a Actor,
+    action: AuditAction,
+    resource: &'a str,
+    detail: &'a serde_json::Value,
+}
+
+async fn insert_rows(conn: &mut Conn<'_>, rows: &[Row<'_>]) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let now = Timestamp::now();
+    let sql = format!(
         "INSERT INTO audit_log (id, tenant_id, actor, action, resource, detail, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)"
-    )
-    .bind(Uuid::now_v7())
-    .bind(tenant)
-    .bind(actor.label())
-    .bind(action.as_str())
-    .bind(resource)
-    .bind(detail.to_string())
-    .bind(Timestamp::now())
-    .execute(c).await.map(|_| ()))
+         VALUES {}",
+        multirow::values("($1, $2, $3, $4, $5, $6, $7)", 7, rows.len())
+    );
+    on_conn!(conn.reborrow(), c => {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for row in rows {
+            q = q
+                .bind(Uuid::now_v7())
+                .bind(row.tenant)
+                .bind(row.actor.label())
+                .bind(row.action.as_str())
+                .bind(row.resource)
+                .bind(row.detail.to_string())
+                .bind(now);
+        }
+        q.execute(c).await.map(|_| ())
+    })
 }

@@ -271,7 +271,7 @@ fn application_routes(app: &App, site: &Site) -> Router {
     Router::new()
         .route("/static/{file}", get(http::assets::serve))
         .merge(site::routes().with_state(site.clone()))
-        .merge(leads::routes(app).with_state(app.clone()))
+        .merge(leads::routes(app).with_state(leads::Leads::new(app.clone())))
         .merge(fault_injection_routes())
         .route_layer(axum::middleware::from_fn(metrics::remember_route))
 }

@@ -27,6 +27,8 @@ pub struct AppInner {
     /// Request allowances per client, shared by every rate-limited route class (on Redis when
     /// `REDIS_URL` is set, else in this process).
     pub limiter: RateLimiter,
+    /// `tenant_hosts` in memory, for [`PublicTenant`].
+    pub hosts: crate::tenancy::HostDirectory,
 }
 
 impl axum::extract::FromRef<App> for TrustedProxies {
@@ -57,6 +59,7 @@ impl App {
             .map(secrecy::ExposeSecret::expose_secret);
         let limiter = RateLimiter::new(redis_url, LimiterOptions::default())?;
         Ok(Self(Arc::new(AppInner {
+            hosts: Default::default(),
             trusted_proxies,
             limiter,
             config,
@@ -72,13 +75,18 @@ impl App {
 /// else the configured site tenant. The only way public handlers get a [`TenantScope`].
 pub struct PublicTenant(pub TenantScope);
 
-impl axum::extract::FromRequestParts<App> for PublicTenant {
+impl<S> axum::extract::FromRequestParts<S> for PublicTenant
+where
+    App: axum::extract::FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = crate::http::errors::AppError;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        app: &App,
+        state: &S,
     ) -> Result<Self, Self::Rejection> {
+        let app = <App as axum::extract::FromRef<S>>::from_ref(state);
         // HTTP/2 sends the host as the URI's authority, HTTP/1.1 in the Host header.
         // X-Forwarded-Host is not consulted: a proxy in front passes Host through.
         let host = parts
@@ -93,9 +101,7 @@ impl axum::extract::FromRequestParts<App> for PublicTenant {
                     .map(str::to_owned)
             });
         if let Some(host) = host
-            && let Some(scope) = with_conn!(app.store.primary(), conn => {
-                crate::tenancy::find_by_host(conn, &host).await
-            })?
+            && let Some(scope) = app.hosts.find(app.store.primary(), &host).await?
         {
             return Ok(PublicTenant(scope));
         }

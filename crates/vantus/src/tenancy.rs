@@ -6,7 +6,7 @@
 
 use uuid::Uuid;
 
-use crate::store::{Conn, Timestamp, on_conn};
+use crate::store::{Conn, Db, Timestamp, on_conn};
 
 /// Proof that a tenant exists, carried by every tenant-owned query.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,20 +86,66 @@ pub async fn ensure(
     Ok(scope)
 }
 
-/// The tenant a public request's host selects (`tenant_hosts`), if any. `host` is the
-/// request's host as sent; its port and letter case do not matter.
-pub async fn find_by_host(
-    conn: &mut Conn<'_>,
-    host: &str,
-) -> Result<Option<TenantScope>, sqlx::Error> {
-    let Some(host) = normalize_host(host) else {
-        return Ok(None);
-    };
-    let row: Option<TenantRow> = on_conn!(conn.reborrow(), c => sqlx::query_as(
-        "SELECT t.id, t.slug, t.name FROM tenant_hosts h JOIN tenants t ON t.id = h.tenant_id
-         WHERE h.host = $1"
-    ).bind(host).fetch_optional(c).await)?;
-    Ok(row.map(Into::into))
+/// `tenant_hosts` held in memory for the public site, so resolving a request's tenant costs
+/// no query. Reloaded (one query for the whole table) when older than [`HOSTS_TTL`]: a host
+/// added or moved is picked up by every replica within that time. Lookups of unknown hosts
+/// never reach the database, however many a client makes up.
+pub struct HostDirectory {
+    loaded: tokio::sync::RwLock<Option<LoadedHosts>>,
+}
+
+/// How long a loaded copy of `tenant_hosts` is used before it is read again.
+pub const HOSTS_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+struct LoadedHosts {
+    at: std::time::Instant,
+    hosts: std::collections::HashMap<String, TenantScope>,
+}
+
+impl Default for HostDirectory {
+    fn default() -> Self {
+        Self {
+            loaded: tokio::sync::RwLock::new(None),
+        }
+    }
+}
+
+impl HostDirectory {
+    /// The tenant `host` (as sent; port and case ignored) selects, if any.
+    pub async fn find(&self, db: &Db, host: &str) -> Result<Option<TenantScope>, sqlx::Error> {
+        let Some(host) = normalize_host(host) else {
+            return Ok(None);
+        };
+        let fresh = |loaded: &Option<LoadedHosts>| {
+            loaded
+                .as_ref()
+                .filter(|l| l.at.elapsed() < HOSTS_TTL)
+                .is_some()
+        };
+        {
+            let loaded = self.loaded.read().await;
+            if fresh(&loaded) {
+                return Ok(loaded.as_ref().and_then(|l| l.hosts.get(&host).cloned()));
+            }
+        }
+        let mut loaded = self.loaded.write().await;
+        // Another request may have reloaded while this one waited.
+        if !fresh(&loaded) {
+            let rows: Vec<(String, Uuid, String, String)> = crate::on_db!(db, pool => sqlx::query_as(
+                "SELECT h.host, t.id, t.slug, t.name FROM tenant_hosts h
+                 JOIN tenants t ON t.id = h.tenant_id"
+            ).fetch_all(pool).await)?;
+            let hosts = rows
+                .into_iter()
+                .map(|(host, id, slug, name)| (host, TenantScope { id, slug, name }))
+                .collect();
+            *loaded = Some(LoadedHosts {
+                at: std::time::Instant::now(),
+                hosts,
+            });
+        }
+        Ok(loaded.as_ref().and_then(|l| l.hosts.get(&host).cloned()))
+    }
 }
 
 /// Makes `host` select `scope` on the public site (replacing any tenant it selected before).

@@ -18,6 +18,7 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::Leads;
 use super::form::{ContactForm, FieldErrors};
 use super::idempotency::{IdempotencyKey, SavedResponse};
 use super::queries::LeadSource;
@@ -27,7 +28,7 @@ use crate::http::errors::AppError;
 use crate::http::extract::Json;
 use crate::http::observe::RequestId;
 use crate::http::rate_limit::{self, RouteLimit};
-use crate::state::{App, PublicTenant};
+use crate::state::PublicTenant;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -41,7 +42,7 @@ use crate::state::{App, PublicTenant};
 struct ApiDoc;
 
 /// The API's routes, rate-limited by `limit`, and the document that describes them.
-pub fn routes(limit: RouteLimit) -> Router<App> {
+pub fn routes(limit: RouteLimit) -> Router<Leads> {
     let (router, document) = api_router().split_for_parts();
     let document = std::sync::Arc::new(
         document
@@ -65,7 +66,7 @@ pub fn routes(limit: RouteLimit) -> Router<App> {
 }
 
 /// Every documented route; also what the route-matching test walks.
-pub fn api_router() -> OpenApiRouter<App> {
+pub fn api_router() -> OpenApiRouter<Leads> {
     OpenApiRouter::with_openapi(ApiDoc::openapi()).routes(routes!(create_lead))
 }
 
@@ -203,7 +204,7 @@ const IDEMPOTENCY_HEADER: &str = "idempotency-key";
     )
 )]
 async fn create_lead(
-    State(app): State<App>,
+    State(app): State<Leads>,
     PublicTenant(tenant): PublicTenant,
     request_id: Option<Extension<RequestId>>,
     headers: HeaderMap,
@@ -231,17 +232,14 @@ async fn create_lead(
             }
         }
     };
-    let rules = SpamRules {
-        max_links: app.config.leads.max_links,
-        blocked_domains: app.config.leads.blocked_domains.clone(),
-    };
+    let rules = SpamRules::of(&app.config.leads);
     let submission = Submission {
         spam_reason: spam::heuristics(&lead, &rules),
         lead,
         source: LeadSource::Api,
         key,
     };
-    let stored = submit::store(&app, &tenant, &submission, |id, at| SavedResponse {
+    let stored = submit::store(&app.writer, &tenant, &submission, |id, at| SavedResponse {
         status: StatusCode::ACCEPTED.as_u16().into(),
         location: None,
         body: serde_json::to_string(&LeadAccepted {

@@ -12,7 +12,7 @@
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::store::{Conn, Timestamp, on_conn};
+use crate::store::{Conn, Timestamp, multirow, on_conn};
 use crate::tenancy::TenantScope;
 
 /// The longest key accepted (Stripe allows 255).
@@ -65,44 +65,80 @@ pub enum Claim {
     Conflict,
 }
 
-/// Claims `key` for `response`, in the caller's transaction (see the module comment).
+/// A key to claim for a response, in a tenant.
+pub struct ClaimRequest<'a> {
+    pub scope: &'a TenantScope,
+    pub key: &'a IdempotencyKey,
+    pub response: &'a SavedResponse,
+}
+
+/// Claims each key for its response, in the caller's transaction (see the module comment),
+/// with one statement for all of them. Returns what each claim found, in order. When the
+/// same key comes twice in `requests`, the first claims it and the second finds it (a replay
+/// or a conflict), as if they had come one after the other.
 pub async fn claim(
     conn: &mut Conn<'_>,
-    scope: &TenantScope,
-    key: &IdempotencyKey,
-    response: &SavedResponse,
-) -> Result<Claim, sqlx::Error> {
-    let inserted = on_conn!(conn.reborrow(), c => sqlx::query(
+    requests: &[ClaimRequest<'_>],
+) -> Result<Vec<Claim>, sqlx::Error> {
+    if requests.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = requests.iter().map(|_| Uuid::now_v7()).collect();
+    // Rows are inserted (and their keys locked) in a fixed order, so two batches on
+    // PostgreSQL that share keys wait for each other instead of deadlocking. The sort is
+    // stable: of two equal keys, the earlier request still comes first.
+    let mut order: Vec<usize> = (0..requests.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&requests[a], &requests[b]);
+        (a.scope.id(), &a.key.key).cmp(&(b.scope.id(), &b.key.key))
+    });
+    let now = Timestamp::now();
+    let sql = format!(
         "INSERT INTO idempotency_keys (id, tenant_id, idempotency_key, request_hash, status,
                                        location, body, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-         ON CONFLICT (tenant_id, idempotency_key) DO NOTHING"
-    )
-    .bind(Uuid::now_v7())
-    .bind(scope.id())
-    .bind(&key.key)
-    .bind(&key.request_hash)
-    .bind(response.status)
-    .bind(response.location.as_deref())
-    .bind(&response.body)
-    .bind(Timestamp::now())
-    .execute(c).await.map(|r| r.rows_affected()))?;
-    if inserted == 1 {
-        return Ok(Claim::New);
+         VALUES {}
+         ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+         RETURNING id",
+        multirow::values("($1, $2, $3, $4, $5, $6, $7, $8)", 8, requests.len())
+    );
+    let inserted: Vec<Uuid> = on_conn!(conn.reborrow(), c => {
+        let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
+        for &i in &order {
+            let (id, r) = (ids[i], &requests[i]);
+            q = q
+                .bind(id)
+                .bind(r.scope.id())
+                .bind(&r.key.key)
+                .bind(&r.key.request_hash)
+                .bind(r.response.status)
+                .bind(r.response.location.as_deref())
+                .bind(&r.response.body)
+                .bind(now);
+        }
+        q.fetch_all(c).await
+    })?;
+    let mut claims = Vec::with_capacity(requests.len());
+    for (id, r) in ids.iter().zip(requests) {
+        if inserted.contains(id) {
+            claims.push(Claim::New);
+            continue;
+        }
+        // The key was there before, or an earlier request of this batch took it.
+        let (hash, status, location, body): (String, i64, Option<String>, String) = on_conn!(conn.reborrow(), c => sqlx::query_as(
+                "SELECT request_hash, status, location, body FROM idempotency_keys
+                 WHERE tenant_id = $1 AND idempotency_key = $2"
+            ).bind(r.scope.id()).bind(&r.key.key).fetch_one(c).await)?;
+        claims.push(if hash == r.key.request_hash {
+            Claim::Replay(SavedResponse {
+                status,
+                location,
+                body,
+            })
+        } else {
+            Claim::Conflict
+        });
     }
-    let (hash, status, location, body): (String, i64, Option<String>, String) = on_conn!(conn.reborrow(), c => sqlx::query_as(
-            "SELECT request_hash, status, location, body FROM idempotency_keys
-             WHERE tenant_id = $1 AND idempotency_key = $2"
-        ).bind(scope.id()).bind(&key.key).fetch_one(c).await)?;
-    Ok(if hash == key.request_hash {
-        Claim::Replay(SavedResponse {
-            status,
-            location,
-            body,
-        })
-    } else {
-        Claim::Conflict
-    })
+    Ok(claims)
 }
 
 /// Forgets keys saved before `before`: a retry comes within minutes, not days.

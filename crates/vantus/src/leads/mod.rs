@@ -16,6 +16,8 @@ pub mod spam;
 pub mod submit;
 pub mod views;
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -43,7 +45,35 @@ use views::{ContactPage, FormState, ThanksPage};
 /// Where a successful form submission is redirected (POST/redirect/GET).
 const THANKS_PATH: &str = "/contact/thanks";
 
-pub fn routes(app: &App) -> Router<App> {
+/// The slice's state: the application, and this process's [`submit::Writer`] (one per
+/// server, shared by both doors, so their submissions are committed together).
+#[derive(Clone)]
+pub struct Leads {
+    pub app: App,
+    pub writer: Arc<submit::Writer>,
+}
+
+impl Leads {
+    pub fn new(app: App) -> Self {
+        let writer = Arc::new(submit::Writer::new(&app));
+        Self { app, writer }
+    }
+}
+
+impl std::ops::Deref for Leads {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.app
+    }
+}
+
+impl axum::extract::FromRef<Leads> for App {
+    fn from_ref(leads: &Leads) -> App {
+        leads.app.clone()
+    }
+}
+
+pub fn routes(app: &App) -> Router<Leads> {
     let forms = route_limit(app, "forms", app.config.leads.form_rate);
     let api = route_limit(app, "api", app.config.leads.api_rate);
     Router::new()
@@ -83,7 +113,7 @@ struct FormPost {
     leave_blank: Option<String>,
 }
 
-async fn contact_page(State(app): State<App>, PublicTenant(tenant): PublicTenant) -> Response {
+async fn contact_page(State(app): State<Leads>, PublicTenant(tenant): PublicTenant) -> Response {
     let state = FormState {
         input: &ContactForm::default(),
         errors: Default::default(),
@@ -133,7 +163,7 @@ async fn render_form(
 }
 
 async fn submit_form(
-    State(app): State<App>,
+    State(app): State<Leads>,
     PublicTenant(tenant): PublicTenant,
     Form(post): Form<FormPost>,
 ) -> Response {
@@ -168,10 +198,7 @@ async fn submit_form(
             return render_form(&app, &tenant, state, StatusCode::UNPROCESSABLE_ENTITY).await;
         }
     };
-    let rules = SpamRules {
-        max_links: leads.max_links,
-        blocked_domains: leads.blocked_domains.clone(),
-    };
+    let rules = SpamRules::of(&app.config.leads);
     let spam_reason = spam::spam_reason(
         &lead,
         post.leave_blank.as_deref(),
@@ -187,7 +214,7 @@ async fn submit_form(
         spam_reason,
         key,
     };
-    let stored = submit::store(&app, &tenant, &submission, |_, _| SavedResponse {
+    let stored = submit::store(&app.writer, &tenant, &submission, |_, _| SavedResponse {
         status: StatusCode::SEE_OTHER.as_u16().into(),
         location: Some(THANKS_PATH.to_owned()),
         body: String::new(),

@@ -5,7 +5,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::form::{Email, ValidLead};
-use crate::store::{Conn, Timestamp, on_conn};
+use crate::store::{Conn, Timestamp, multirow, on_conn};
 use crate::tenancy::TenantScope;
 
 /// Which door a lead came through.
@@ -78,34 +78,51 @@ macro_rules! inbox_condition {
     };
 }
 
-/// Stores a submission under `id` (chosen by the caller, so a saved response can name it).
-pub async fn insert(
-    conn: &mut Conn<'_>,
-    scope: &TenantScope,
-    id: Uuid,
-    lead: &ValidLead,
-    source: LeadSource,
-    spam_reason: Option<&str>,
-    at: Timestamp,
-) -> Result<(), sqlx::Error> {
-    on_conn!(conn.reborrow(), c => sqlx::query(
+/// A submission to store under `id` (chosen by the caller, so a saved response can name it).
+pub struct NewLead<'a> {
+    pub scope: &'a TenantScope,
+    pub id: Uuid,
+    pub lead: &'a ValidLead,
+    pub source: LeadSource,
+    pub spam_reason: Option<&'a str>,
+    pub at: Timestamp,
+}
+
+/// Stores submissions, in one statement; each row is filed under its own scope's tenant.
+pub async fn insert(conn: &mut Conn<'_>, rows: &[NewLead<'_>]) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
         "INSERT INTO leads (id, tenant_id, stage, spam_reason, source, name, email, company, role,
                             budget, website, message, created_at, updated_at)
-         VALUES ($1, $2, 'new', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)"
-    )
-    .bind(id)
-    .bind(scope.id())
-    .bind(spam_reason)
-    .bind(source.as_str())
-    .bind(lead.name.as_str())
-    .bind(lead.email.as_str())
-    .bind(lead.company.as_deref())
-    .bind(lead.role.as_deref())
-    .bind(lead.budget.as_str())
-    .bind(lead.website.as_deref())
-    .bind(&lead.message)
-    .bind(at)
-    .execute(c).await.map(|_| ()))
+         VALUES {}",
+        multirow::values(
+            "($1, $2, 'new', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+            12,
+            rows.len()
+        )
+    );
+    on_conn!(conn.reborrow(), c => {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for row in rows {
+            let lead = row.lead;
+            q = q
+                .bind(row.id)
+                .bind(row.scope.id())
+                .bind(row.spam_reason)
+                .bind(row.source.as_str())
+                .bind(lead.name.as_str())
+                .bind(lead.email.as_str())
+                .bind(lead.company.as_deref())
+                .bind(lead.role.as_deref())
+                .bind(lead.budget.as_str())
+                .bind(lead.website.as_deref())
+                .bind(&lead.message)
+                .bind(row.at);
+        }
+        q.execute(c).await.map(|_| ())
+    })
 }
 
 pub async fn get(

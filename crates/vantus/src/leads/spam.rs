@@ -15,6 +15,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::form::ValidLead;
+use crate::config::LeadsConfig;
 
 /// The form token's wire format: `v1.<issued unix seconds>.<nonce>.<hex HMAC>`.
 const VERSION: &str = "v1";
@@ -107,20 +108,30 @@ impl FormToken {
     }
 }
 
-/// The configurable heuristics.
-#[derive(Clone, Debug)]
-pub struct SpamRules {
+/// The configurable heuristics, borrowed from the configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct SpamRules<'a> {
     /// More links than this in the message is spam.
     pub max_links: usize,
     /// Email domains (lowercase) whose submissions are spam.
-    pub blocked_domains: Vec<String>,
+    pub blocked_domains: &'a [String],
 }
 
-impl Default for SpamRules {
+impl<'a> SpamRules<'a> {
+    /// `VANTUS_SPAM_MAX_LINKS` and `VANTUS_SPAM_BLOCKED_DOMAINS`.
+    pub fn of(config: &'a LeadsConfig) -> Self {
+        SpamRules {
+            max_links: config.max_links,
+            blocked_domains: &config.blocked_domains,
+        }
+    }
+}
+
+impl Default for SpamRules<'_> {
     fn default() -> Self {
         SpamRules {
             max_links: 3,
-            blocked_domains: Vec::new(),
+            blocked_domains: &[],
         }
     }
 }
@@ -141,7 +152,7 @@ pub fn spam_reason(
     lead: &ValidLead,
     honeypot: Option<&str>,
     token: Result<&FormToken, TokenProblem>,
-    rules: &SpamRules,
+    rules: &SpamRules<'_>,
 ) -> Option<&'static str> {
     if honeypot.is_some_and(|h| !h.trim().is_empty()) {
         return Some("honeypot");
@@ -153,16 +164,17 @@ pub fn spam_reason(
 }
 
 /// The heuristics alone, for doors without a honeypot or a form token (the JSON API).
-pub fn heuristics(lead: &ValidLead, rules: &SpamRules) -> Option<&'static str> {
+pub fn heuristics(lead: &ValidLead, rules: &SpamRules<'_>) -> Option<&'static str> {
     if links_in(&lead.message) > rules.max_links {
         return Some("too-many-links");
     }
     let domain = lead.email.domain();
-    if rules
-        .blocked_domains
-        .iter()
-        .any(|b| domain == b || domain.ends_with(&format!(".{b}")))
-    {
+    if rules.blocked_domains.iter().any(|b| {
+        // The domain itself or any subdomain of it.
+        domain
+            .strip_suffix(b.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.ends_with('.'))
+    }) {
         return Some("blocked-domain");
     }
     None
@@ -239,7 +251,7 @@ mod tests {
     fn heuristics_mark_spam_with_a_reason() {
         let rules = SpamRules {
             max_links: 2,
-            blocked_domains: vec!["spam.example".into()],
+            blocked_domains: &["spam.example".to_owned()],
         };
         let token = FormToken {
             issued_at: 0,

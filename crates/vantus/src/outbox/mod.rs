@@ -26,7 +26,7 @@ use std::time::Duration;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::store::{Conn, Timestamp, on_conn};
+use crate::store::{Conn, Timestamp, multirow, on_conn};
 use crate::tenancy::TenantScope;
 
 pub use payload::{LeadCreated, LeadData, TenantData};
@@ -98,24 +98,48 @@ pub async fn enqueue(
     scope: &TenantScope,
     message: &NewMessage,
 ) -> Result<Uuid, sqlx::Error> {
-    let id = Uuid::now_v7();
+    let ids = enqueue_many(conn, &[(scope, message)]).await?;
+    Ok(ids[0])
+}
+
+/// Queues several messages, each in its own scope's tenant, in one statement. Returns their
+/// ids in order.
+pub async fn enqueue_many(
+    conn: &mut Conn<'_>,
+    messages: &[(&TenantScope, &NewMessage)],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let ids: Vec<Uuid> = messages.iter().map(|_| Uuid::now_v7()).collect();
+    if messages.is_empty() {
+        return Ok(ids);
+    }
     let now = Timestamp::now();
-    on_conn!(conn.reborrow(), c => sqlx::query(
+    let sql = format!(
         "INSERT INTO outbox (id, tenant_id, channel, topic, destination, lead_id, payload,
                              message_id, status, attempts, next_attempt_at, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9, $9)"
-    )
-    .bind(id)
-    .bind(scope.id())
-    .bind(message.channel.as_str())
-    .bind(message.topic.as_str())
-    .bind(&message.destination)
-    .bind(message.lead_id)
-    .bind(message.payload.to_string())
-    .bind(format!("msg_{}", id.simple()))
-    .bind(now)
-    .execute(c).await.map(|_| ()))?;
-    Ok(id)
+         VALUES {}",
+        multirow::values(
+            "($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9, $9)",
+            9,
+            messages.len()
+        )
+    );
+    on_conn!(conn.reborrow(), c => {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (&id, (scope, message)) in ids.iter().zip(messages) {
+            q = q
+                .bind(id)
+                .bind(scope.id())
+                .bind(message.channel.as_str())
+                .bind(message.topic.as_str())
+                .bind(&message.destination)
+                .bind(message.lead_id)
+                .bind(message.payload.to_string())
+                .bind(format!("msg_{}", id.simple()))
+                .bind(now);
+        }
+        q.execute(c).await.map(|_| ())
+    })?;
+    Ok(ids)
 }
 
 /// Where a message stands, as operators see it.

@@ -80,6 +80,7 @@ macro_rules! with_conn {
 }
 
 pub mod migrate;
+pub mod multirow;
 pub mod replicas;
 pub mod rows;
 pub mod schema;

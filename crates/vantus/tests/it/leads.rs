@@ -521,7 +521,164 @@ async fn export_and_erase_a_person(engine: Engine) {
     );
 }
 
+/// A burst of simultaneous submissions is committed in shared transactions (group commit):
+/// each key still stores one lead, its repeats get its response, and every lead has its
+/// notification and audit entry.
+async fn a_burst_is_stored_once_per_key_with_everything_it_owes(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    const KEYS: usize = 12;
+    const REPEATS: usize = 3;
+    const UNKEYED: usize = 12;
+    let body = |i: usize| {
+        let mut lead = valid_json();
+        lead["email"] = format!("burst{i}@example.com").into();
+        lead
+    };
+    let keyed = (0..KEYS * REPEATS).map(|n| {
+        let (i, app) = (n % KEYS, &app);
+        async move {
+            let res = app
+                .post_json("/api/leads", &body(i))
+                .header("idempotency-key", format!("burst-{i}"))
+                .await
+                .assert_status(202);
+            let replayed = res.headers().get("idempotent-replayed").is_some();
+            (i, replayed, res.json_value().await)
+        }
+    });
+    let unkeyed = (0..UNKEYED).map(|n| {
+        let app = &app;
+        async move {
+            app.post_json("/api/leads", &body(100 + n))
+                .await
+                .assert_status(202);
+        }
+    });
+    let (answers, _) = futures_util::future::join(
+        futures_util::future::join_all(keyed),
+        futures_util::future::join_all(unkeyed),
+    )
+    .await;
+
+    for i in 0..KEYS {
+        let mine: Vec<_> = answers.iter().filter(|(k, _, _)| *k == i).collect();
+        let first: Vec<_> = mine.iter().filter(|(_, replayed, _)| !replayed).collect();
+        assert_eq!(
+            first.len(),
+            1,
+            "key {i}: one first answer, the rest replays"
+        );
+        assert!(
+            mine.iter().all(|(_, _, body)| body == &first[0].2),
+            "key {i}: every answer is the first one"
+        );
+    }
+    let db = app.server().app.store.primary();
+    assert_eq!(leads(&app).await, (KEYS + UNKEYED) as i64);
+    assert_eq!(
+        count(db, "SELECT count(DISTINCT email) FROM leads").await,
+        (KEYS + UNKEYED) as i64
+    );
+    assert_eq!(
+        count(
+            db,
+            "SELECT count(*) FROM audit_log WHERE action = 'lead.received'"
+        )
+        .await,
+        (KEYS + UNKEYED) as i64
+    );
+    // Notifications exactly when the site tenant has somewhere to send them.
+    let outbox = count(db, "SELECT count(*) FROM outbox").await;
+    let per_lead = count(
+        db,
+        "SELECT count(*) FROM outbox WHERE lead_id IN (SELECT id FROM leads)",
+    )
+    .await;
+    assert_eq!(outbox, per_lead, "every message belongs to a stored lead");
+    assert!(
+        outbox == 0 || outbox == (KEYS + UNKEYED) as i64,
+        "one message per lead, or none for all: {outbox}"
+    );
+    assert_eq!(
+        count(db, "SELECT count(*) FROM idempotency_keys").await,
+        KEYS as i64
+    );
+}
+
+/// A submission that cannot be stored (its tenant vanished) fails alone: the submissions
+/// committed beside it are stored, each once.
+async fn a_submission_that_cannot_be_stored_fails_alone(engine: Engine) {
+    use vantus::leads::form::ContactForm;
+    use vantus::leads::idempotency::SavedResponse;
+    use vantus::leads::submit::{self, Stored, Submission};
+
+    let app = TestApp::spawn(engine).await;
+    let server = app.server();
+    let ghost = with_conn(&app, async |conn| {
+        tenancy::ensure(conn, "ghost", "Ghost", None).await
+    })
+    .await;
+    for sql in [
+        "DELETE FROM site_state WHERE tenant_id = (SELECT id FROM tenants WHERE slug = 'ghost')",
+        "DELETE FROM tenants WHERE slug = 'ghost'",
+    ] {
+        vantus::on_db!(server.app.store.primary(), p => sqlx::query(sql).execute(p).await.map(|_| ()))
+            .unwrap();
+    }
+    let form = ContactForm {
+        name: Some("Grace Hopper".into()),
+        email: Some("grace@example.org".into()),
+        budget: Some("over-100k".into()),
+        message: Some("A compiler for business data processing.".into()),
+        consent: Some("on".into()),
+        ..ContactForm::default()
+    };
+    let submission = Submission {
+        lead: form.parse().unwrap(),
+        source: LeadSource::Api,
+        spam_reason: None,
+        key: None,
+    };
+    let respond = |_, _| SavedResponse {
+        status: 202,
+        location: None,
+        body: String::new(),
+    };
+    const GOOD: usize = 20;
+    let site = server.app.site.clone();
+    let writer = submit::Writer::new(&server.app);
+    let outcomes = futures_util::future::join_all((0..=GOOD).map(|n| {
+        let scope = if n == GOOD / 2 { &ghost } else { &site };
+        submit::store(&writer, scope, &submission, respond)
+    }))
+    .await;
+    for (n, outcome) in outcomes.iter().enumerate() {
+        if n == GOOD / 2 {
+            assert!(
+                outcome.is_err(),
+                "the ghost tenant's lead is refused: {outcome:?}"
+            );
+        } else {
+            assert!(
+                matches!(outcome, Ok(Stored::New { .. })),
+                "submission {n}: {outcome:?}"
+            );
+        }
+    }
+    assert_eq!(leads(&app).await, GOOD as i64);
+    assert_eq!(
+        count(
+            server.app.store.primary(),
+            "SELECT count(*) FROM audit_log WHERE action = 'lead.received'"
+        )
+        .await,
+        GOOD as i64
+    );
+}
+
 both_engines!(
+    a_burst_is_stored_once_per_key_with_everything_it_owes,
+    a_submission_that_cannot_be_stored_fails_alone,
     form_submission_is_stored_once,
     api_submission_is_idempotent,
     each_invalid_field_is_reported_and_nothing_is_stored,
