@@ -139,27 +139,30 @@ struct Row<'a> {
 }
 
 async fn insert_rows(conn: &mut Conn<'_>, rows: &[Row<'_>]) -> Result<(), sqlx::Error> {
-    if rows.is_empty() {
-        return Ok(());
-    }
     let now = Timestamp::now();
-    let sql = format!(
-        "INSERT INTO audit_log (id, tenant_id, actor, action, resource, detail, created_at)
-         VALUES {}",
-        multirow::values("($1, $2, $3, $4, $5, $6, $7)", 7, rows.len())
-    );
-    on_conn!(conn.reborrow(), c => {
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for row in rows {
-            q = q
-                .bind(Uuid::now_v7())
-                .bind(row.tenant)
-                .bind(row.actor.label())
-                .bind(row.action.as_str())
-                .bind(row.resource)
-                .bind(row.detail.to_string())
-                .bind(now);
-        }
-        q.execute(c).await.map(|_| ())
-    })
+    let details: Vec<String> = rows.iter().map(|r| r.detail.to_string()).collect();
+    let rows: Vec<(&Row<'_>, String)> = rows.iter().zip(details).collect();
+    let bytes = |(row, detail): &(&Row<'_>, String)| 120 + row.resource.len() + detail.len();
+    for rows in multirow::chunks(&rows, bytes) {
+        let sql = format!(
+            "INSERT INTO audit_log (id, tenant_id, actor, action, resource, detail, created_at)
+             VALUES {}",
+            multirow::values("($1, $2, $3, $4, $5, $6, $7)", 7, rows.len())
+        );
+        on_conn!(conn.reborrow(), c => {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (row, detail) in rows {
+                q = q
+                    .bind(Uuid::now_v7())
+                    .bind(row.tenant)
+                    .bind(row.actor.label())
+                    .bind(row.action.as_str())
+                    .bind(row.resource)
+                    .bind(detail)
+                    .bind(now);
+            }
+            q.execute(c).await.map(|_| ())
+        })?;
+    }
+    Ok(())
 }

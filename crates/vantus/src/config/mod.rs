@@ -175,6 +175,15 @@ pub struct Overrides {
 pub const MIN_SECRET_LEN: usize = 32;
 
 impl Config {
+    /// The public address of `path` (`/contact` → `https://example.com/contact`), for
+    /// canonical links, feeds and sitemaps.
+    pub fn public_url_of(&self, path: &str) -> String {
+        self.public_url
+            .join(path.trim_start_matches('/'))
+            .map(|u| u.to_string())
+            .unwrap_or_else(|_| path.to_owned())
+    }
+
     /// Reads the process environment.
     pub fn from_env(overrides: &Overrides) -> Result<Self, ConfigErrors> {
         Self::load(&std::env::vars().collect(), overrides)

@@ -121,14 +121,10 @@ where
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
         use axum::response::IntoResponse;
-        if !content_type_is(&req, |m| {
+        let json = |m: &str| {
             m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
-        }) {
-            return Err(
-                AppError::UnsupportedMediaType("must be application/json".into()).into_response(),
-            );
-        }
-        let body = body_bytes(req, state).await?;
+        };
+        let body = typed_body(req, state, json, "application/json").await?;
         serde_json::from_slice(&body).map(Json).map_err(|e| {
             AppError::bad_request("body", format!("is not the expected JSON: {e}")).into_response()
         })

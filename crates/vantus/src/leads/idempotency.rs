@@ -73,7 +73,7 @@ pub struct ClaimRequest<'a> {
 }
 
 /// Claims each key for its response, in the caller's transaction (see the module comment),
-/// with one statement for all of them. Returns what each claim found, in order. When the
+/// a few keys a statement ([`multirow`]). Returns what each claim found, in order. When the
 /// same key comes twice in `requests`, the first claims it and the second finds it (a replay
 /// or a conflict), as if they had come one after the other.
 pub async fn claim(
@@ -93,30 +93,41 @@ pub async fn claim(
         (a.scope.id(), &a.key.key).cmp(&(b.scope.id(), &b.key.key))
     });
     let now = Timestamp::now();
-    let sql = format!(
-        "INSERT INTO idempotency_keys (id, tenant_id, idempotency_key, request_hash, status,
-                                       location, body, created_at)
-         VALUES {}
-         ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
-         RETURNING id",
-        multirow::values("($1, $2, $3, $4, $5, $6, $7, $8)", 8, requests.len())
-    );
-    let inserted: Vec<Uuid> = on_conn!(conn.reborrow(), c => {
-        let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
-        for &i in &order {
-            let (id, r) = (ids[i], &requests[i]);
-            q = q
-                .bind(id)
-                .bind(r.scope.id())
-                .bind(&r.key.key)
-                .bind(&r.key.request_hash)
-                .bind(r.response.status)
-                .bind(r.response.location.as_deref())
-                .bind(&r.response.body)
-                .bind(now);
-        }
-        q.fetch_all(c).await
-    })?;
+    let bytes = |&i: &usize| {
+        let r = &requests[i];
+        120 + r.key.key.len()
+            + r.key.request_hash.len()
+            + r.response.body.len()
+            + r.response.location.as_ref().map_or(0, String::len)
+    };
+    let mut inserted: Vec<Uuid> = Vec::with_capacity(requests.len());
+    for order in multirow::chunks(&order, bytes) {
+        let sql = format!(
+            "INSERT INTO idempotency_keys (id, tenant_id, idempotency_key, request_hash, status,
+                                           location, body, created_at)
+             VALUES {}
+             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+             RETURNING id",
+            multirow::values("($1, $2, $3, $4, $5, $6, $7, $8)", 8, order.len())
+        );
+        let returned: Vec<Uuid> = on_conn!(conn.reborrow(), c => {
+            let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
+            for &i in order {
+                let (id, r) = (ids[i], &requests[i]);
+                q = q
+                    .bind(id)
+                    .bind(r.scope.id())
+                    .bind(&r.key.key)
+                    .bind(&r.key.request_hash)
+                    .bind(r.response.status)
+                    .bind(r.response.location.as_deref())
+                    .bind(&r.response.body)
+                    .bind(now);
+            }
+            q.fetch_all(c).await
+        })?;
+        inserted.extend(returned);
+    }
     let mut claims = Vec::with_capacity(requests.len());
     for (id, r) in ids.iter().zip(requests) {
         if inserted.contains(id) {

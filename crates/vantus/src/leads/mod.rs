@@ -143,12 +143,7 @@ async fn render_form(
         ),
         Err(e) => return AppError::from(e).into_response(),
     };
-    let canonical = app
-        .config
-        .public_url
-        .join("contact")
-        .map(|u| u.to_string())
-        .unwrap_or_else(|_| "/contact".to_owned());
+    let canonical = app.config.public_url_of("/contact");
     let layout = Layout::new(&title, &summary, canonical, Section::Contact);
     let page = ContactPage::new(layout, title, summary, intro, state);
     match askama::Template::render(&page) {
@@ -270,12 +265,7 @@ fn replay(saved: &SavedResponse) -> Response {
 }
 
 async fn thanks_page(State(app): State<App>) -> Response {
-    let canonical = app
-        .config
-        .public_url
-        .join(THANKS_PATH.trim_start_matches('/'))
-        .map(|u| u.to_string())
-        .unwrap_or_else(|_| THANKS_PATH.to_owned());
+    let canonical = app.config.public_url_of(THANKS_PATH);
     let mut layout = Layout::new(
         "Thank you",
         "Your enquiry has arrived; we reply within one business day.",

@@ -88,41 +88,56 @@ pub struct NewLead<'a> {
     pub at: Timestamp,
 }
 
-/// Stores submissions, in one statement; each row is filed under its own scope's tenant.
-pub async fn insert(conn: &mut Conn<'_>, rows: &[NewLead<'_>]) -> Result<(), sqlx::Error> {
-    if rows.is_empty() {
-        return Ok(());
+impl NewLead<'_> {
+    /// Roughly the bytes its values take in a statement.
+    fn bytes(&self) -> usize {
+        let lead = self.lead;
+        let optional = |v: &Option<String>| v.as_ref().map_or(0, String::len);
+        120 + lead.name.as_str().len()
+            + lead.email.as_str().len()
+            + optional(&lead.company)
+            + optional(&lead.role)
+            + optional(&lead.website)
+            + lead.message.len()
     }
-    let sql = format!(
-        "INSERT INTO leads (id, tenant_id, stage, spam_reason, source, name, email, company, role,
-                            budget, website, message, created_at, updated_at)
-         VALUES {}",
-        multirow::values(
-            "($1, $2, 'new', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
-            12,
-            rows.len()
-        )
-    );
-    on_conn!(conn.reborrow(), c => {
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for row in rows {
-            let lead = row.lead;
-            q = q
-                .bind(row.id)
-                .bind(row.scope.id())
-                .bind(row.spam_reason)
-                .bind(row.source.as_str())
-                .bind(lead.name.as_str())
-                .bind(lead.email.as_str())
-                .bind(lead.company.as_deref())
-                .bind(lead.role.as_deref())
-                .bind(lead.budget.as_str())
-                .bind(lead.website.as_deref())
-                .bind(&lead.message)
-                .bind(row.at);
-        }
-        q.execute(c).await.map(|_| ())
-    })
+}
+
+/// Stores submissions, a few rows a statement ([`multirow`]); each row is filed under its own
+/// scope's tenant.
+pub async fn insert(conn: &mut Conn<'_>, rows: &[NewLead<'_>]) -> Result<(), sqlx::Error> {
+    for rows in multirow::chunks(rows, NewLead::bytes) {
+        let sql = format!(
+            "INSERT INTO leads (id, tenant_id, stage, spam_reason, source, name, email, company,
+                                role, budget, website, message, created_at, updated_at)
+             VALUES {}",
+            multirow::values(
+                "($1, $2, 'new', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+                12,
+                rows.len()
+            )
+        );
+        on_conn!(conn.reborrow(), c => {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for row in rows {
+                let lead = row.lead;
+                q = q
+                    .bind(row.id)
+                    .bind(row.scope.id())
+                    .bind(row.spam_reason)
+                    .bind(row.source.as_str())
+                    .bind(lead.name.as_str())
+                    .bind(lead.email.as_str())
+                    .bind(lead.company.as_deref())
+                    .bind(lead.role.as_deref())
+                    .bind(lead.budget.as_str())
+                    .bind(lead.website.as_deref())
+                    .bind(&lead.message)
+                    .bind(row.at);
+            }
+            q.execute(c).await.map(|_| ())
+        })?;
+    }
+    Ok(())
 }
 
 pub async fn get(

@@ -102,44 +102,50 @@ pub async fn enqueue(
     Ok(ids[0])
 }
 
-/// Queues several messages, each in its own scope's tenant, in one statement. Returns their
-/// ids in order.
+/// Queues several messages, each in its own scope's tenant, a few rows a statement
+/// ([`multirow`]). Returns their ids in order.
 pub async fn enqueue_many(
     conn: &mut Conn<'_>,
     messages: &[(&TenantScope, &NewMessage)],
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    let ids: Vec<Uuid> = messages.iter().map(|_| Uuid::now_v7()).collect();
-    if messages.is_empty() {
-        return Ok(ids);
-    }
     let now = Timestamp::now();
-    let sql = format!(
-        "INSERT INTO outbox (id, tenant_id, channel, topic, destination, lead_id, payload,
-                             message_id, status, attempts, next_attempt_at, created_at, updated_at)
-         VALUES {}",
-        multirow::values(
-            "($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9, $9)",
-            9,
-            messages.len()
-        )
-    );
-    on_conn!(conn.reborrow(), c => {
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (&id, (scope, message)) in ids.iter().zip(messages) {
-            q = q
-                .bind(id)
-                .bind(scope.id())
-                .bind(message.channel.as_str())
-                .bind(message.topic.as_str())
-                .bind(&message.destination)
-                .bind(message.lead_id)
-                .bind(message.payload.to_string())
-                .bind(format!("msg_{}", id.simple()))
-                .bind(now);
-        }
-        q.execute(c).await.map(|_| ())
-    })?;
-    Ok(ids)
+    let rows: Vec<(Uuid, &TenantScope, &NewMessage, String)> = messages
+        .iter()
+        .map(|&(scope, message)| (Uuid::now_v7(), scope, message, message.payload.to_string()))
+        .collect();
+    let bytes = |(_, _, m, payload): &(Uuid, &TenantScope, &NewMessage, String)| {
+        120 + m.destination.len() + payload.len()
+    };
+    for rows in multirow::chunks(&rows, bytes) {
+        let sql = format!(
+            "INSERT INTO outbox (id, tenant_id, channel, topic, destination, lead_id, payload,
+                                 message_id, status, attempts, next_attempt_at, created_at,
+                                 updated_at)
+             VALUES {}",
+            multirow::values(
+                "($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9, $9)",
+                9,
+                rows.len()
+            )
+        );
+        on_conn!(conn.reborrow(), c => {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (id, scope, message, payload) in rows {
+                q = q
+                    .bind(*id)
+                    .bind(scope.id())
+                    .bind(message.channel.as_str())
+                    .bind(message.topic.as_str())
+                    .bind(&message.destination)
+                    .bind(message.lead_id)
+                    .bind(payload)
+                    .bind(format!("msg_{}", id.simple()))
+                    .bind(now);
+            }
+            q.execute(c).await.map(|_| ())
+        })?;
+    }
+    Ok(rows.into_iter().map(|(id, ..)| id).collect())
 }
 
 /// Where a message stands, as operators see it.

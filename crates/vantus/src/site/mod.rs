@@ -175,11 +175,7 @@ pub async fn cached(
 }
 
 fn canonical(app: &Site, path: &str) -> String {
-    app.config
-        .public_url
-        .join(path.trim_start_matches('/'))
-        .map(|u| u.to_string())
-        .unwrap_or_else(|_| path.to_owned())
+    app.config.public_url_of(path)
 }
 
 fn page_layout(app: &Site, item: &content::ContentItem, path: &str, section: Section) -> Layout {
