@@ -73,6 +73,8 @@ pub struct RunningServer {
     lifecycle: Arc<Lifecycle>,
     stop: CancellationToken,
     serve: JoinHandle<()>,
+    /// The outbox worker: awaited on shutdown so deliveries it started are recorded.
+    outbox: JoinHandle<()>,
     drain_timeout: Duration,
 }
 
@@ -186,7 +188,7 @@ pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
     let _ = store_cell.set(app.store.clone());
     let _ = routes.set(application_routes(&app, &site));
     lifecycle.set(Phase::Ready);
-    spawn_background(&app, &site, &stop).await;
+    let outbox = spawn_background(&app, &site, &stop).await;
     Ok(RunningServer {
         addr,
         app,
@@ -194,6 +196,7 @@ pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
         lifecycle,
         stop,
         serve,
+        outbox,
         drain_timeout,
     })
 }
@@ -374,7 +377,9 @@ fn instance_name() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-async fn spawn_background(app: &App, site: &Site, stop: &CancellationToken) {
+/// Starts the scheduler, the content and replica watchers and the outbox worker; returns the
+/// worker's handle.
+async fn spawn_background(app: &App, site: &Site, stop: &CancellationToken) -> JoinHandle<()> {
     if let Ok(Some(at)) = with_conn!(app.store.primary(), conn => {
         crate::jobs::last_success(conn, crate::jobs::BACKUP).await
     }) {
@@ -408,7 +413,7 @@ async fn spawn_background(app: &App, site: &Site, stop: &CancellationToken) {
     }
     // Every replica delivers the outbox; the lease on each row keeps them from doubling up.
     crate::outbox::Worker::new(app.store.primary().clone(), &app.config, &instance)
-        .spawn(stop.clone());
+        .spawn(stop.clone())
 }
 
 impl RunningServer {
@@ -417,8 +422,9 @@ impl RunningServer {
     pub async fn shutdown(self) -> bool {
         self.lifecycle.set(Phase::Draining);
         self.stop.cancel();
+        let deadline = tokio::time::Instant::now() + self.drain_timeout;
         let mut serve = self.serve;
-        let drained = match tokio::time::timeout(self.drain_timeout, &mut serve).await {
+        let drained = match tokio::time::timeout_at(deadline, &mut serve).await {
             Ok(Ok(())) => true,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "server task failed");
@@ -434,6 +440,19 @@ impl RunningServer {
                 false
             }
         };
+        // The worker stops claiming at once, but finishes the deliveries it has started and
+        // records their outcome before the pool closes; otherwise a message that was sent
+        // would stay leased and be sent again (same Message-ID) once its lease ran out.
+        let mut outbox = self.outbox;
+        if tokio::time::timeout_at(deadline, &mut outbox)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "drain timeout reached with outbox deliveries in flight; they are retried when their lease ends"
+            );
+            outbox.abort();
+        }
         self.app.store.close().await;
         tracing::info!(drained, "stopped");
         drained

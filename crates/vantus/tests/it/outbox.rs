@@ -365,11 +365,17 @@ type Calls = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
 
 /// A webhook receiver on 127.0.0.1 that answers `status` to every call and keeps them.
 async fn receiver(status: StatusCode) -> (String, Calls) {
+    slow_receiver(status, Duration::ZERO).await
+}
+
+/// A receiver that keeps each call as it arrives and answers `status` after `delay`.
+async fn slow_receiver(status: StatusCode, delay: Duration) -> (String, Calls) {
     let calls: Calls = Arc::default();
     let app = Router::new()
         .fallback(
             move |State(calls): State<Calls>, headers: HeaderMap, body: Bytes| async move {
                 calls.lock().unwrap().push((headers, body));
+                tokio::time::sleep(delay).await;
                 status
             },
         )
@@ -557,7 +563,35 @@ async fn a_new_lead_calls_the_webhooks_and_spam_does_not(engine: Engine) {
     assert_eq!(event["data"]["lead"]["email"], "mary@example.com");
 }
 
+/// A delivery under way when the server is told to stop is finished and recorded as sent
+/// before the database pool closes, so it is not sent again after its lease.
+async fn a_delivery_in_flight_at_shutdown_is_finished_and_recorded(engine: Engine) {
+    let (url, calls) = slow_receiver(StatusCode::NO_CONTENT, Duration::from_millis(1500)).await;
+    let app = TestApp::spawn_with(engine, |env| with_webhooks(env, &url)).await;
+    app.post_json(
+        "/api/leads",
+        &serde_json::json!({
+            "name": "Dorothy Vaughan", "email": "dorothy@example.com", "consent": true,
+            "message": "A delivery that is still on its way.",
+        }),
+    )
+    .await
+    .assert_status(202);
+    eventually(WAIT, "the webhook call to start", async || {
+        !calls.lock().unwrap().is_empty()
+    })
+    .await;
+    let db = app.into_db().await;
+    let pool = crate::support::open_db(&db.url).await;
+    let rows: Vec<(String, i64)> = vantus::on_db!(&pool, p => sqlx::query_as(
+        "SELECT status, attempts FROM outbox WHERE channel = 'webhook'").fetch_all(p).await)
+    .unwrap();
+    assert_eq!(rows, vec![("sent".to_owned(), 1)]);
+    assert_eq!(calls.lock().unwrap().len(), 1);
+}
+
 both_engines!(
+    a_delivery_in_flight_at_shutdown_is_finished_and_recorded,
     a_new_lead_calls_the_webhooks_and_spam_does_not,
     a_new_lead_is_emailed_with_its_html_escaped,
     an_smtp_outage_delays_mail_and_two_servers_then_deliver_each_once,
