@@ -15,6 +15,7 @@
 //! This module imports nothing from the crate but leaf modules ([`crate::slug`]), so every
 //! other module may depend on it.
 
+mod auth;
 mod backup;
 mod database;
 mod http;
@@ -35,6 +36,7 @@ use std::path::PathBuf;
 use secrecy::SecretString;
 use url::Url;
 
+pub use auth::{Argon2Settings, AuthConfig};
 pub use backup::{BackupConfig, BackupLocation, S3Config, Schedule};
 pub use database::{DatabaseConfig, DatabaseUrl};
 pub use http::{Cidr, HttpConfig};
@@ -152,6 +154,7 @@ pub struct Config {
     pub site_tenant: String,
     pub http: HttpConfig,
     pub leads: LeadsConfig,
+    pub auth: AuthConfig,
     pub mail: MailConfig,
     pub webhooks: WebhookConfig,
     pub outbox: OutboxConfig,
@@ -234,6 +237,7 @@ impl Config {
             data_dir,
             http: HttpConfig::parse(src),
             leads: LeadsConfig::parse(src),
+            auth: AuthConfig::parse(src),
             mail: MailConfig::parse(src),
             webhooks: WebhookConfig::parse(src),
             outbox: OutboxConfig::parse(src),

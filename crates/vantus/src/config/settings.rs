@@ -78,6 +78,14 @@ settings! {
         "Contact-form submissions allowed per client (IP, IPv6 /64) and period; more get 429 with Retry-After.";
     "VANTUS_RATE_LIMIT_API", "rate_limit.api", "60/1m", false,
         "POST /api/leads requests allowed per client and period.";
+    "VANTUS_ARGON2_MEMORY_KIB", "auth.argon2_memory_kib", "19456", false,
+        "Memory one staff password hash uses, in KiB (argon2id; OWASP's 19 MiB by default, 8 MiB to 1 GiB).";
+    "VANTUS_ARGON2_ITERATIONS", "auth.argon2_iterations", "2", false,
+        "Passes over that memory per hash (argon2id's t, 1 to 20).";
+    "VANTUS_ARGON2_PARALLELISM", "auth.argon2_parallelism", "1", false,
+        "Lanes per hash (argon2id's p, 1 to 16).";
+    "VANTUS_PASSWORD_HASHES_AT_ONCE", "auth.hashes_at_once", "2", false,
+        "Password hashes computed at once, off the request threads; more logins wait, so a burst cannot starve the server.";
     "SMTP_URL", "mail.smtp_url", "(none)", true,
         "Where lead notifications are sent: `smtp://user:password@host:587?tls=required` (STARTTLS), `smtps://user:password@host:465` (TLS from the start) or `smtp://host:25` (plain, a local relay only). Or use SMTP_HOST and the settings after it. Unset: emails wait in the outbox and doctor warns.";
     "SMTP_HOST", "mail.smtp_host", "(none)", false,

@@ -1,0 +1,356 @@
+//! Staff passwords: the policy a new password must meet, and hashing with argon2id.
+//!
+//! Hashing is deliberately slow (tens of milliseconds of CPU and 19 MiB by default), so it runs
+//! on the blocking pool, behind a semaphore of `VANTUS_PASSWORD_HASHES_AT_ONCE` permits: a
+//! burst of logins queues for a permit instead of occupying every runtime thread. Checking a
+//! login for an account that does not exist hashes against a dummy, so the answer takes as long
+//! as for one that does and does not reveal which addresses have accounts.
+
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::{OnceCell, Semaphore};
+use unicode_normalization::UnicodeNormalization;
+
+use crate::config::AuthConfig;
+
+/// The shortest password accepted (NIST SP 800-63B asks for 8 at least; the issue for 12).
+pub const MIN_CHARS: usize = 12;
+/// The longest: far above what a password manager generates, low enough to bound hashing.
+pub const MAX_CHARS: usize = 1024;
+
+/// Why a new password is refused; the message is shown beside the field.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("must be at least {MIN_CHARS} characters long")]
+    TooShort,
+    #[error("must be at most {MAX_CHARS} characters long")]
+    TooLong,
+    #[error("must not contain control characters")]
+    ControlCharacters,
+    #[error(
+        "is one of the most common passwords (or one with digits or symbols added); choose another"
+    )]
+    Common,
+    #[error("must not contain your email address or name")]
+    Personal,
+    #[error("needs more different characters")]
+    Repetitive,
+}
+
+/// The form a password is compared in: NFKC-normalised (NIST SP 800-63B), so the same
+/// password typed on two keyboards gives the same hash.
+fn normalized(password: &str) -> String {
+    password.nfkc().collect()
+}
+
+/// The common-password list, shipped in the binary, lower-cased.
+fn common_passwords() -> &'static HashSet<&'static str> {
+    static LIST: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    LIST.get_or_init(|| {
+        include_str!("common-passwords.txt")
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect()
+    })
+}
+
+/// Checks a new password against the policy. `personal` are the user's email address and
+/// name, which the password must not contain.
+pub fn check_policy(password: &str, personal: &[&str]) -> Result<(), PolicyError> {
+    let password = normalized(password);
+    let chars = password.chars().count();
+    if chars < MIN_CHARS {
+        return Err(PolicyError::TooShort);
+    }
+    if chars > MAX_CHARS {
+        return Err(PolicyError::TooLong);
+    }
+    if password.chars().any(char::is_control) {
+        return Err(PolicyError::ControlCharacters);
+    }
+    let lower = password.to_lowercase();
+    let common = common_passwords();
+    // "password2024!" is "password" with decorations: strip digits and symbols at either end.
+    let core = lower.trim_matches(|c: char| !c.is_alphabetic());
+    if common.contains(lower.as_str()) || (core.chars().count() >= 4 && common.contains(core)) {
+        return Err(PolicyError::Common);
+    }
+    let pieces = personal.iter().flat_map(|p| {
+        let p = p.to_lowercase();
+        // The whole address, its local part, and each word of a name.
+        let local = p.split('@').next().unwrap_or("").to_owned();
+        let words: Vec<String> = p.split_whitespace().map(str::to_owned).collect();
+        std::iter::once(p)
+            .chain(std::iter::once(local))
+            .chain(words)
+    });
+    if pieces
+        .filter(|piece| piece.chars().count() >= 4)
+        .any(|piece| lower.contains(&piece))
+    {
+        return Err(PolicyError::Personal);
+    }
+    let distinct: HashSet<char> = lower.chars().collect();
+    if distinct.len() < 5 {
+        return Err(PolicyError::Repetitive);
+    }
+    Ok(())
+}
+
+/// A failure of the hashing machinery itself (never the user's mistake).
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    #[error("the argon2 settings are unusable: {0}")]
+    Settings(String),
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+}
+
+/// Hashes and verifies passwords with argon2id, a few at a time (see the module comment).
+#[derive(Clone)]
+pub struct Passwords {
+    argon2: Argon2<'static>,
+    permits: Arc<Semaphore>,
+    /// A hash of a random password, verified against when an account does not exist.
+    dummy: Arc<OnceCell<String>>,
+}
+
+impl Passwords {
+    pub fn new(config: &AuthConfig) -> Result<Self, HashError> {
+        let a = config.argon2;
+        let params = Params::new(a.memory_kib, a.iterations, a.parallelism, None)
+            .map_err(|e| HashError::Settings(e.to_string()))?;
+        Ok(Self {
+            argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
+            permits: Arc::new(Semaphore::new(config.hashes_at_once.max(1))),
+            dummy: Arc::new(OnceCell::new()),
+        })
+    }
+
+    /// The PHC string of `password` (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`) under a fresh
+    /// random salt. Check the policy first: this hashes whatever it is given.
+    pub async fn hash(&self, password: &SecretString) -> Result<String, HashError> {
+        let argon2 = self.argon2.clone();
+        let password = normalized(password.expose_secret());
+        self.off_runtime(move || {
+            let mut salt = [0u8; 16];
+            getrandom::fill(&mut salt).map_err(|e| HashError::Hashing(e.to_string()))?;
+            let salt =
+                SaltString::encode_b64(&salt).map_err(|e| HashError::Hashing(e.to_string()))?;
+            argon2
+                .hash_password(password.as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .map_err(|e| HashError::Hashing(e.to_string()))
+        })
+        .await
+    }
+
+    /// Whether `password` matches `stored` (a PHC string). With no stored hash (no such
+    /// account) the same work is done against a dummy and the answer is `false`, so both
+    /// cases take as long. A malformed stored hash is `false` and logged, never a panic.
+    pub async fn verify(&self, password: &SecretString, stored: Option<&str>) -> bool {
+        let (stored, exists) = match stored {
+            Some(s) => (s.to_owned(), true),
+            None => match self.dummy_hash().await {
+                Ok(d) => (d, false),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot make the dummy password hash");
+                    return false;
+                }
+            },
+        };
+        let password = normalized(password.expose_secret());
+        let matched = self
+            .off_runtime(move || {
+                let parsed =
+                    PasswordHash::new(&stored).map_err(|e| HashError::Hashing(e.to_string()))?;
+                // Verifying uses the parameters recorded in the hash, so hashes made before a
+                // settings change still verify.
+                Ok(Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok())
+            })
+            .await;
+        match matched {
+            Ok(matched) => matched && exists,
+            Err(e) => {
+                tracing::error!(error = %e, "a stored password hash cannot be read");
+                false
+            }
+        }
+    }
+
+    /// Whether a stored hash was made with other parameters than the current ones (then it
+    /// is worth re-hashing at the next successful login).
+    pub fn needs_rehash(&self, stored: &str) -> bool {
+        let Ok(parsed) = PasswordHash::new(stored) else {
+            return true;
+        };
+        let current = self.argon2.params();
+        let same = Params::try_from(&parsed).is_ok_and(|p| {
+            p.m_cost() == current.m_cost()
+                && p.t_cost() == current.t_cost()
+                && p.p_cost() == current.p_cost()
+        });
+        parsed.algorithm.as_str() != "argon2id" || !same
+    }
+
+    async fn dummy_hash(&self) -> Result<String, HashError> {
+        self.dummy
+            .get_or_try_init(|| async {
+                let mut random = [0u8; 32];
+                getrandom::fill(&mut random).map_err(|e| HashError::Hashing(e.to_string()))?;
+                self.hash(&SecretString::from(hex::encode(random))).await
+            })
+            .await
+            .cloned()
+    }
+
+    /// Runs `work` on the blocking pool once a permit is free.
+    async fn off_runtime<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, HashError> + Send + 'static,
+    ) -> Result<T, HashError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| HashError::Hashing(e.to_string()))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| HashError::Hashing(e.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Argon2Settings;
+
+    /// Cheap parameters: the tests check behaviour, not cost.
+    fn passwords(hashes_at_once: usize) -> Passwords {
+        Passwords::new(&AuthConfig {
+            argon2: Argon2Settings {
+                memory_kib: 8 * 1024,
+                iterations: 1,
+                parallelism: 1,
+            },
+            hashes_at_once,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn the_policy_names_what_is_wrong() {
+        let me = ["ada.lovelace@example.com", "Ada Lovelace"];
+        assert_eq!(check_policy("short", &me), Err(PolicyError::TooShort));
+        assert_eq!(
+            check_policy(&"x".repeat(MAX_CHARS + 1), &me),
+            Err(PolicyError::TooLong)
+        );
+        assert_eq!(
+            check_policy("line\nbreak in here", &me),
+            Err(PolicyError::ControlCharacters)
+        );
+        assert_eq!(check_policy("qwertyuiop123", &me), Err(PolicyError::Common));
+        assert_eq!(
+            check_policy("Password2024!!", &me),
+            Err(PolicyError::Common),
+            "a common word with digits and symbols"
+        );
+        assert_eq!(check_policy("1qaz2wsx3edc", &me), Err(PolicyError::Common));
+        assert_eq!(
+            check_policy("lovelace-rules-ok", &me),
+            Err(PolicyError::Personal)
+        );
+        assert_eq!(
+            check_policy("ada.lovelace@example.com", &me),
+            Err(PolicyError::Personal)
+        );
+        assert_eq!(
+            check_policy("abababababababab", &me),
+            Err(PolicyError::Repetitive)
+        );
+        assert_eq!(check_policy("correct horse battery staple", &me), Ok(()));
+        assert_eq!(
+            check_policy(&"é".repeat(6).repeat(2), &[]),
+            Err(PolicyError::Repetitive)
+        );
+        // Counted in characters, not bytes: 12 accented letters are long enough.
+        assert_eq!(check_policy("éàüöñçåøßþðæ", &[]), Ok(()));
+    }
+
+    #[test]
+    fn the_shipped_list_is_loaded_whole() {
+        let list = common_passwords();
+        assert!(list.len() > 29_000, "{}", list.len());
+        assert!(list.contains("123456") && list.contains("password"));
+        assert!(!list.iter().any(|p| p.starts_with('#')));
+    }
+
+    #[tokio::test]
+    async fn a_hash_verifies_its_password_only() {
+        let p = passwords(2);
+        let secret = SecretString::from("correct horse battery staple");
+        let hash = p.hash(&secret).await.unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$m=8192,t=1,p=1$"), "{hash}");
+        assert!(p.verify(&secret, Some(&hash)).await);
+        assert!(
+            !p.verify(
+                &SecretString::from("correct horse battery stapler"),
+                Some(&hash)
+            )
+            .await
+        );
+        // A fresh salt each time.
+        assert_ne!(p.hash(&secret).await.unwrap(), hash);
+        // NFKC: the ligature "ﬁ" and "fi" are the same password.
+        let lig = p
+            .hash(&SecretString::from("ﬁnal answer is 42"))
+            .await
+            .unwrap();
+        assert!(
+            p.verify(&SecretString::from("final answer is 42"), Some(&lig))
+                .await
+        );
+        // No account, or a broken stored hash: false, never a panic.
+        assert!(!p.verify(&secret, None).await);
+        assert!(!p.verify(&secret, Some("not a hash")).await);
+        assert!(!p.needs_rehash(&hash));
+        let stronger = Passwords::new(&AuthConfig {
+            argon2: Argon2Settings {
+                memory_kib: 16 * 1024,
+                iterations: 1,
+                parallelism: 1,
+            },
+            hashes_at_once: 1,
+        })
+        .unwrap();
+        assert!(stronger.needs_rehash(&hash));
+        assert!(
+            stronger.verify(&secret, Some(&hash)).await,
+            "old parameters still verify"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_more_hashes_run_at_once_than_permitted() {
+        let p = passwords(1);
+        let secret = SecretString::from("correct horse battery staple");
+        // Hold the only permit: a hash must wait for it.
+        let held = p.permits.clone().acquire_owned().await.unwrap();
+        let waiting = tokio::spawn({
+            let p = p.clone();
+            let secret = secret.clone();
+            async move { p.hash(&secret).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(!waiting.is_finished(), "hashing started without a permit");
+        drop(held);
+        assert!(waiting.await.unwrap().is_ok());
+    }
+}

@@ -1,0 +1,34 @@
+//! Staff accounts: how passwords are hashed.
+
+use super::source::Source;
+
+#[derive(Clone, Debug)]
+pub struct AuthConfig {
+    pub argon2: Argon2Settings,
+    /// Password hashes computed at once; more logins wait their turn.
+    pub hashes_at_once: usize,
+}
+
+/// Argon2id's cost parameters (RFC 9106). The defaults are OWASP's current recommendation:
+/// 19 MiB, 2 passes, 1 lane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Argon2Settings {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl AuthConfig {
+    pub(super) fn parse(src: &Source<'_>) -> Self {
+        Self {
+            argon2: Argon2Settings {
+                // Below 8 MiB argon2id is weaker than the guidance allows; above 1 GiB one
+                // login would take the server's memory.
+                memory_kib: src.number("VANTUS_ARGON2_MEMORY_KIB", 8 * 1024, 1024 * 1024) as u32,
+                iterations: src.number("VANTUS_ARGON2_ITERATIONS", 1, 20) as u32,
+                parallelism: src.number("VANTUS_ARGON2_PARALLELISM", 1, 16) as u32,
+            },
+            hashes_at_once: src.number("VANTUS_PASSWORD_HASHES_AT_ONCE", 1, 64) as usize,
+        }
+    }
+}
