@@ -43,6 +43,8 @@ pub enum AuditAction {
     SpamPurged,
     /// An operator requeued outbox messages (`vantus outbox retry`).
     OutboxRequeued,
+    /// A staff account was created (`vantus user create`, later an accepted invitation).
+    UserCreated,
 }
 
 impl AuditAction {
@@ -56,6 +58,7 @@ impl AuditAction {
             AuditAction::LeadsExported => "leads.exported",
             AuditAction::SpamPurged => "spam.purged",
             AuditAction::OutboxRequeued => "outbox.requeued",
+            AuditAction::UserCreated => "user.created",
         }
     }
 }

@@ -10,6 +10,7 @@ mod migrate;
 mod outbox;
 mod restore;
 mod serve;
+mod user;
 mod version;
 
 use std::path::PathBuf;
@@ -67,6 +68,9 @@ pub enum Command {
     /// requeue.
     #[command(subcommand)]
     Outbox(outbox::OutboxCommand),
+    /// Staff accounts: `user create --email ADDRESS --role owner` makes the first owner.
+    #[command(subcommand)]
+    User(user::UserCommand),
     /// Audit this deployment's production readiness; exit 1 if anything is critical.
     #[command(after_long_help = settings_help())]
     Doctor(doctor::DoctorArgs),
@@ -96,6 +100,12 @@ pub enum CliError {
     Settings(#[from] ConfigErrors),
     #[error("{0}")]
     Failed(String),
+}
+
+impl From<sqlx::Error> for CliError {
+    fn from(e: sqlx::Error) -> Self {
+        CliError::Failed(format!("database: {e}"))
+    }
 }
 
 impl CliError {
@@ -157,6 +167,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Restore(args) => restore::run(&cli.config, args).await,
         Command::Db(cmd) => db::run(&cli.config, cmd).await,
         Command::Leads(cmd) => leads::run(&cli.config, cmd).await,
+        Command::User(cmd) => user::run(&cli.config, cmd).await,
         Command::Outbox(cmd) => outbox::run(&cli.config, cmd).await,
         Command::Doctor(args) => doctor::run(&cli.config, args).await,
         Command::Version(args) => version::run(args),

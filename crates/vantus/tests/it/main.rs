@@ -3,6 +3,7 @@
 
 mod support;
 
+mod accounts;
 mod backup_hardening;
 mod backup_restore;
 mod cli;

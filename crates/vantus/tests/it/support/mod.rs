@@ -30,7 +30,7 @@ use std::collections::HashMap;
 pub use app::{Replica, ResponseExt, TestApp, TestRequest, client, get_url, title_of};
 #[allow(unused_imports)]
 pub use db::{TestDb, digest_all, open_db, pg_admin, pg_admin_url, pg_url_for, raw_table_names};
-pub use process::{ServeProcess, binary, run_binary};
+pub use process::{ServeProcess, binary, run_binary, run_binary_with_stdin};
 /// The library's own engine, so the harness cannot drift from what the server supports.
 pub use vantus::store::Engine;
 #[allow(unused_imports)]

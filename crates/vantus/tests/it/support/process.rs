@@ -24,6 +24,28 @@ pub fn run_binary(args: &[&str], env: &HashMap<String, String>) -> std::process:
         .expect("vantus runs")
 }
 
+/// Like [`run_binary`], with `stdin` written to the command's standard input.
+pub fn run_binary_with_stdin(
+    args: &[&str],
+    env: &HashMap<String, String>,
+    stdin: &[u8],
+) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(binary())
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("vantus runs");
+    // A command that exits before reading all of it closes the pipe: not this test's concern.
+    let _ = child.stdin.take().expect("piped").write_all(stdin);
+    child.wait_with_output().expect("vantus runs")
+}
+
 /// A `vantus serve` child process whose stdout (JSON logs) is collected in the background.
 /// Dropping it kills the process.
 pub struct ServeProcess {

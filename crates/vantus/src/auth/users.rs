@@ -1,0 +1,109 @@
+//! Staff accounts and their memberships: the queries on `users` and `memberships`.
+//!
+//! An account is global (one per address); what it may do is per tenant, through its
+//! membership's [`Role`]. Accounts are staff, not tenant data, so these queries take a
+//! [`TenantScope`] only where a membership is concerned.
+
+use uuid::Uuid;
+
+use super::permission::Role;
+use crate::leads::form::Email;
+use crate::store::{Conn, Timestamp, on_conn};
+use crate::tenancy::TenantScope;
+
+/// A staff member's sign-in address: valid syntax, stored and compared lower-cased, so
+/// `Ada@Example.com` and `ada@example.com` are one account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoginEmail(String);
+
+impl LoginEmail {
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        Email::parse(raw).map(|e| LoginEmail(e.as_str().to_lowercase()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A stored account.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub password_hash: Option<String>,
+    pub disabled_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+}
+
+/// Why an account could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("an account with this email address exists already")]
+    EmailTaken,
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Creates an account with `password_hash` and its membership of `scope` as `role`, on
+/// `conn` (join the caller's transaction, so the audit entry commits with it).
+pub async fn create(
+    conn: &mut Conn<'_>,
+    email: &LoginEmail,
+    name: &str,
+    password_hash: Option<&str>,
+    scope: &TenantScope,
+    role: Role,
+) -> Result<Uuid, CreateError> {
+    let id = Uuid::now_v7();
+    let now = Timestamp::now();
+    let inserted = on_conn!(conn.reborrow(), c => sqlx::query(
+        "INSERT INTO users (id, email, name, password_hash, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $5)
+         ON CONFLICT (email) DO NOTHING"
+    ).bind(id).bind(email.as_str()).bind(name).bind(password_hash).bind(now)
+        .execute(c).await.map(|r| r.rows_affected()))?;
+    if inserted == 0 {
+        return Err(CreateError::EmailTaken);
+    }
+    add_membership(conn, id, scope, role).await?;
+    Ok(id)
+}
+
+/// Makes `user` a member of `scope` as `role` (or changes the role it has there).
+pub async fn add_membership(
+    conn: &mut Conn<'_>,
+    user: Uuid,
+    scope: &TenantScope,
+    role: Role,
+) -> Result<(), sqlx::Error> {
+    on_conn!(conn.reborrow(), c => sqlx::query(
+        "INSERT INTO memberships (id, user_id, tenant_id, role, created_at)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (user_id, tenant_id) DO UPDATE SET role = excluded.role"
+    ).bind(Uuid::now_v7()).bind(user).bind(scope.id()).bind(role.as_str()).bind(Timestamp::now())
+        .execute(c).await.map(|_| ()))
+}
+
+pub async fn find_by_email(
+    conn: &mut Conn<'_>,
+    email: &LoginEmail,
+) -> Result<Option<User>, sqlx::Error> {
+    on_conn!(conn.reborrow(), c => sqlx::query_as(
+        "SELECT id, email, name, password_hash, disabled_at, created_at FROM users WHERE email = $1"
+    ).bind(email.as_str()).fetch_optional(c).await)
+}
+
+/// The user's role in `scope`, if they belong to it.
+pub async fn role_in(
+    conn: &mut Conn<'_>,
+    user: Uuid,
+    scope: &TenantScope,
+) -> Result<Option<Role>, sqlx::Error> {
+    let role: Option<String> = on_conn!(conn.reborrow(), c => sqlx::query_scalar(
+        "SELECT role FROM memberships WHERE user_id = $1 AND tenant_id = $2"
+    ).bind(user).bind(scope.id()).fetch_optional(c).await)?;
+    // The CHECK constraint allows only known roles; anything else is treated as no access.
+    Ok(role.and_then(|r| r.parse().ok()))
+}
