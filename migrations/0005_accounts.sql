@@ -25,3 +25,21 @@ CREATE TABLE memberships (
 );
 
 CREATE INDEX memberships_tenant ON memberships (tenant_id);
+
+-- A signed-in browser. The cookie holds a 256-bit random token; only its SHA-256 (hex) is kept
+-- here, so a leaked backup or replica holds no usable session. A session ends when it has been
+-- idle too long (last_seen_at), at expires_at whatever happens, or when revoked.
+CREATE TABLE sessions (
+    id           TEXT PRIMARY KEY,
+    user_id      UUID NOT NULL REFERENCES users (id),
+    tenant_id    UUID NOT NULL REFERENCES tenants (id),
+    csrf_token   TEXT NOT NULL,
+    ip           TEXT,
+    user_agent   TEXT,
+    created_at   TIMESTAMPTZ NOT NULL,
+    last_seen_at TIMESTAMPTZ NOT NULL,
+    expires_at   TIMESTAMPTZ NOT NULL,
+    revoked_at   TIMESTAMPTZ
+);
+
+CREATE INDEX sessions_user ON sessions (user_id);

@@ -18,6 +18,8 @@ pub enum Actor {
     },
     /// A visitor of the public site or a client of the public API (not signed in).
     Public,
+    /// A signed-in staff member, by account id (never by address).
+    User(Uuid),
 }
 
 impl Actor {
@@ -26,6 +28,7 @@ impl Actor {
             Actor::Cli => "cli".to_owned(),
             Actor::Scheduler { instance } => format!("scheduler:{instance}"),
             Actor::Public => "public".to_owned(),
+            Actor::User(id) => format!("user:{id}"),
         }
     }
 }
@@ -45,6 +48,12 @@ pub enum AuditAction {
     OutboxRequeued,
     /// A staff account was created (`vantus user create`, later an accepted invitation).
     UserCreated,
+    /// A staff member signed in.
+    LoginSucceeded,
+    /// A sign-in was refused (wrong address or password, disabled account, no tenant).
+    LoginFailed,
+    /// A staff member signed out.
+    Logout,
 }
 
 impl AuditAction {
@@ -59,6 +68,9 @@ impl AuditAction {
             AuditAction::SpamPurged => "spam.purged",
             AuditAction::OutboxRequeued => "outbox.requeued",
             AuditAction::UserCreated => "user.created",
+            AuditAction::LoginSucceeded => "login.succeeded",
+            AuditAction::LoginFailed => "login.failed",
+            AuditAction::Logout => "logout",
         }
     }
 }

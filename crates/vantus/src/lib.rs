@@ -12,7 +12,7 @@
 //! | --- | --- | --- |
 //! | cli | [`cli`] | argument parsing and printing, one file per subcommand |
 //! | server | [`server`] | start-up, the one place routes are assembled, shutdown |
-//! | slices | [`site`], [`leads`], [`auth`], [`health`], [`ops`] | routes, handlers and views; operations (backup, restore, copy, doctor) |
+//! | slices | [`site`], [`leads`], [`auth`], [`admin`], [`health`], [`ops`] | routes, handlers and views; operations (backup, restore, copy, doctor) |
 //! | state | [`state`] | what every handler shares once the server is ready |
 //! | domain | [`tenancy`], [`content`], [`audit`], [`jobs`], [`outbox`], [`mail`] | models and queries, shared by slices |
 //! | http | [`http`] | what every slice gets: layers, extractors, connection serving, error shape |
@@ -24,6 +24,7 @@
 #[macro_use]
 pub mod store;
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod build;

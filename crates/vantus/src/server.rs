@@ -186,7 +186,13 @@ pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
     let site = Site::new(app.clone(), generation);
     let _ = app_cell.set(app.clone());
     let _ = store_cell.set(app.store.clone());
-    let _ = routes.set(application_routes(&app, &site));
+    let auth = crate::auth::Auth::new(app.clone()).map_err(|e| {
+        ConfigError::new(
+            "VANTUS_ARGON2_MEMORY_KIB",
+            format!("with the other argon2 settings: {e}"),
+        )
+    })?;
+    let _ = routes.set(application_routes(&app, &site, &auth));
     lifecycle.set(Phase::Ready);
     let outbox = spawn_background(&app, &site, &stop).await;
     Ok(RunningServer {
@@ -270,11 +276,16 @@ fn outer_routes(
 
 /// Every route of the application, one slice after another. The one place routes are
 /// assembled: a slice provides its router, this mounts it.
-fn application_routes(app: &App, site: &Site) -> Router {
+fn application_routes(app: &App, site: &Site, auth: &crate::auth::Auth) -> Router {
     Router::new()
         .route("/static/{file}", get(http::assets::serve))
         .merge(site::routes().with_state(site.clone()))
         .merge(leads::routes(app).with_state(leads::Leads::new(app.clone())))
+        .merge(
+            crate::auth::routes::routes(auth)
+                .merge(crate::admin::routes())
+                .with_state(auth.clone()),
+        )
         .merge(fault_injection_routes())
         .route_layer(axum::middleware::from_fn(metrics::remember_route))
 }

@@ -60,6 +60,14 @@ pub async fn find_by_slug(
     Ok(row.map(Into::into))
 }
 
+/// The tenant with this id, if it still exists (a session or membership names it by id).
+pub async fn find_by_id(conn: &mut Conn<'_>, id: Uuid) -> Result<Option<TenantScope>, sqlx::Error> {
+    let row: Option<TenantRow> = on_conn!(conn.reborrow(), c => sqlx::query_as(
+        "SELECT id, slug, name FROM tenants WHERE id = $1"
+    ).bind(id).fetch_optional(c).await)?;
+    Ok(row.map(Into::into))
+}
+
 /// Creates the tenant unless it exists (idempotent; safe for concurrent starts), and its
 /// `site_state` row, then returns its scope.
 pub async fn ensure(

@@ -1,6 +1,94 @@
-//! Staff accounts and access: how passwords are checked and stored ([`password`]) and who may
-//! do what ([`permission`]). Sessions, MFA, passkeys and the login routes build on these.
+//! Staff accounts and access: how passwords are checked and stored ([`password`]), who may do
+//! what ([`permission`]), accounts ([`users`]), server-side sessions ([`session`]), the
+//! [`staff::Staff`] extractor every admin handler starts from, and the sign-in routes
+//! ([`routes`]).
 
 pub mod password;
 pub mod permission;
+pub mod routes;
+pub mod session;
+pub mod staff;
 pub mod users;
+
+use crate::state::App;
+use password::Passwords;
+
+/// The session cookie: `__Host-` prefixed and `Secure` when the site is served over HTTPS
+/// (always in production), so only this origin over TLS can set or read it.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionCookie {
+    pub name: &'static str,
+    pub secure: bool,
+}
+
+impl SessionCookie {
+    pub fn for_app(app: &App) -> Self {
+        let secure = app.config.is_production() || app.config.public_url.scheme() == "https";
+        if secure {
+            SessionCookie {
+                name: "__Host-vantus_session",
+                secure,
+            }
+        } else {
+            SessionCookie {
+                name: "vantus_session",
+                secure,
+            }
+        }
+    }
+
+    /// The `Set-Cookie` value that hands `token` to the browser for `max_age`.
+    pub fn set(&self, token: &str, max_age: std::time::Duration) -> String {
+        format!(
+            "{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
+            self.name,
+            max_age.as_secs(),
+            if self.secure { "; Secure" } else { "" }
+        )
+    }
+
+    /// The `Set-Cookie` value that removes it.
+    pub fn clear(&self) -> String {
+        self.set("", std::time::Duration::ZERO)
+    }
+}
+
+/// The state of the sign-in routes and of every admin handler: the application, the password
+/// hasher (with its semaphore, one per server) and the cookie's shape.
+#[derive(Clone)]
+pub struct Auth {
+    pub app: App,
+    pub passwords: Passwords,
+    pub cookie: SessionCookie,
+}
+
+impl Auth {
+    pub fn new(app: App) -> Result<Self, password::HashError> {
+        let passwords = Passwords::new(&app.config.auth)?;
+        let cookie = SessionCookie::for_app(&app);
+        Ok(Self {
+            app,
+            passwords,
+            cookie,
+        })
+    }
+}
+
+impl std::ops::Deref for Auth {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.app
+    }
+}
+
+impl axum::extract::FromRef<Auth> for App {
+    fn from_ref(auth: &Auth) -> App {
+        auth.app.clone()
+    }
+}
+
+impl axum::extract::FromRef<Auth> for crate::http::client_ip::TrustedProxies {
+    fn from_ref(auth: &Auth) -> Self {
+        auth.app.trusted_proxies.clone()
+    }
+}

@@ -15,7 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{OnceCell, Semaphore};
 use unicode_normalization::UnicodeNormalization;
 
-use crate::config::AuthConfig;
+use crate::config::{Argon2Settings, AuthConfig};
 
 /// The shortest password accepted (NIST SP 800-63B asks for 8 at least; the issue for 12).
 pub const MIN_CHARS: usize = 12;
@@ -121,12 +121,16 @@ pub struct Passwords {
 
 impl Passwords {
     pub fn new(config: &AuthConfig) -> Result<Self, HashError> {
-        let a = config.argon2;
+        Self::with_settings(config.argon2, config.hashes_at_once)
+    }
+
+    /// Like [`Passwords::new`], from the two settings it uses.
+    pub fn with_settings(a: Argon2Settings, hashes_at_once: usize) -> Result<Self, HashError> {
         let params = Params::new(a.memory_kib, a.iterations, a.parallelism, None)
             .map_err(|e| HashError::Settings(e.to_string()))?;
         Ok(Self {
             argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
-            permits: Arc::new(Semaphore::new(config.hashes_at_once.max(1))),
+            permits: Arc::new(Semaphore::new(hashes_at_once.max(1))),
             dummy: Arc::new(OnceCell::new()),
         })
     }
@@ -229,19 +233,15 @@ impl Passwords {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Argon2Settings;
 
     /// Cheap parameters: the tests check behaviour, not cost.
     fn passwords(hashes_at_once: usize) -> Passwords {
-        Passwords::new(&AuthConfig {
-            argon2: Argon2Settings {
-                memory_kib: 8 * 1024,
-                iterations: 1,
-                parallelism: 1,
-            },
-            hashes_at_once,
-        })
-        .unwrap()
+        let cheap = Argon2Settings {
+            memory_kib: 8 * 1024,
+            iterations: 1,
+            parallelism: 1,
+        };
+        Passwords::with_settings(cheap, hashes_at_once).unwrap()
     }
 
     #[test]
@@ -321,14 +321,14 @@ mod tests {
         assert!(!p.verify(&secret, None).await);
         assert!(!p.verify(&secret, Some("not a hash")).await);
         assert!(!p.needs_rehash(&hash));
-        let stronger = Passwords::new(&AuthConfig {
-            argon2: Argon2Settings {
+        let stronger = Passwords::with_settings(
+            Argon2Settings {
                 memory_kib: 16 * 1024,
                 iterations: 1,
                 parallelism: 1,
             },
-            hashes_at_once: 1,
-        })
+            1,
+        )
         .unwrap();
         assert!(stronger.needs_rehash(&hash));
         assert!(

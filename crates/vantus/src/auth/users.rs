@@ -95,6 +95,13 @@ pub async fn find_by_email(
     ).bind(email.as_str()).fetch_optional(c).await)
 }
 
+/// The tenant a user works in after signing in: the first they joined.
+pub async fn first_tenant(conn: &mut Conn<'_>, user: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
+    on_conn!(conn.reborrow(), c => sqlx::query_scalar(
+        "SELECT tenant_id FROM memberships WHERE user_id = $1 ORDER BY created_at, id LIMIT 1"
+    ).bind(user).fetch_optional(c).await)
+}
+
 /// The user's role in `scope`, if they belong to it.
 pub async fn role_in(
     conn: &mut Conn<'_>,

@@ -1,5 +1,8 @@
 //! Staff accounts: how passwords are hashed.
 
+use std::time::Duration;
+
+use super::leads::RateSetting;
 use super::source::Source;
 
 #[derive(Clone, Debug)]
@@ -7,6 +10,14 @@ pub struct AuthConfig {
     pub argon2: Argon2Settings,
     /// Password hashes computed at once; more logins wait their turn.
     pub hashes_at_once: usize,
+    /// A session unused this long ends.
+    pub session_idle: Duration,
+    /// A session ends this long after sign-in, used or not.
+    pub session_max_age: Duration,
+    /// Sign-in attempts per client (IP, IPv6 /64).
+    pub login_rate: RateSetting,
+    /// Sign-in attempts per account, from anywhere (slows a distributed guess at one account).
+    pub login_account_rate: RateSetting,
 }
 
 /// Argon2id's cost parameters (RFC 9106). The defaults are OWASP's current recommendation:
@@ -29,6 +40,11 @@ impl AuthConfig {
                 parallelism: src.number("VANTUS_ARGON2_PARALLELISM", 1, 16) as u32,
             },
             hashes_at_once: src.number("VANTUS_PASSWORD_HASHES_AT_ONCE", 1, 64) as usize,
+            session_idle: src.duration("VANTUS_SESSION_IDLE_TIMEOUT"),
+            session_max_age: src.duration("VANTUS_SESSION_MAX_AGE"),
+            login_rate: src.or_default("VANTUS_RATE_LIMIT_LOGIN", RateSetting::parse),
+            login_account_rate: src
+                .or_default("VANTUS_RATE_LIMIT_LOGIN_ACCOUNT", RateSetting::parse),
         }
     }
 }

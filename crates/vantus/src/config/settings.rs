@@ -86,6 +86,14 @@ settings! {
         "Lanes per hash (argon2id's p, 1 to 16).";
     "VANTUS_PASSWORD_HASHES_AT_ONCE", "auth.hashes_at_once", "2", false,
         "Password hashes computed at once, off the request threads; more logins wait, so a burst cannot starve the server.";
+    "VANTUS_SESSION_IDLE_TIMEOUT", "auth.session_idle_timeout", "30m", false,
+        "A portal session unused this long ends; the person signs in again.";
+    "VANTUS_SESSION_MAX_AGE", "auth.session_max_age", "12h", false,
+        "A portal session ends this long after sign-in, however much it is used.";
+    "VANTUS_RATE_LIMIT_LOGIN", "rate_limit.login", "10/5m", false,
+        "Sign-in attempts allowed per client (IP, IPv6 /64) and period; more get 429 with Retry-After.";
+    "VANTUS_RATE_LIMIT_LOGIN_ACCOUNT", "rate_limit.login_account", "10/15m", false,
+        "Sign-in attempts allowed per account and period, from any client (slows a distributed guess).";
     "SMTP_URL", "mail.smtp_url", "(none)", true,
         "Where lead notifications are sent: `smtp://user:password@host:587?tls=required` (STARTTLS), `smtps://user:password@host:465` (TLS from the start) or `smtp://host:25` (plain, a local relay only). Or use SMTP_HOST and the settings after it. Unset: emails wait in the outbox and doctor warns.";
     "SMTP_HOST", "mail.smtp_host", "(none)", false,

@@ -28,6 +28,9 @@ pub enum AppError {
     /// The body is in a format the route does not take (415); `message` says which it takes.
     #[error("Content-Type: {0}")]
     UnsupportedMediaType(String),
+    /// Signed in, but the role does not allow this (403); the message says what is missing.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     #[error("unavailable: {0}")]
     Unavailable(String),
     /// A bug or an outage. Logged in full; the client sees a generic message.
@@ -90,6 +93,14 @@ impl IntoResponse for AppError {
                     title: "Unsupported media type".into(),
                     message: format!("Content-Type: {message}"),
                     field: Some("Content-Type".into()),
+                }),
+            ),
+            AppError::Forbidden(message) => (
+                StatusCode::FORBIDDEN,
+                Some(ErrorDetail {
+                    title: "Not allowed".into(),
+                    message,
+                    field: None,
                 }),
             ),
             AppError::Unavailable(why) => {

@@ -12,6 +12,20 @@ pub mod rate_limit;
 pub mod security_headers;
 pub mod serve;
 
+/// An HTML page rendered for one request, or the error its template raised. Cache-Control is
+/// left to the default layer (`no-store`), so a page holding a form token or a session's
+/// data is never kept by a cache.
+pub fn html_page(
+    status: axum::http::StatusCode,
+    rendered: Result<String, askama::Error>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match rendered {
+        Ok(html) => (status, axum::response::Html(html)).into_response(),
+        Err(e) => errors::AppError::from(e).into_response(),
+    }
+}
+
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;

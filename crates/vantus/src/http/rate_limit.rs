@@ -371,7 +371,7 @@ pub async fn limit(State(rule): State<RouteLimit>, req: Request<Body>, next: Nex
     }
 }
 
-fn too_many_requests(retry_after: Duration) -> Response {
+pub fn too_many_requests(retry_after: Duration) -> Response {
     let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
     let mut res = StatusCode::TOO_MANY_REQUESTS.into_response();
     res.headers_mut().insert(

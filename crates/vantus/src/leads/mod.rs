@@ -22,7 +22,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::from_fn_with_state;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
@@ -146,15 +146,7 @@ async fn render_form(
     let canonical = app.config.public_url_of("/contact");
     let layout = Layout::new(&title, &summary, canonical, Section::Contact);
     let page = ContactPage::new(layout, title, summary, intro, state);
-    match askama::Template::render(&page) {
-        Ok(html) => {
-            let mut res = (status, Html(html)).into_response();
-            res.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            res
-        }
-        Err(e) => AppError::from(e).into_response(),
-    }
+    crate::http::html_page(status, askama::Template::render(&page))
 }
 
 async fn submit_form(
@@ -274,8 +266,8 @@ async fn thanks_page(State(app): State<App>) -> Response {
     );
     // Nothing to find here from a search engine.
     layout.canonical = None;
-    match askama::Template::render(&ThanksPage { layout }) {
-        Ok(html) => Html(html).into_response(),
-        Err(e) => AppError::from(e).into_response(),
-    }
+    crate::http::html_page(
+        StatusCode::OK,
+        askama::Template::render(&ThanksPage { layout }),
+    )
 }

@@ -235,7 +235,7 @@ impl Worker {
             return Ok(0);
         }
         let now = Timestamp::now();
-        let until = later(now, self.retry.lease);
+        let until = now.plus(self.retry.lease);
         let me = self.me.as_str();
         let rows: Vec<Claimed> = in_write_tx!(&self.db, conn => {
             let sql = if matches!(conn, Conn::Postgres(_)) { CLAIM_POSTGRES } else { CLAIM_SQLITE };
@@ -284,7 +284,7 @@ impl Worker {
                     .record_failure(
                         row.id,
                         &reason,
-                        later(Timestamp::now(), wait),
+                        Timestamp::now().plus(wait),
                         failure.permanent,
                     )
                     .await
@@ -463,15 +463,6 @@ fn random_fraction() -> f64 {
         Ok(r) => (r >> 11) as f64 / (1u64 << 53) as f64,
         Err(_) => 1.0,
     }
-}
-
-/// `t + d`, saturating at `t` plus a year (settings cap durations well below that).
-fn later(t: Timestamp, d: Duration) -> Timestamp {
-    let d = d.min(Duration::from_secs(365 * 24 * 3600));
-    t.as_datetime()
-        .checked_add(time::Duration::try_from(d).unwrap_or(time::Duration::DAY))
-        .and_then(Timestamp::checked_from_datetime)
-        .unwrap_or(t)
 }
 
 fn truncate(s: &str, max: usize) -> String {

@@ -30,7 +30,8 @@ macro_rules! on_db {
 
 /// Runs `$body` (an expression giving `Result<T, E>`, `E: From<sqlx::Error>`) with `$conn`
 /// bound to a `&mut Conn` inside a write transaction, then commits on `Ok` and rolls back on
-/// `Err`; evaluates to that result. A `?` inside `$body` also ends the transaction unapplied.
+/// `Err`; evaluates to that result. A `?` inside `$body` also ends the transaction unapplied,
+/// and a `return` ends the body with its value (it does not leave the enclosing function).
 ///
 /// ```ignore
 /// let id = in_write_tx!(db, conn => {
@@ -48,10 +49,13 @@ macro_rules! in_write_tx {
             match $crate::store::Db::begin_write($db).await {
                 Err(e) => Err(e.into()),
                 Ok(mut tx) => {
-                    let out = {
+                    // The body runs in its own async block, so a `return` in it ends the
+                    // body (committing or rolling back like its value), not the caller.
+                    let out = async {
                         let $conn = &mut tx.conn();
                         $body
-                    };
+                    }
+                    .await;
                     tx.finish(out).await
                 }
             }

@@ -56,6 +56,30 @@ impl Timestamp {
         self.0
     }
 
+    /// `self + d`; a `d` beyond a year counts as a year (settings cap durations well below
+    /// that), and an instant past the supported years stays `self`.
+    pub fn plus(self, d: std::time::Duration) -> Self {
+        self.shifted(d, OffsetDateTime::checked_add)
+    }
+
+    /// `self - d`, bounded like [`Self::plus`].
+    pub fn minus(self, d: std::time::Duration) -> Self {
+        self.shifted(d, OffsetDateTime::checked_sub)
+    }
+
+    fn shifted(
+        self,
+        d: std::time::Duration,
+        op: fn(OffsetDateTime, time::Duration) -> Option<OffsetDateTime>,
+    ) -> Self {
+        let d = d.min(std::time::Duration::from_secs(365 * 24 * 3600));
+        time::Duration::try_from(d)
+            .ok()
+            .and_then(|d| op(self.0, d))
+            .and_then(Self::checked_from_datetime)
+            .unwrap_or(self)
+    }
+
     /// RFC 3339 with a fixed six-digit fraction: the storage form on SQLite.
     pub fn to_fixed_string(self) -> String {
         self.0

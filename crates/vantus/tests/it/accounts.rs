@@ -6,10 +6,12 @@ use std::collections::HashMap;
 
 use secrecy::SecretString;
 use vantus::auth::password::Passwords;
-use vantus::config::{Argon2Settings, AuthConfig};
+use vantus::config::Argon2Settings;
 
 use crate::both_engines;
-use crate::support::{Engine, TestDb, base_env, open_db, run_binary, run_binary_with_stdin};
+use crate::support::{
+    Engine, ResponseExt, TestApp, TestDb, base_env, open_db, run_binary, run_binary_with_stdin,
+};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -65,15 +67,12 @@ async fn the_first_owner_is_created_on_a_new_database(engine: Engine) {
     assert_eq!(email, "ada@example.com", "stored lower-cased");
     assert!(hash.starts_with("$argon2id$v=19$m=8192,t=1,p=1$"), "{hash}");
     assert!(!hash.contains(PASSWORD));
-    let passwords = Passwords::new(&AuthConfig {
-        argon2: Argon2Settings {
-            memory_kib: 8192,
-            iterations: 1,
-            parallelism: 1,
-        },
-        hashes_at_once: 1,
-    })
-    .unwrap();
+    let cheap = Argon2Settings {
+        memory_kib: 8192,
+        iterations: 1,
+        parallelism: 1,
+    };
+    let passwords = Passwords::with_settings(cheap, 1).unwrap();
     assert!(
         passwords
             .verify(&SecretString::from(PASSWORD), Some(&hash))
@@ -172,7 +171,172 @@ async fn bad_input_is_refused_with_a_reason_and_nothing_is_stored(engine: Engine
     assert_eq!(users, 0, "nothing was stored");
 }
 
+/// The session cookie's `name=value` from a sign-in response.
+fn session_cookie(res: &reqwest::Response) -> String {
+    let set = res.headers()[reqwest::header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=43200"] {
+        assert!(set.contains(attribute), "{attribute} in {set}");
+    }
+    set.split(';').next().unwrap().to_owned()
+}
+
+fn sign_in(app: &TestApp, email: &str, password: &str) -> crate::support::TestRequest {
+    app.post_form(
+        "/admin/login",
+        &[("email", email), ("password", password), ("next", "/admin")],
+    )
+}
+
+async fn audit_count(app: &TestApp, action: &str) -> i64 {
+    let db = app.server().app.store.primary();
+    vantus::on_db!(db, p => sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = $1")
+        .bind(action).fetch_one(p).await)
+    .unwrap()
+}
+
+/// Sign-in: refused the same way for an unknown address and a wrong password; a session
+/// whose token is stored only as a hash; the dashboard behind it; sign-out with its form
+/// token, after which the cookie opens nothing.
+async fn signing_in_and_out(engine: Engine) {
+    let app = TestApp::spawn_with(engine, |env| {
+        env.insert("VANTUS_ARGON2_MEMORY_KIB".into(), "8192".into());
+        env.insert("VANTUS_ARGON2_ITERATIONS".into(), "1".into());
+    })
+    .await;
+    let o = create(&env(&app.db), "ada@example.com", "owner", PASSWORD);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // Not signed in: pages go to sign-in and come back; JSON clients get 401.
+    app.get("/admin")
+        .await
+        .assert_redirect_to("/admin/login?next=%2Fadmin");
+    app.get("/admin")
+        .header("accept", "application/json")
+        .await
+        .assert_status(401);
+    let form = app
+        .get("/admin/login?next=%2Fadmin")
+        .await
+        .assert_status(200)
+        .html()
+        .await;
+    assert!(
+        form.contains(r#"autocomplete="current-password""#),
+        "{form}"
+    );
+
+    // Refused: the same status and message whether the account exists or not.
+    let wrong = sign_in(&app, "ada@example.com", "not the password at all")
+        .await
+        .assert_status(401)
+        .html()
+        .await;
+    let unknown = sign_in(&app, "nobody@example.com", "not the password at all")
+        .await
+        .assert_status(401)
+        .html()
+        .await;
+    assert!(wrong.contains("The email address or the password is not right."));
+    assert_eq!(
+        wrong.replace("ada@example.com", "EMAIL"),
+        unknown.replace("nobody@example.com", "EMAIL"),
+        "an unknown address is refused exactly like a wrong password"
+    );
+    assert_eq!(audit_count(&app, "login.failed").await, 2);
+
+    let ok = sign_in(&app, "ADA@example.com", PASSWORD)
+        .await
+        .assert_redirect_to("/admin");
+    let cookie = session_cookie(&ok);
+    let token = cookie.split_once('=').unwrap().1.to_owned();
+    let db = app.server().app.store.primary();
+    let ids: Vec<String> =
+        vantus::on_db!(db, p => sqlx::query_scalar("SELECT id FROM sessions").fetch_all(p).await)
+            .unwrap();
+    assert_eq!(ids.len(), 1);
+    assert_ne!(ids[0], token, "the token itself is not stored");
+    assert_eq!(
+        ids[0],
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()))
+    );
+
+    let dashboard = app
+        .get("/admin")
+        .header("cookie", &cookie)
+        .await
+        .assert_status(200)
+        .html()
+        .await;
+    assert!(
+        dashboard.contains("Signed in as Ada Lovelace (owner)"),
+        "{dashboard}"
+    );
+    let csrf = dashboard
+        .split(r#"name="csrf_token" value=""#)
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    // Signing out needs the session's form token.
+    app.post_form("/admin/logout", &[("csrf_token", "forged")])
+        .header("cookie", &cookie)
+        .await
+        .assert_status(403);
+    let out = app
+        .post_form("/admin/logout", &[("csrf_token", &csrf)])
+        .header("cookie", &cookie)
+        .await
+        .assert_redirect_to("/admin/login");
+    assert!(
+        out.headers()[reqwest::header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    app.get("/admin")
+        .header("cookie", &cookie)
+        .await
+        .assert_redirect_to("/admin/login?next=%2Fadmin");
+    assert_eq!(audit_count(&app, "login.succeeded").await, 1);
+    assert_eq!(audit_count(&app, "logout").await, 1);
+    let details: Vec<String> = vantus::on_db!(db, p => sqlx::query_scalar(
+        "SELECT actor || resource || detail FROM audit_log WHERE action LIKE 'log%'").fetch_all(p).await).unwrap();
+    assert!(
+        details.iter().all(|d| !d.contains("@example.com")),
+        "no address in the audit log: {details:?}"
+    );
+}
+
+/// Attempts on one account are limited from any client; over the limit, 429 with Retry-After.
+async fn sign_in_attempts_are_limited_per_account(engine: Engine) {
+    let app = TestApp::spawn_with(engine, |env| {
+        env.insert("VANTUS_RATE_LIMIT_LOGIN_ACCOUNT".into(), "3/1m".into());
+    })
+    .await;
+    for _ in 0..3 {
+        sign_in(&app, "grace@example.com", "wrong password here")
+            .await
+            .assert_status(401);
+    }
+    let limited = sign_in(&app, "Grace@Example.com", "wrong password here")
+        .await
+        .assert_status(429);
+    assert!(limited.headers().contains_key("retry-after"));
+    // Another account is not affected.
+    sign_in(&app, "other@example.com", "wrong password here")
+        .await
+        .assert_status(401);
+}
+
 both_engines!(
+    signing_in_and_out,
+    sign_in_attempts_are_limited_per_account,
     the_first_owner_is_created_on_a_new_database,
     bad_input_is_refused_with_a_reason_and_nothing_is_stored,
 );

@@ -158,6 +158,36 @@ async fn writes_in_one_transaction_commit_together(engine: Engine) {
     db.close().await;
 }
 
+/// `in_write_tx!` ends with its body's value however the body ends: an early `return Ok`
+/// commits what was written, an early `return Err` rolls it back (a `return` once skipped the
+/// commit and silently discarded the writes).
+async fn an_early_return_in_a_transaction_body_commits_or_rolls_back(engine: Engine) {
+    let (_test_db, db) = migrated(engine).await;
+    let kept: Result<&str, sqlx::Error> = vantus::in_write_tx!(&db, conn => {
+        write_three(conn).await?;
+        if written(&db).await.0 == 0 {
+            return Ok("returned early");
+        }
+        Ok("fell through")
+    });
+    assert_eq!(kept.unwrap(), "returned early");
+    assert_eq!(written(&db).await, (1, 1, 1));
+    let undone: Result<(), sqlx::Error> = vantus::in_write_tx!(&db, conn => {
+        audit::record(conn, &Actor::Cli, AuditAction::BackupCreated, RESOURCE, serde_json::json!({})).await?;
+        if written(&db).await.0 == 1 {
+            return Err(sqlx::Error::RowNotFound);
+        }
+        Ok(())
+    });
+    assert!(undone.is_err());
+    assert_eq!(
+        written(&db).await,
+        (1, 1, 1),
+        "the second body's entry was rolled back"
+    );
+    db.close().await;
+}
+
 /// A cron expression (with seconds) that fires once, a few seconds from now.
 fn once_soon() -> String {
     let at = chrono::Utc::now() + chrono::Duration::seconds(4);
@@ -234,6 +264,7 @@ async fn a_backup_is_recorded_the_same_way_from_the_cli_and_the_scheduler(engine
 }
 
 both_engines!(
+    an_early_return_in_a_transaction_body_commits_or_rolls_back,
     writes_in_one_transaction_roll_back_together,
     writes_in_one_transaction_commit_together,
     a_backup_is_recorded_the_same_way_from_the_cli_and_the_scheduler,

@@ -1,0 +1,53 @@
+//! The staff portal. Every handler here starts from a [`Staff`] extractor naming the
+//! permission it needs; there is no other way to a tenant scope on this side.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::auth::Auth;
+use crate::auth::permission::{Permission, perm};
+use crate::auth::staff::Staff;
+use crate::http::errors::AppError;
+use crate::leads::queries::{self, Inbox};
+use crate::site::layout::{Layout, Section};
+
+pub fn routes() -> Router<Auth> {
+    Router::new().route("/admin", get(dashboard))
+}
+
+#[derive(Template)]
+#[template(path = "admin/dashboard.html")]
+struct Dashboard {
+    layout: Layout,
+    name: String,
+    role: String,
+    tenant: String,
+    /// Shown to roles that may see leads.
+    new_leads: Option<i64>,
+    csrf_token: String,
+}
+
+async fn dashboard(State(auth): State<Auth>, staff: Staff<perm::ViewDashboard>) -> Response {
+    let new_leads = if staff.role.can(Permission::ViewLeads) {
+        match with_conn!(auth.store.primary(), conn => queries::count(conn, &staff.scope, Inbox::Leads).await)
+        {
+            Ok(n) => Some(n),
+            Err(e) => return AppError::from(e).into_response(),
+        }
+    } else {
+        None
+    };
+    let page = Dashboard {
+        layout: Layout::bare("Dashboard", Section::None),
+        name: staff.name.clone(),
+        role: staff.role.to_string(),
+        tenant: staff.scope.name().to_owned(),
+        new_leads,
+        csrf_token: staff.session.csrf_token.clone(),
+    };
+    crate::http::html_page(StatusCode::OK, page.render())
+}

@@ -1,0 +1,267 @@
+//! Signing in and out: `GET`/`POST /admin/login`, `POST /admin/logout`.
+//!
+//! A refused sign-in always gets the same page and status, whether the address has no
+//! account, the password is wrong, or the account is disabled, and it takes as long (see
+//! [`Passwords::verify`](super::password::Passwords::verify)). Attempts are limited per client
+//! (route layer, `VANTUS_RATE_LIMIT_LOGIN`) and per account (`VANTUS_RATE_LIMIT_LOGIN_ACCOUNT`).
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::Auth;
+use super::permission::perm;
+use super::session;
+use super::staff::Staff;
+use super::users::{self, LoginEmail};
+use crate::audit::{self, Actor, AuditAction};
+use crate::http::client_ip::ClientIp;
+use crate::http::errors::AppError;
+use crate::http::extract::Form;
+use crate::http::rate_limit::{self, Decision, Quota, RouteLimit, client_key};
+use crate::site::layout::{Layout, Section};
+use crate::tenancy;
+
+pub fn routes(auth: &Auth) -> Router<Auth> {
+    let rate = auth.config.auth.login_rate;
+    let per_client = RouteLimit {
+        limiter: auth.limiter.clone(),
+        class: "login",
+        quota: Quota::new(rate.count, rate.period),
+        trusted: auth.trusted_proxies.clone(),
+    };
+    Router::new()
+        .route(
+            "/admin/login",
+            get(login_page)
+                .merge(post(login).route_layer(from_fn_with_state(per_client, rate_limit::limit))),
+        )
+        .route("/admin/logout", post(logout))
+}
+
+#[derive(Template)]
+#[template(path = "auth/login.html")]
+struct LoginPage {
+    layout: Layout,
+    email: String,
+    next: String,
+    error: Option<&'static str>,
+}
+
+/// Where to go after signing in: a path inside the portal, never another site.
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with("/admin") && !n.starts_with("//") && !n.contains('\\') => {
+            n.to_owned()
+        }
+        _ => "/admin".to_owned(),
+    }
+}
+
+fn render(page: LoginPage, status: StatusCode) -> Response {
+    crate::http::html_page(status, page.render())
+}
+
+fn login_view(email: String, next: String, error: Option<&'static str>) -> LoginPage {
+    let mut layout = Layout::bare("Sign in", Section::None);
+    layout.description = "Sign in to the Vantus portal.".into();
+    LoginPage {
+        layout,
+        email,
+        next,
+        error,
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+async fn login_page(Query(q): Query<NextQuery>) -> Response {
+    render(
+        login_view(String::new(), safe_next(q.next.as_deref()), None),
+        StatusCode::OK,
+    )
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct LoginPost {
+    email: String,
+    password: String,
+    next: Option<String>,
+}
+
+/// Shown for every refused sign-in, whatever the reason.
+const REFUSED: &str = "The email address or the password is not right.";
+
+async fn login(
+    State(auth): State<Auth>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Form(post): Form<LoginPost>,
+) -> Response {
+    let next = safe_next(post.next.as_deref());
+    let refused = |email: String| {
+        render(
+            login_view(email, next.clone(), Some(REFUSED)),
+            StatusCode::UNAUTHORIZED,
+        )
+    };
+    // Per account, from every client: keyed by a hash of the address as typed (normalised),
+    // so an address that has no account is limited the same way as one that has.
+    let typed = post.email.trim().to_lowercase();
+    let rate = auth.config.auth.login_account_rate;
+    if let Decision::Deny { retry_after } = auth
+        .limiter
+        .check(
+            "login-account",
+            &hex::encode(Sha256::digest(typed.as_bytes())),
+            Quota::new(rate.count, rate.period),
+        )
+        .await
+    {
+        return rate_limit::too_many_requests(retry_after);
+    }
+    let password = SecretString::from(post.password);
+    let db = auth.store.primary();
+    let user = match LoginEmail::parse(&typed) {
+        Ok(email) => match with_conn!(db, conn => users::find_by_email(conn, &email).await) {
+            Ok(user) => user,
+            Err(e) => return AppError::from(e).into_response(),
+        },
+        Err(_) => None,
+    };
+    let stored = user.as_ref().and_then(|u| u.password_hash.as_deref());
+    let matched = auth.passwords.verify(&password, stored).await;
+    let user = user.filter(|u| matched && u.disabled_at.is_none());
+    let ip_text = ip.to_string();
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let cookie = auth.cookie;
+    let max_age = auth.config.auth.session_max_age;
+    let outcome = in_write_tx!(db, conn => {
+        let Some(user) = user else {
+            // Who tried is not known for sure: record the client's network, not the address.
+            audit::record(conn, &Actor::Public, AuditAction::LoginFailed, "session",
+                json!({ "client": client_key(Some(ip)) })).await?;
+            return Ok::<_, sqlx::Error>(None);
+        };
+        let scope = match users::first_tenant(conn, user.id).await? {
+            Some(t) => tenancy::find_by_id(conn, t).await?,
+            None => None,
+        };
+        let Some(scope) = scope else {
+            audit::record(conn, &Actor::User(user.id), AuditAction::LoginFailed, &format!("user:{}", user.id),
+                json!({ "reason": "no tenant" })).await?;
+            return Ok(None);
+        };
+        let started = session::start(conn, user.id, &scope, Some(&ip_text), user_agent, max_age).await?;
+        audit::record_for(conn, &scope, &Actor::User(user.id), AuditAction::LoginSucceeded,
+            &format!("user:{}", user.id), json!({ "client": client_key(Some(ip)) })).await?;
+        Ok(Some(started))
+    });
+    match outcome {
+        Ok(Some(started)) => {
+            let mut res = StatusCode::SEE_OTHER.into_response();
+            let set = cookie.set(
+                secrecy::ExposeSecret::expose_secret(&started.token),
+                max_age,
+            );
+            match (HeaderValue::from_str(&next), HeaderValue::from_str(&set)) {
+                (Ok(location), Ok(set)) => {
+                    res.headers_mut().insert(header::LOCATION, location);
+                    res.headers_mut().insert(header::SET_COOKIE, set);
+                    res
+                }
+                _ => AppError::Internal("a session cookie that is not a header value".into())
+                    .into_response(),
+            }
+        }
+        Ok(None) => refused(typed),
+        Err(e) => AppError::from(e).into_response(),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct LogoutPost {
+    csrf_token: String,
+}
+
+/// Whether two tokens are equal, in time independent of where they differ.
+fn same_token(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+async fn logout(
+    State(auth): State<Auth>,
+    staff: Staff<perm::ViewDashboard>,
+    Form(post): Form<LogoutPost>,
+) -> Response {
+    if !same_token(&post.csrf_token, &staff.session.csrf_token) {
+        return AppError::Forbidden("This form has expired. Reload the page and try again.".into())
+            .into_response();
+    }
+    let db = auth.store.primary();
+    let done = in_write_tx!(db, conn => {
+        session::revoke(conn, &staff.session.id).await?;
+        audit::record_for(conn, &staff.scope, &Actor::User(staff.user_id), AuditAction::Logout,
+            &format!("user:{}", staff.user_id), json!({})).await
+    });
+    if let Err(e) = done {
+        return AppError::from(e).into_response();
+    }
+    let mut res = StatusCode::SEE_OTHER.into_response();
+    res.headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_static("/admin/login"));
+    if let Ok(clear) = HeaderValue::from_str(&auth.cookie.clear()) {
+        res.headers_mut().insert(header::SET_COOKIE, clear);
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_portal_paths_are_followed_after_sign_in() {
+        assert_eq!(
+            safe_next(Some("/admin/leads?page=2")),
+            "/admin/leads?page=2"
+        );
+        for bad in [
+            "https://evil.example/admin",
+            "//evil.example/admin",
+            "/contact",
+            "/admin\\@evil",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/admin", "{bad}");
+        }
+        assert_eq!(safe_next(None), "/admin");
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same_token("abc", "abc"));
+        assert!(!same_token("abc", "abd"));
+        assert!(!same_token("abc", "abcd"));
+    }
+}

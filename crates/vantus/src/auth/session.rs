@@ -1,0 +1,137 @@
+//! Server-side sessions: the `sessions` table is the truth, the cookie holds only a random
+//! token, and the table holds only the token's SHA-256.
+//!
+//! A session ends when it has been idle for `VANTUS_SESSION_IDLE_TIMEOUT`, at
+//! `VANTUS_SESSION_MAX_AGE` after sign-in whatever happens, or when revoked (sign-out, an
+//! owner, a password change). Each has its own synchronizer token for the portal's forms.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::store::{Conn, Timestamp, on_conn};
+use crate::tenancy::TenantScope;
+
+/// How often `last_seen_at` is written: a busy session would otherwise write on every request.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
+/// A 256-bit random token from the operating system, URL-safe base64.
+fn random_token() -> Result<String, sqlx::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| sqlx::Error::Protocol(format!("no randomness: {e}")))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// The key a token is stored under.
+fn key_of(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A live session, as the request that presented its token sees it: with the account's name
+/// and its role in the session's tenant.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Session {
+    /// The token's SHA-256: how the session is named in queries, never the token itself.
+    pub id: String,
+    pub user_id: Uuid,
+    pub tenant_id: Uuid,
+    pub csrf_token: String,
+    pub created_at: Timestamp,
+    pub last_seen_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub user_name: String,
+    /// As stored; [`crate::auth::permission::Role`] parses it.
+    pub role: String,
+}
+
+/// What signing in hands the browser: the cookie's token.
+pub struct Started {
+    pub token: SecretString,
+    pub session_id: String,
+}
+
+/// Starts a session for `user` working in `scope`, on `conn` (the caller's transaction, so
+/// the audit entry of the sign-in commits with it).
+pub async fn start(
+    conn: &mut Conn<'_>,
+    user: Uuid,
+    scope: &TenantScope,
+    ip: Option<&str>,
+    user_agent: Option<&str>,
+    max_age: Duration,
+) -> Result<Started, sqlx::Error> {
+    let token = random_token()?;
+    let id = key_of(&token);
+    let now = Timestamp::now();
+    let expires = now.plus(max_age);
+    // A user agent is the client's to choose: bounded before it is stored.
+    let user_agent = user_agent.map(|ua| ua.chars().take(200).collect::<String>());
+    on_conn!(conn.reborrow(), c => sqlx::query(
+        "INSERT INTO sessions (id, user_id, tenant_id, csrf_token, ip, user_agent, created_at,
+                               last_seen_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)"
+    ).bind(&id).bind(user).bind(scope.id()).bind(random_token()?).bind(ip).bind(user_agent)
+        .bind(now).bind(expires).execute(c).await.map(|_| ()))?;
+    Ok(Started {
+        token: SecretString::from(token),
+        session_id: id,
+    })
+}
+
+/// The live session `token` names: not revoked, not past its end, not idle longer than
+/// `idle`, of an account that is not disabled and still belongs to the session's tenant.
+/// Marks it seen (at most once a minute).
+pub async fn find_live(
+    conn: &mut Conn<'_>,
+    token: &SecretString,
+    idle: Duration,
+) -> Result<Option<Session>, sqlx::Error> {
+    let now = Timestamp::now();
+    let idle_since = now.minus(idle);
+    let found: Option<Session> = on_conn!(conn.reborrow(), c => sqlx::query_as(
+        "SELECT s.id, s.user_id, s.tenant_id, s.csrf_token, s.created_at, s.last_seen_at,
+                s.expires_at, u.name AS user_name, m.role
+         FROM sessions s
+         JOIN users u ON u.id = s.user_id
+         JOIN memberships m ON m.user_id = s.user_id AND m.tenant_id = s.tenant_id
+         WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 AND s.last_seen_at > $3
+           AND u.disabled_at IS NULL"
+    ).bind(key_of(token.expose_secret())).bind(now).bind(idle_since).fetch_optional(c).await)?;
+    if let Some(s) = &found
+        && s.last_seen_at < now.minus(TOUCH_EVERY)
+    {
+        on_conn!(conn.reborrow(), c => sqlx::query(
+            "UPDATE sessions SET last_seen_at = $2 WHERE id = $1"
+        ).bind(&s.id).bind(now).execute(c).await.map(|_| ()))?;
+    }
+    Ok(found)
+}
+
+/// Ends one session (sign-out). Returns whether it was live.
+pub async fn revoke(conn: &mut Conn<'_>, session_id: &str) -> Result<bool, sqlx::Error> {
+    on_conn!(conn.reborrow(), c => sqlx::query(
+        "UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL"
+    ).bind(session_id).bind(Timestamp::now()).execute(c).await.map(|r| r.rows_affected() == 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_256_bit_and_stored_only_as_their_hash() {
+        let a = random_token().unwrap();
+        let b = random_token().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(URL_SAFE_NO_PAD.decode(&a).unwrap().len(), 32);
+        let key = key_of(&a);
+        assert_eq!(key.len(), 64);
+        assert!(!key.contains(&a));
+        assert_eq!(key, key_of(&a), "the same token finds the same row");
+    }
+}

@@ -1,0 +1,127 @@
+//! `Staff<P>`: the only way admin code learns who is signed in and which tenant it works in.
+//! A handler names the permission it needs as `P` (`Staff<perm::EditContent>`); the extractor
+//! loads the session from its cookie, and answers for the handler when there is none (a
+//! redirect to sign-in for a page, 401 for JSON) or when the role lacks `P` (403).
+
+use std::marker::PhantomData;
+
+use axum::extract::FromRef;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use super::Auth;
+use super::permission::{Role, perm};
+use super::session::{self, Session};
+use crate::http::errors::AppError;
+use crate::tenancy::{self, TenantScope};
+
+/// A signed-in staff member allowed `P`, in the tenant they work in.
+pub struct Staff<P> {
+    pub user_id: Uuid,
+    pub name: String,
+    pub role: Role,
+    /// The tenant this session works in: every admin query takes it.
+    pub scope: TenantScope,
+    pub session: Session,
+    permission: PhantomData<P>,
+}
+
+/// The session token a request presents in its cookie, if any.
+pub fn session_token(headers: &HeaderMap, cookie: &str) -> Option<SecretString> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == cookie)
+        .map(|(_, value)| SecretString::from(value.to_owned()))
+}
+
+fn wants_json(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/json"))
+}
+
+/// Not signed in: a page goes to sign-in (and comes back after), JSON gets 401.
+fn sign_in_first(parts: &Parts) -> Response {
+    if wants_json(parts) {
+        let mut res = (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(serde_json::json!({"error": {"message": "sign in first"}})),
+        )
+            .into_response();
+        res.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Cookie"));
+        return res;
+    }
+    let next = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/admin");
+    let location = format!("/admin/login?next={}", urlencode(next));
+    let mut res = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res
+}
+
+fn urlencode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+impl<S, P> axum::extract::FromRequestParts<S> for Staff<P>
+where
+    Auth: FromRef<S>,
+    S: Send + Sync,
+    P: perm::Required,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let auth = Auth::from_ref(state);
+        let Some(token) = session_token(&parts.headers, auth.cookie.name) else {
+            return Err(sign_in_first(parts));
+        };
+        let idle = auth.app.config.auth.session_idle;
+        let found = with_conn!(auth.app.store.primary(), conn => {
+            match session::find_live(conn, &token, idle).await? {
+                Some(s) => {
+                    let scope = tenancy::find_by_id(conn, s.tenant_id).await?;
+                    Ok::<_, sqlx::Error>(scope.map(|scope| (s, scope)))
+                }
+                None => Ok(None),
+            }
+        })
+        .map_err(|e| AppError::from(e).into_response())?;
+        let Some((session, scope)) = found else {
+            return Err(sign_in_first(parts));
+        };
+        let Ok(role) = session.role.parse::<Role>() else {
+            return Err(sign_in_first(parts));
+        };
+        if !role.can(P::PERMISSION) {
+            return Err(AppError::Forbidden(format!(
+                "Your role ({role}) does not allow you to {}.",
+                P::PERMISSION.label()
+            ))
+            .into_response());
+        }
+        Ok(Staff {
+            user_id: session.user_id,
+            name: session.user_name.clone(),
+            role,
+            scope,
+            session,
+            permission: PhantomData,
+        })
+    }
+}
