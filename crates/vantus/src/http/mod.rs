@@ -1,6 +1,7 @@
 //! Cross-cutting HTTP rules, applied once to the whole router so no route can miss them:
 //! request ids and access logs, security headers, uniform error bodies, panic containment,
-//! a safe default Cache-Control, compression, timeouts and body limits.
+//! a safe default Cache-Control, refusal of cross-site state changes, compression, timeouts
+//! and body limits.
 
 pub mod assets;
 pub mod caching;
@@ -8,6 +9,7 @@ pub mod client_ip;
 pub mod errors;
 pub mod extract;
 pub mod observe;
+pub mod origin;
 pub mod rate_limit;
 pub mod security_headers;
 pub mod serve;
@@ -64,6 +66,10 @@ pub fn with_standard_layers(
             .layer(from_fn_with_state(error_context, errors::render_errors))
             .layer(CatchPanicLayer::custom(errors::on_panic))
             .layer(from_fn(caching::default_no_store))
+            .layer(from_fn_with_state(
+                origin::AllowedOrigin::new(&config.public_url, config.public_url_is_default),
+                origin::refuse_cross_site,
+            ))
             .layer(TimeoutLayer::with_status_code(
                 StatusCode::GATEWAY_TIMEOUT,
                 config.http.request_timeout,

@@ -340,3 +340,43 @@ both_engines!(
     the_first_owner_is_created_on_a_new_database,
     bad_input_is_refused_with_a_reason_and_nothing_is_stored,
 );
+
+/// Another site cannot make a browser change anything here: every state-changing route
+/// refuses a cross-site request before its handler runs, the public form included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_site_posts_are_refused_on_every_door() {
+    let app = TestApp::spawn(Engine::Sqlite).await;
+    for (path, body) in [
+        (
+            "/contact",
+            "name=Mallory&email=m%40example.com&message=forged+from+elsewhere&consent=on",
+        ),
+        ("/admin/login", "email=ada%40example.com&password=guess"),
+        ("/admin/logout", "csrf_token=x"),
+        ("/api/leads", r#"{"name":"Mallory"}"#),
+    ] {
+        let res = app
+            .post_form(path, &[])
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("sec-fetch-site", "cross-site")
+            .header("accept", "application/json")
+            .body(body)
+            .await
+            .assert_status(403)
+            .json_value()
+            .await;
+        assert!(res.to_string().contains("other sites"), "{path}: {res}");
+    }
+    // The same form from this site is served as usual (here: refused for its fields).
+    app.post_form(
+        "/admin/login",
+        &[("email", "ada@example.com"), ("password", "guess")],
+    )
+    .header("sec-fetch-site", "same-origin")
+    .await
+    .assert_status(401);
+    let stored: i64 = vantus::on_db!(app.server().app.store.primary(), p =>
+        sqlx::query_scalar("SELECT count(*) FROM leads").fetch_one(p).await)
+    .unwrap();
+    assert_eq!(stored, 0);
+}
