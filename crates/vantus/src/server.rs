@@ -281,11 +281,7 @@ fn application_routes(app: &App, site: &Site, auth: &crate::auth::Auth) -> Route
         .route("/static/{file}", get(http::assets::serve))
         .merge(site::routes().with_state(site.clone()))
         .merge(leads::routes(app).with_state(leads::Leads::new(app.clone())))
-        .merge(
-            crate::auth::routes::routes(auth)
-                .merge(crate::admin::routes())
-                .with_state(auth.clone()),
-        )
+        .merge(crate::admin::portal_routes(auth))
         .merge(fault_injection_routes())
         .route_layer(axum::middleware::from_fn(metrics::remember_route))
 }

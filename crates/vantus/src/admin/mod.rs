@@ -8,15 +8,23 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::auth::Auth;
 use crate::auth::permission::{Permission, perm};
 use crate::auth::staff::Staff;
+use crate::auth::{Auth, csrf};
 use crate::http::errors::AppError;
 use crate::leads::queries::{self, Inbox};
 use crate::site::layout::{Layout, Section};
 
-pub fn routes() -> Router<Auth> {
-    Router::new().route("/admin", get(dashboard))
+/// The sign-in routes and the portal, with the form-token layer over all of them
+/// ([`crate::auth::csrf`]).
+pub fn portal_routes(auth: &Auth) -> Router {
+    crate::auth::routes::routes(auth)
+        .route("/admin", get(dashboard))
+        .layer(axum::middleware::from_fn_with_state(
+            auth.clone(),
+            csrf::verify,
+        ))
+        .with_state(auth.clone())
 }
 
 #[derive(Template)]

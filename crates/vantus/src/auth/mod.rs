@@ -3,6 +3,7 @@
 //! [`staff::Staff`] extractor every admin handler starts from, and the sign-in routes
 //! ([`routes`]).
 
+pub mod csrf;
 pub mod password;
 pub mod permission;
 pub mod routes;

@@ -32,6 +32,18 @@ fn key_of(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// The session token a request presents in its cookie, if any.
+pub fn session_token(headers: &axum::http::HeaderMap, cookie: &str) -> Option<SecretString> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == cookie)
+        .map(|(_, value)| SecretString::from(value.to_owned()))
+}
+
 /// A live session, as the request that presented its token sees it: with the account's name
 /// and its role in the session's tenant.
 #[derive(Clone, Debug, sqlx::FromRow)]

@@ -7,14 +7,14 @@ use std::marker::PhantomData;
 
 use axum::extract::FromRef;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use secrecy::SecretString;
 use uuid::Uuid;
 
 use super::Auth;
+use super::csrf;
 use super::permission::{Role, perm};
-use super::session::{self, Session};
+use super::session::{self, Session, session_token};
 use crate::http::errors::AppError;
 use crate::tenancy::{self, TenantScope};
 
@@ -27,18 +27,6 @@ pub struct Staff<P> {
     pub scope: TenantScope,
     pub session: Session,
     permission: PhantomData<P>,
-}
-
-/// The session token a request presents in its cookie, if any.
-pub fn session_token(headers: &HeaderMap, cookie: &str) -> Option<SecretString> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == cookie)
-        .map(|(_, value)| SecretString::from(value.to_owned()))
 }
 
 fn wants_json(parts: &Parts) -> bool {
@@ -108,6 +96,15 @@ where
         let Ok(role) = session.role.parse::<Role>() else {
             return Err(sign_in_first(parts));
         };
+        // Fail closed: a state-changing request reaches a handler only with its form token
+        // checked by the portal's layer (a route mounted outside it gets 403, not a pass).
+        let verified = parts
+            .extensions
+            .get::<csrf::Verified>()
+            .is_some_and(|v| v.0 == session.id);
+        if csrf::changes_state(&parts.method) && !verified {
+            return Err(csrf::expired());
+        }
         if !role.can(P::PERMISSION) {
             return Err(AppError::Forbidden(format!(
                 "Your role ({role}) does not allow you to {}.",
