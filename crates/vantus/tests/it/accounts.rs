@@ -183,6 +183,15 @@ fn session_cookie(res: &reqwest::Response) -> String {
     set.split(';').next().unwrap().to_owned()
 }
 
+/// The session's form token, as a portal page carries it.
+fn form_token(page: &str) -> String {
+    let after = page
+        .split(r#"name="csrf_token" value=""#)
+        .nth(1)
+        .expect("a form token");
+    after.split('"').next().unwrap().to_owned()
+}
+
 fn sign_in(app: &TestApp, email: &str, password: &str) -> crate::support::TestRequest {
     app.post_form(
         "/admin/login",
@@ -274,14 +283,7 @@ async fn signing_in_and_out(engine: Engine) {
         dashboard.contains("Signed in as Ada Lovelace (owner)"),
         "{dashboard}"
     );
-    let csrf = dashboard
-        .split(r#"name="csrf_token" value=""#)
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
+    let csrf = form_token(&dashboard);
 
     // Signing out needs the session's form token.
     app.post_form("/admin/logout", &[("csrf_token", "forged")])
@@ -316,14 +318,7 @@ async fn signing_in_and_out(engine: Engine) {
         .assert_status(200)
         .html()
         .await;
-    let csrf = page
-        .split(r#"name="csrf_token" value=""#)
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
+    let csrf = form_token(&page);
     app.post_form("/admin/logout", &[])
         .header("cookie", &again)
         .header("x-csrf-token", &csrf)
