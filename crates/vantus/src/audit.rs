@@ -54,6 +54,8 @@ pub enum AuditAction {
     LoginFailed,
     /// A staff member signed out.
     Logout,
+    /// Sessions were ended by their user (account page) or an owner.
+    SessionsRevoked,
 }
 
 impl AuditAction {
@@ -71,6 +73,7 @@ impl AuditAction {
             AuditAction::LoginSucceeded => "login.succeeded",
             AuditAction::LoginFailed => "login.failed",
             AuditAction::Logout => "logout",
+            AuditAction::SessionsRevoked => "sessions.revoked",
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The staff portal. Every handler here starts from a [`Staff`] extractor naming the
 //! permission it needs; there is no other way to a tenant scope on this side.
 
+pub mod account;
+
 use askama::Template;
 use axum::Router;
 use axum::extract::State;
@@ -20,6 +22,11 @@ use crate::site::layout::{Layout, Section};
 pub fn portal_routes(auth: &Auth) -> Router {
     crate::auth::routes::routes(auth)
         .route("/admin", get(dashboard))
+        .route("/admin/account", get(account::page))
+        .route(
+            "/admin/account/sessions",
+            axum::routing::post(account::revoke),
+        )
         .layer(axum::middleware::from_fn_with_state(
             auth.clone(),
             csrf::verify,

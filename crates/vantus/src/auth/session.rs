@@ -124,6 +124,54 @@ pub async fn find_live(
     Ok(found)
 }
 
+/// One of a user's live sessions, as the account page lists it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Listed {
+    pub id: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub created_at: Timestamp,
+    pub last_seen_at: Timestamp,
+}
+
+/// The user's live sessions, the most recently used first.
+pub async fn list_live(
+    conn: &mut Conn<'_>,
+    user: Uuid,
+    idle: Duration,
+) -> Result<Vec<Listed>, sqlx::Error> {
+    let now = Timestamp::now();
+    on_conn!(conn.reborrow(), c => sqlx::query_as(
+        "SELECT id, ip, user_agent, created_at, last_seen_at FROM sessions
+         WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND last_seen_at > $3
+         ORDER BY last_seen_at DESC, id"
+    ).bind(user).bind(now).bind(now.minus(idle)).fetch_all(c).await)
+}
+
+/// Ends one of `user`'s sessions; a session of anyone else is left alone. Returns whether it
+/// was live.
+pub async fn revoke_own(
+    conn: &mut Conn<'_>,
+    user: Uuid,
+    session_id: &str,
+) -> Result<bool, sqlx::Error> {
+    on_conn!(conn.reborrow(), c => sqlx::query(
+        "UPDATE sessions SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL"
+    ).bind(session_id).bind(user).bind(Timestamp::now()).execute(c).await.map(|r| r.rows_affected() == 1))
+}
+
+/// Ends every session of `user` but `keep` (sign out everywhere else; later also after a
+/// password or MFA change). Returns how many ended.
+pub async fn revoke_others(
+    conn: &mut Conn<'_>,
+    user: Uuid,
+    keep: &str,
+) -> Result<u64, sqlx::Error> {
+    on_conn!(conn.reborrow(), c => sqlx::query(
+        "UPDATE sessions SET revoked_at = $3 WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL"
+    ).bind(user).bind(keep).bind(Timestamp::now()).execute(c).await.map(|r| r.rows_affected()))
+}
+
 /// Ends one session (sign-out). Returns whether it was live.
 pub async fn revoke(conn: &mut Conn<'_>, session_id: &str) -> Result<bool, sqlx::Error> {
     on_conn!(conn.reborrow(), c => sqlx::query(

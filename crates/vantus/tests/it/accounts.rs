@@ -183,6 +183,38 @@ fn session_cookie(res: &reqwest::Response) -> String {
     set.split(';').next().unwrap().to_owned()
 }
 
+/// A server whose password hashing is cheap (behaviour, not cost, is tested here).
+async fn spawn_cheap(engine: Engine) -> TestApp {
+    TestApp::spawn_with(engine, |env| {
+        env.insert("VANTUS_ARGON2_MEMORY_KIB".into(), "8192".into());
+        env.insert("VANTUS_ARGON2_ITERATIONS".into(), "1".into());
+    })
+    .await
+}
+
+/// Whether `cookie` opens the dashboard (else it is sent to sign in).
+async fn signed_in(app: &TestApp, cookie: &str) -> bool {
+    let res = app.get("/admin").header("cookie", cookie).await;
+    match res.status().as_u16() {
+        200 => true,
+        303 => {
+            res.assert_redirect_to("/admin/login?next=%2Fadmin");
+            false
+        }
+        other => panic!("GET /admin answered {other}"),
+    }
+}
+
+/// A portal page as the holder of `cookie` sees it (it must answer 200).
+async fn page_as(app: &TestApp, path: &str, cookie: &str) -> String {
+    app.get(path)
+        .header("cookie", cookie)
+        .await
+        .assert_status(200)
+        .html()
+        .await
+}
+
 /// The session's form token, as a portal page carries it.
 fn form_token(page: &str) -> String {
     let after = page
@@ -210,11 +242,7 @@ async fn audit_count(app: &TestApp, action: &str) -> i64 {
 /// whose token is stored only as a hash; the dashboard behind it; sign-out with its form
 /// token, after which the cookie opens nothing.
 async fn signing_in_and_out(engine: Engine) {
-    let app = TestApp::spawn_with(engine, |env| {
-        env.insert("VANTUS_ARGON2_MEMORY_KIB".into(), "8192".into());
-        env.insert("VANTUS_ARGON2_ITERATIONS".into(), "1".into());
-    })
-    .await;
+    let app = spawn_cheap(engine).await;
     let o = create(&env(&app.db), "ada@example.com", "owner", PASSWORD);
     assert!(o.status.success(), "{}", stderr(&o));
 
@@ -272,13 +300,7 @@ async fn signing_in_and_out(engine: Engine) {
         hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()))
     );
 
-    let dashboard = app
-        .get("/admin")
-        .header("cookie", &cookie)
-        .await
-        .assert_status(200)
-        .html()
-        .await;
+    let dashboard = page_as(&app, "/admin", &cookie).await;
     assert!(
         dashboard.contains("Signed in as Ada Lovelace (owner)"),
         "{dashboard}"
@@ -301,23 +323,14 @@ async fn signing_in_and_out(engine: Engine) {
             .unwrap()
             .contains("Max-Age=0")
     );
-    app.get("/admin")
-        .header("cookie", &cookie)
-        .await
-        .assert_redirect_to("/admin/login?next=%2Fadmin");
+    assert!(!signed_in(&app, &cookie).await, "cookie signed out");
     // A script may send the token as a header instead of a form field.
     let again = session_cookie(
         &sign_in(&app, "ada@example.com", PASSWORD)
             .await
             .assert_redirect_to("/admin"),
     );
-    let page = app
-        .get("/admin")
-        .header("cookie", &again)
-        .await
-        .assert_status(200)
-        .html()
-        .await;
+    let page = page_as(&app, "/admin", &again).await;
     let csrf = form_token(&page);
     app.post_form("/admin/logout", &[])
         .header("cookie", &again)
@@ -355,7 +368,95 @@ async fn sign_in_attempts_are_limited_per_account(engine: Engine) {
         .assert_status(401);
 }
 
+async fn signed_in_as(app: &TestApp, email: &str, device: &str) -> String {
+    let res = app
+        .post_form("/admin/login", &[("email", email), ("password", PASSWORD)])
+        .header("user-agent", device)
+        .await
+        .assert_redirect_to("/admin");
+    session_cookie(&res)
+}
+
+/// The account page lists where the user is signed in; one session, or all the others, can
+/// be ended there, and never another user's.
+async fn sessions_are_listed_and_ended_from_the_account_page(engine: Engine) {
+    let app = spawn_cheap(engine).await;
+    let env = env(&app.db);
+    assert!(
+        create(&env, "ada@example.com", "owner", PASSWORD)
+            .status
+            .success()
+    );
+    assert!(
+        create(&env, "grace@example.com", "viewer", PASSWORD)
+            .status
+            .success()
+    );
+    let laptop = signed_in_as(&app, "ada@example.com", "Laptop browser").await;
+    let phone = signed_in_as(&app, "ada@example.com", "Phone browser").await;
+    let grace = signed_in_as(&app, "grace@example.com", "Grace's browser").await;
+
+    let page = page_as(&app, "/admin/account", &laptop).await;
+    assert!(
+        page.contains("Laptop browser") && page.contains("Phone browser"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("Grace"),
+        "only one's own sessions are listed"
+    );
+    assert_eq!(page.matches("This session").count(), 1);
+    let csrf = form_token(&page);
+    let phone_id = page
+        .split(r#"name="session" value=""#)
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let end = |session: String| {
+        let (cookie, csrf) = (laptop.clone(), csrf.clone());
+        let app = &app;
+        async move {
+            app.post_form(
+                "/admin/account/sessions",
+                &[("csrf_token", csrf.as_str()), ("session", session.as_str())],
+            )
+            .header("cookie", &cookie)
+            .await
+            .assert_redirect_to("/admin/account");
+        }
+    };
+    end(phone_id).await;
+    assert!(!signed_in(&app, &phone).await, "phone signed out");
+    assert!(signed_in(&app, &laptop).await, "laptop still signed in");
+
+    // Another user's session id, even known, is not ended.
+    let db = app.server().app.store.primary();
+    let graces: String = vantus::on_db!(db, p => sqlx::query_scalar(
+        "SELECT s.id FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.email = 'grace@example.com'")
+        .fetch_one(p).await).unwrap();
+    end(graces).await;
+    assert!(signed_in(&app, &grace).await, "grace still signed in");
+
+    // Everywhere else: every other session of this user ends, this one stays.
+    let tablet = signed_in_as(&app, "ada@example.com", "Tablet browser").await;
+    app.post_form(
+        "/admin/account/sessions",
+        &[("csrf_token", csrf.as_str()), ("all_others", "1")],
+    )
+    .header("cookie", &laptop)
+    .await
+    .assert_redirect_to("/admin/account");
+    assert!(!signed_in(&app, &tablet).await, "tablet signed out");
+    assert!(signed_in(&app, &laptop).await, "laptop still signed in");
+    assert!(signed_in(&app, &grace).await, "grace still signed in");
+    assert_eq!(audit_count(&app, "sessions.revoked").await, 3);
+}
+
 both_engines!(
+    sessions_are_listed_and_ended_from_the_account_page,
     signing_in_and_out,
     sign_in_attempts_are_limited_per_account,
     the_first_owner_is_created_on_a_new_database,
