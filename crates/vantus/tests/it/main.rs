@@ -3,6 +3,7 @@
 
 mod support;
 
+mod audit_chain;
 mod backup_hardening;
 mod backup_restore;
 mod cli;
