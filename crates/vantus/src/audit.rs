@@ -2,11 +2,17 @@
 //! actions will too. Details are JSON and never carry secrets (only redacted locations).
 //!
 //! Recording takes a [`Conn`], so an entry joins the transaction of the change it describes:
-//! both are stored, or neither.
+//! both are stored, or neither. Pass a write transaction (`in_write_tx!`): every entry is
+//! appended to a hash chain ([`chain`]), and appending serialises audit writers on the chain
+//! head until the transaction ends. The table is append-only (triggers, `store::append_only`).
+
+pub mod chain;
 
 use uuid::Uuid;
 
-use crate::store::{Conn, Timestamp, multirow, on_conn};
+pub use chain::{ChainBreak, ChainHead, Verdict};
+
+use crate::store::{Conn, Timestamp};
 use crate::tenancy::TenantScope;
 
 /// Who acted: the command line, the scheduler, later a user.
@@ -158,29 +164,24 @@ struct Row<'a> {
 
 async fn insert_rows(conn: &mut Conn<'_>, rows: &[Row<'_>]) -> Result<(), sqlx::Error> {
     let now = Timestamp::now();
-    let details: Vec<String> = rows.iter().map(|r| r.detail.to_string()).collect();
-    let rows: Vec<(&Row<'_>, String)> = rows.iter().zip(details).collect();
-    let bytes = |(row, detail): &(&Row<'_>, String)| 120 + row.resource.len() + detail.len();
-    for rows in multirow::chunks(&rows, bytes) {
-        let sql = format!(
-            "INSERT INTO audit_log (id, tenant_id, actor, action, resource, detail, created_at)
-             VALUES {}",
-            multirow::values("($1, $2, $3, $4, $5, $6, $7)", 7, rows.len())
-        );
-        on_conn!(conn.reborrow(), c => {
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (row, detail) in rows {
-                q = q
-                    .bind(Uuid::now_v7())
-                    .bind(row.tenant)
-                    .bind(row.actor.label())
-                    .bind(row.action.as_str())
-                    .bind(row.resource)
-                    .bind(detail)
-                    .bind(now);
-            }
-            q.execute(c).await.map(|_| ())
-        })?;
-    }
-    Ok(())
+    let texts: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r.actor.label(), r.detail.to_string()))
+        .collect();
+    let entries: Vec<chain::EntryFields<'_>> = rows
+        .iter()
+        .zip(&texts)
+        .map(|(row, (actor, detail))| chain::EntryFields {
+            id: Uuid::now_v7(),
+            tenant_id: row.tenant,
+            actor,
+            action: row.action.as_str(),
+            resource: row.resource,
+            detail,
+            ip: None,
+            request_id: None,
+            created_at: now,
+        })
+        .collect();
+    chain::append(conn, &entries).await
 }

@@ -105,6 +105,9 @@ pub async fn run(config_file: &Option<PathBuf>, args: BackupArgs) -> Result<(), 
             },
             report.sha256
         );
+        if let Some(head) = &report.audit_head {
+            println!("  audit chain head {head}");
+        }
         for p in &report.pruned {
             println!("  pruned {p}");
         }

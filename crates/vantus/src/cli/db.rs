@@ -73,7 +73,8 @@ pub async fn run(config_file: &Option<PathBuf>, cmd: DbCommand) -> Result<(), Cl
         let detail = serde_json::json!({
             "rows": r.copied_rows, "from": r.source_engine, "to": r.target_engine
         });
-        let _ = with_conn!(&target, conn => {
+        // A write transaction: the audit entry joins the hash chain under its lock.
+        let _ = in_write_tx!(&target, conn => {
             audit::record(conn, &Actor::Cli, AuditAction::DbCopied, &label, detail).await
         });
     }

@@ -1,6 +1,7 @@
 //! Command-line interface: parsing and dispatch only. Each subcommand lives in its own file
 //! and calls into the library.
 
+mod audit;
 mod backup;
 mod db;
 mod doctor;
@@ -26,7 +27,8 @@ use crate::config::{Config, ConfigError, ConfigErrors, Overrides, SETTINGS};
     version,
     about = "Vantus Systems' site, lead capture and admin portal, in one binary.",
     long_about = "Vantus serves the public site and the admin portal, and operates itself: \
-migrations, backups, restores, engine copies, the notification outbox and a readiness doctor.\n\n\
+migrations, backups, restores, engine copies, the notification outbox, a tamper-evident audit \
+log and a readiness doctor.\n\n\
 With no configuration it runs on SQLite in ./var and listens on 127.0.0.1:8080. \
 Configuration comes from environment variables (listed under each command's --help) and an \
 optional TOML file.",
@@ -68,6 +70,9 @@ pub enum Command {
     /// requeue.
     #[command(subcommand)]
     Outbox(outbox::OutboxCommand),
+    /// The tamper-evident audit log: `audit verify` recomputes its hash chain.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Staff accounts: `user create --email ADDRESS --role owner` makes the first owner.
     #[command(subcommand)]
     User(user::UserCommand),
@@ -169,6 +174,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Leads(cmd) => leads::run(&cli.config, cmd).await,
         Command::User(cmd) => user::run(&cli.config, cmd).await,
         Command::Outbox(cmd) => outbox::run(&cli.config, cmd).await,
+        Command::Audit(cmd) => audit::run(&cli.config, cmd).await,
         Command::Doctor(args) => doctor::run(&cli.config, args).await,
         Command::Version(args) => version::run(args),
     }

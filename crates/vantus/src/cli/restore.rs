@@ -98,7 +98,8 @@ pub async fn run(config_file: &Option<PathBuf>, args: RestoreArgs) -> Result<(),
             });
         } else if result.is_ok() {
             let detail = serde_json::json!({ "summary": summary });
-            let _ = with_conn!(&app_db, conn => {
+            // A write transaction: the audit entry joins the hash chain under its lock.
+            let _ = in_write_tx!(&app_db, conn => {
                 let action = AuditAction::RestoreCompleted;
                 audit::record(conn, &Actor::Cli, action, &args.archive, detail).await
             });
@@ -140,6 +141,9 @@ fn print_report(report: &RestoreReport, args: &RestoreArgs) {
         }
     );
     print_checks(&report.tables);
+    if let Some(head) = &report.audit_head {
+        println!("audit chain head in the archive: {head}");
+    }
     println!(
         "verdict: {}",
         if report.verified() {

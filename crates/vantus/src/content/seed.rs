@@ -155,12 +155,19 @@ pub async fn seed_site_tenant(
     Ok((scope, added))
 }
 
-/// Applies pending migrations, then seeds the site tenant `slug` in one transaction, all under
-/// the migration lock: what `vantus serve` does at start-up and `vantus migrate` on demand.
+/// Applies pending migrations, then seeds the site tenant `slug` in one transaction, then
+/// seals audit rows that have no place in the hash chain yet (those from before the chain, or
+/// written by an older release during an upgrade), all under the migration lock: what
+/// `vantus serve` does at start-up and `vantus migrate` on demand.
 pub async fn migrate_and_seed(db: &Db, slug: &str) -> Result<(TenantScope, u64), SetupError> {
     migrate::migrate_then(db, async {
-        in_write_tx!(db, conn => seed_site_tenant(conn, slug).await)
-            .map_err(|e: SeedSetupError| SetupError::Seed(e.to_string()))
+        let seeded = in_write_tx!(db, conn => seed_site_tenant(conn, slug).await)
+            .map_err(|e: SeedSetupError| SetupError::Seed(e.to_string()))?;
+        let sealed = crate::audit::chain::seal_unchained(db).await?;
+        if sealed > 0 {
+            tracing::info!(rows = sealed, "sealed audit rows into the hash chain");
+        }
+        Ok::<_, SetupError>(seeded)
     })
     .await
 }

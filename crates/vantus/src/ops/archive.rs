@@ -5,8 +5,9 @@
 //! * `tables/<name>.ndjson`: one JSON array per row in primary-key order, in the engine-neutral
 //!   encoding of [`crate::store::rows`], tables in dependency order;
 //! * `media/<path>`: uploaded files, when asked for;
-//! * `manifest.json`, last: format version, app and schema version, engine, creation time, and
-//!   per table its columns, row count and SHA-256 (per media file its size and SHA-256).
+//! * `manifest.json`, last: format version, app and schema version, engine, creation time, the
+//!   audit chain's head, and per table its columns, row count and SHA-256 (per media file its
+//!   size and SHA-256).
 //!
 //! So an operator without Vantus can still `tar xzf` an unencrypted archive and read the data
 //! with `jq`. Tables are spooled to a temporary file while they are read (the tar header needs
@@ -24,6 +25,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::audit::ChainHead;
 use crate::store::rows::{self, Row, TableDigest};
 use crate::store::schema::{self, Table};
 
@@ -73,6 +75,11 @@ pub struct Manifest {
     pub engine: String,
     /// Highest migration applied to the source; a restore target is migrated to match.
     pub schema_version: i64,
+    /// The newest row of the audit log's hash chain when the backup was taken (none for an
+    /// empty chain, or an archive older than the chain): an anchor outside the database, so
+    /// rows removed from the end of the chain later are noticed (docs/operations/audit-log.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_head: Option<ChainHead>,
     pub tables: Vec<TableEntry>,
     #[serde(default)]
     pub media: Vec<MediaEntry>,

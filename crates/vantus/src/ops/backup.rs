@@ -27,7 +27,7 @@ use super::destination::{Destination, archive_name};
 use super::progress::Progress;
 use super::retention;
 use super::{OpsError, blocking};
-use crate::audit::{self, Actor, AuditAction};
+use crate::audit::{self, Actor, AuditAction, ChainHead};
 use crate::jobs::{self, Outcome};
 use crate::store::rows::{self, Conn};
 use crate::store::schema::{self, Table};
@@ -56,6 +56,8 @@ pub struct BackupReport {
     pub rows: u64,
     pub media_files: usize,
     pub pruned: Vec<String>,
+    /// The audit chain's head recorded in the manifest (see [`Manifest::audit_head`]).
+    pub audit_head: Option<ChainHead>,
     #[serde(skip)]
     pub manifest: Manifest,
 }
@@ -166,6 +168,7 @@ pub async fn run(db: &Db, opts: BackupOptions<'_>) -> Result<BackupReport, OpsEr
         rows: manifest.total_rows(),
         media_files: manifest.media.len(),
         pruned,
+        audit_head: manifest.audit_head.clone(),
         manifest,
     })
 }
@@ -185,7 +188,7 @@ async fn write(
         tracing::warn!(path = %path.display(), "cannot lock the partial archive; a concurrent sweep may not recognise it");
     }
     let engine = db.engine();
-    let schema_version = match db {
+    let (schema_version, audit_head) = match db {
         Db::Sqlite(pool) => {
             // Snapshot in the private scratch folder, checked, then read.
             let snapshot_dir = tempfile::Builder::new()
@@ -223,7 +226,7 @@ async fn write(
             let version = schema_version(&snap_db).await?;
             let mut conn = snap.acquire().await?;
             let counts = count_all(&mut Conn::Sqlite(&mut conn), &tables).await?;
-            dump_all(
+            let audit_head = dump_all(
                 &mut Conn::Sqlite(&mut conn),
                 &tables,
                 &counts,
@@ -233,7 +236,7 @@ async fn write(
             .await?;
             drop(conn);
             snap.close().await;
-            version
+            (version, audit_head)
         }
         Db::Postgres(pool) => {
             let tables = schema::tables(db).await?;
@@ -245,7 +248,7 @@ async fn write(
                     .fetch_one(&mut *tx)
                     .await?;
             let counts = count_all(&mut Conn::Postgres(&mut tx), &tables).await?;
-            dump_all(
+            let audit_head = dump_all(
                 &mut Conn::Postgres(&mut tx),
                 &tables,
                 &counts,
@@ -254,7 +257,7 @@ async fn write(
             )
             .await?;
             tx.rollback().await?;
-            version.unwrap_or(0)
+            (version.unwrap_or(0), audit_head)
         }
     };
     if let Some(dir) = opts.media_dir {
@@ -269,6 +272,7 @@ async fn write(
         created_at: created_at.to_fixed_string(),
         engine: engine.as_str().to_owned(),
         schema_version,
+        audit_head,
         tables: Vec::new(),
         media: Vec::new(),
     };
@@ -382,16 +386,21 @@ async fn dump_all(
     counts: &[u64],
     archive: &mut ArchiveWriter,
     interactive: bool,
-) -> Result<(), OpsError> {
+) -> Result<Option<ChainHead>, OpsError> {
     let mut progress = Progress::new("backup", counts.iter().sum(), interactive);
+    let mut audit_head = None;
     for table in tables {
         progress.stage(&table.name);
         let mut spool = archive.spool(table)?;
         let mut io_error = None;
+        let mut head_of_this = AuditHeadFinder::for_table(table);
         rows::dump(conn.reborrow(), table, None, &mut |row| {
             if let Err(e) = spool.push(&row) {
                 io_error = Some(e);
                 return Err(rows::RowError::Sink("cannot write the backup".into()));
+            }
+            if let Some(finder) = head_of_this.as_mut() {
+                finder.see(&row);
             }
             progress.add(1);
             Ok(())
@@ -401,10 +410,52 @@ async fn dump_all(
             Some(io) => OpsError::io(Path::new(&table.name), io),
             None => e.into(),
         })?;
+        if let Some(finder) = head_of_this {
+            audit_head = finder.head;
+        }
         blocking(|| archive.add_table(table.clone(), spool))?;
     }
     progress.finish();
-    Ok(())
+    Ok(audit_head)
+}
+
+/// Finds the audit chain's head among the `audit_log` rows a backup reads anyway, so the head
+/// in the manifest comes from the same snapshot as the rows (rows are read in id order, the
+/// head is the row with the largest seq).
+struct AuditHeadFinder {
+    /// Positions of `seq` and `hash` in the row.
+    seq_at: usize,
+    hash_at: usize,
+    head: Option<ChainHead>,
+}
+
+impl AuditHeadFinder {
+    /// A finder for `table` if it is the chained audit log (an older schema has no chain).
+    fn for_table(table: &Table) -> Option<Self> {
+        if table.name != "audit_log" {
+            return None;
+        }
+        let at = |name: &str| table.columns.iter().position(|c| c.name == name);
+        Some(Self {
+            seq_at: at("seq")?,
+            hash_at: at("hash")?,
+            head: None,
+        })
+    }
+
+    fn see(&mut self, row: &rows::Row) {
+        let (seq_at, hash_at) = (self.seq_at, self.hash_at);
+        let seq = row.get(seq_at).and_then(serde_json::Value::as_i64);
+        let hash = row.get(hash_at).and_then(serde_json::Value::as_str);
+        if let (Some(seq), Some(hash)) = (seq, hash)
+            && self.head.as_ref().is_none_or(|h| seq > h.seq)
+        {
+            self.head = Some(ChainHead {
+                seq,
+                hash: hash.to_owned(),
+            });
+        }
+    }
 }
 
 /// Files under `dir`, with their path relative to it (always `/`-separated), sorted.

@@ -6,11 +6,24 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::OpsError;
+use crate::audit::chain;
 use crate::content::{self, ContentKind, NewContent};
-use crate::store::rows::{self, Row};
-use crate::store::schema;
 use crate::store::{Db, Timestamp};
 use crate::tenancy;
+
+/// Audit rows appended per transaction.
+const AUDIT_PAGE: u64 = 1000;
+
+/// The text of one generated audit row, owned while its entry borrows it.
+struct GeneratedAuditText {
+    actor: String,
+    action: &'static str,
+    resource: String,
+    detail: String,
+    ip: String,
+    request_id: String,
+    created_at: Timestamp,
+}
 
 const SAMPLES: &[&str] = &[
     "Zürich café — naïve façade",
@@ -56,49 +69,42 @@ pub async fn run(db: &Db, content_items: u64, audit_rows: u64) -> Result<Generat
     }
     added += with_conn!(db, conn => content::insert_missing(conn, &scope, &batch).await)?;
 
-    let tables = schema::tables(db).await?;
-    let audit = tables
-        .iter()
-        .find(|t| t.name == "audit_log")
-        .ok_or_else(|| OpsError::Refused("no audit_log table".into()))?;
-    let per_batch = rows::batch_size(audit.columns.len());
+    // Through the chain like every audit entry, so a generated data set verifies (and its
+    // backups, copies and restores are checked the way real ones are).
     let mut written = 0u64;
     while written < audit_rows {
-        let n = per_batch.min((audit_rows - written) as usize);
-        let page: Vec<Row> = (0..n)
-            .map(|k| {
-                let i = written + k as u64;
+        let n = AUDIT_PAGE.min(audit_rows - written);
+        let texts: Vec<GeneratedAuditText> = (written..written + n)
+            .map(|i| {
                 let sample = SAMPLES[i as usize % SAMPLES.len()];
-                audit
-                    .columns
-                    .iter()
-                    .map(|c| match c.name.as_str() {
-                        "id" => json!(Uuid::now_v7().to_string()),
-                        "tenant_id" => json!(scope.id().to_string()),
-                        "actor" => json!(format!("user-{}", i % 97)),
-                        "action" => json!(
-                            ["lead.created", "content.updated", "session.started"][i as usize % 3]
-                        ),
-                        "resource" => json!(format!("lead/{i}")),
-                        "detail" => json!(json!({ "note": sample, "n": i }).to_string()),
-                        "ip" => json!(format!("10.{}.{}.{}", i % 250, (i / 250) % 250, i % 7)),
-                        "request_id" => json!(Uuid::new_v4().to_string()),
-                        "created_at" => json!(
-                            Timestamp::from_unix_micros(base - i as i64 * 1_000)
-                                .expect("valid")
-                                .to_fixed_string()
-                        ),
-                        _ => serde_json::Value::Null,
-                    })
-                    .collect()
+                GeneratedAuditText {
+                    actor: format!("user-{}", i % 97),
+                    resource: format!("lead/{i}"),
+                    detail: json!({ "note": sample, "n": i }).to_string(),
+                    ip: format!("10.{}.{}.{}", i % 250, (i / 250) % 250, i % 7),
+                    request_id: Uuid::new_v4().to_string(),
+                    created_at: Timestamp::from_unix_micros(base - i as i64 * 1_000)
+                        .expect("valid"),
+                    action: ["lead.created", "content.updated", "session.started"][i as usize % 3],
+                }
             })
             .collect();
-        on_db!(db, pool => {
-            let mut tx = pool.begin().await?;
-            rows::insert(rows::conn(&mut tx), audit, &audit.columns, &page).await?;
-            tx.commit().await
-        })?;
-        written += n as u64;
+        let entries: Vec<chain::EntryFields<'_>> = texts
+            .iter()
+            .map(|t| chain::EntryFields {
+                id: Uuid::now_v7(),
+                tenant_id: Some(scope.id()),
+                actor: &t.actor,
+                action: t.action,
+                resource: &t.resource,
+                detail: &t.detail,
+                ip: Some(&t.ip),
+                request_id: Some(&t.request_id),
+                created_at: t.created_at,
+            })
+            .collect();
+        in_write_tx!(db, conn => chain::append(conn, &entries).await)?;
+        written += n;
     }
     Ok(Generated {
         content_items: added,

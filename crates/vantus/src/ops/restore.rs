@@ -8,7 +8,11 @@
 //! 3. In one transaction: with `--force` the current rows are deleted, the archive's rows are
 //!    inserted, and every table is re-read and checked against the manifest. Any mismatch
 //!    rolls everything back: a restore is complete and verified, or it did not happen.
-//! 4. Migrations newer than the archive are applied; media files are written.
+//! 4. Migrations newer than the archive are applied; audit rows of an archive from before the
+//!    hash chain are sealed into it; media files are written.
+//!
+//! The audit log is append-only (`store::append_only`); `--force` deletes it through the
+//! sanctioned bypass (`audit::chain::begin_maintenance`), inside the same transaction.
 //!
 //! `--verify-only` restores into a scratch SQLite database (or `--scratch-url`) and reports:
 //! the restore drill.
@@ -22,6 +26,8 @@ use serde::Serialize;
 use super::archive::{self, Manifest, RowBatch};
 use super::progress::Progress;
 use super::{OpsError, TableCheck};
+use crate::audit;
+use crate::store::append_only::audit_chain_applied;
 use crate::store::rows::{self, Conn, on_conn};
 use crate::store::schema::{self, Table};
 use crate::store::{Db, migrate};
@@ -39,6 +45,9 @@ pub struct RestoreReport {
     pub archive_created_at: String,
     pub archive_engine: String,
     pub schema_version: i64,
+    /// The audit chain's head the archive recorded (`vantus audit verify` on the target
+    /// should report a chain that contains it).
+    pub audit_head: Option<audit::ChainHead>,
     pub target_engine: String,
     pub tables: Vec<TableCheck>,
     pub rows: u64,
@@ -188,6 +197,8 @@ pub async fn run(
 
     migrate::migrate_to(target, None).await?;
     schema::reset_sequences(target).await?;
+    // An archive from before the hash chain brings audit rows without a place in it.
+    audit::chain::seal_unchained(target).await?;
     let media_files = match opts.media_dir {
         Some(dir) if !manifest.media.is_empty() => {
             restore_media(archive_path, &manifest, opts.passphrase, dir).await?
@@ -198,6 +209,7 @@ pub async fn run(
         archive_created_at: manifest.created_at.clone(),
         archive_engine: manifest.engine.clone(),
         schema_version: manifest.schema_version,
+        audit_head: manifest.audit_head.clone(),
         target_engine: target.engine().as_str().to_owned(),
         rows: manifest.total_rows(),
         tables: checks,
@@ -286,8 +298,18 @@ async fn load_and_verify(
         0
     };
     if replacing {
+        // The audit log is append-only; replacing it is the one sanctioned exception, opened
+        // and closed inside this transaction (an older schema has neither guard nor chain).
+        let bypass = if audit_chain_applied(conn).await? {
+            Some(audit::chain::begin_maintenance(conn, "restore --force").await?)
+        } else {
+            None
+        };
         for t in tables.iter().rev() {
             rows::delete_all(conn.reborrow(), t).await?;
+        }
+        if let Some(bypass) = bypass {
+            audit::chain::end_maintenance(conn, bypass).await?;
         }
     }
 

@@ -99,8 +99,14 @@ async fn scheduled_backup(app: &App, instance: &str) -> Result<String, String> {
     )
     .await
     .map_err(|e| e.to_string())?;
+    // The summary names the audit chain's head, as `vantus backup` prints it.
+    let audit_head = report
+        .audit_head
+        .as_ref()
+        .map(|h| format!(", audit chain head {h}"))
+        .unwrap_or_default();
     Ok(format!(
-        "{} ({} bytes, {} rows, {} pruned)",
+        "{} ({} bytes, {} rows, {} pruned{audit_head})",
         report.location,
         report.bytes,
         report.rows,

@@ -10,7 +10,7 @@
 
 use sqlx::migrate::{MigrateError, Migrator};
 
-use super::{Conn, Db, on_conn};
+use super::{Conn, Db, append_only, on_conn};
 
 /// Key of the advisory lock held while migrating and seeding ("vantus:migrate").
 const MIGRATION_LOCK_KEY: i64 = 0x7661_6e74_7573_6d67;
@@ -57,6 +57,7 @@ async fn migrate_to_then<T>(
             // `run_direct` on a concrete connection rather than `run(pool)`: the generic
             // `Acquire` bound of `run` makes the future non-`Send` (sqlx's own workaround).
             m.run_direct(target, &mut *conn, false).await?;
+            guard_audit_log(&mut Conn::Sqlite(&mut conn)).await?;
             drop(conn);
             after.await
         }
@@ -68,6 +69,7 @@ async fn migrate_to_then<T>(
                 .await?;
             let result = async {
                 m.run_direct(target, &mut *lock_conn, false).await?;
+                guard_audit_log(&mut Conn::Postgres(&mut lock_conn)).await?;
                 after.await
             }
             .await;
@@ -79,6 +81,15 @@ async fn migrate_to_then<T>(
             result
         }
     }
+}
+
+/// Installs the append-only triggers of `audit_log` once the chain migration is applied
+/// (they cannot be written in the SQL both engines share; see [`append_only`]).
+async fn guard_audit_log(conn: &mut Conn<'_>) -> Result<(), sqlx::Error> {
+    if append_only::audit_chain_applied(conn).await? {
+        append_only::install_guards(conn).await?;
+    }
+    Ok(())
 }
 
 /// Migrations this binary knows that the database has not applied successfully.

@@ -8,7 +8,7 @@
 //! [`with_conn!`] (or [`Db::acquire`]) lends a pooled `Conn` for a run of queries; [`on_db!`]
 //! runs one ad-hoc statement on the pool and [`on_conn`] one statement on a `Conn`, each
 //! compiled once per engine. Dialect differences (advisory locks, replica lag,
-//! `BEGIN IMMEDIATE`) stay inside this module.
+//! `BEGIN IMMEDIATE`, the audit log's append-only triggers) stay inside this module.
 //! Why this design and not sqlx `Any` or an ORM: `docs/adr/0001-database-layer.md`.
 
 /// Runs the same query expression against whichever pool is live.
@@ -83,6 +83,7 @@ macro_rules! with_conn {
     };
 }
 
+pub mod append_only;
 pub mod migrate;
 pub mod multirow;
 pub mod replicas;

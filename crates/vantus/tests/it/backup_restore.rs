@@ -16,7 +16,8 @@ use vantus::store::{Timestamp, schema};
 use crate::both_engines;
 use crate::support::sinks::S3Emulator;
 use crate::support::{
-    Engine, TestApp, TestDb, base_env, digest_all, open_db, raw_table_names, run_binary,
+    Engine, TestApp, TestDb, base_env, delete_audit_rows, digest_all, open_db, raw_table_names,
+    read_manifest, run_binary,
 };
 
 fn stdout(o: &std::process::Output) -> String {
@@ -34,20 +35,6 @@ fn backup_to(dir: &Path, env: &HashMap<String, String>, extra: &[&str]) -> PathB
     assert!(o.status.success(), "backup failed: {}", stderr(&o));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("backup --json");
     PathBuf::from(report["location"].as_str().unwrap())
-}
-
-fn read_manifest(archive: &Path) -> Manifest {
-    let file = std::fs::File::open(archive).unwrap();
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    for entry in tar.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        if entry.path().unwrap().to_str() == Some("manifest.json") {
-            let mut json = String::new();
-            entry.read_to_string(&mut json).unwrap();
-            return serde_json::from_str(&json).unwrap();
-        }
-    }
-    panic!("no manifest in {}", archive.display());
 }
 
 /// Text of a page with the server's own address removed (a restored server listens elsewhere).
@@ -167,7 +154,7 @@ async fn backup_wipe_restore_round_trip(engine: Engine) {
     let restored = open_db(&test_db.url).await;
     // The restore records itself in the audit log after committing; take that one row out,
     // and everything else must be identical.
-    let removed = vantus::on_db!(&restored, p => sqlx::query("DELETE FROM audit_log WHERE action = 'restore.completed'").execute(p).await.map(|r| r.rows_affected())).unwrap();
+    let removed = delete_audit_rows(&restored, "action = 'restore.completed'").await;
     assert_eq!(removed, 1, "the restore was audited once");
     assert_eq!(
         digest_all(&restored).await,

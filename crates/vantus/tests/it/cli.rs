@@ -49,6 +49,7 @@ fn help_documents_every_command_and_setting() {
         "db",
         "doctor",
         "outbox",
+        "audit",
     ] {
         assert!(text.contains(cmd), "--help lists {cmd}");
         let o = run_binary(&[cmd, "--help"], &HashMap::new());
@@ -64,6 +65,7 @@ fn help_documents_every_command_and_setting() {
         &["db", "generate"],
         &["outbox", "status"],
         &["outbox", "retry"],
+        &["audit", "verify"],
     ] {
         let mut args = cmd.to_vec();
         args.push("--help");

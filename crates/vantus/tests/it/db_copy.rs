@@ -7,8 +7,8 @@ use std::time::Duration;
 use vantus::ops::generate;
 
 use crate::support::{
-    Engine, TestApp, TestDb, base_env, binary, digest_all, eventually, open_db, raw_table_names,
-    run_binary,
+    Engine, TestApp, TestDb, base_env, binary, delete_audit_rows, digest_all, eventually, open_db,
+    raw_table_names, run_binary,
 };
 
 fn stderr(o: &std::process::Output) -> String {
@@ -77,7 +77,7 @@ async fn sqlite_to_postgres_and_back_is_identical() {
     // The copy audits itself in the target after verifying; everything else is identical.
     let audited = vantus::on_db!(&pg_db, p => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM audit_log WHERE action = 'db.copied'").fetch_one(p).await).unwrap();
     assert_eq!(audited, 1);
-    vantus::on_db!(&pg_db, p => sqlx::query("DELETE FROM audit_log WHERE action = 'db.copied'").execute(p).await.map(|_| ())).unwrap();
+    delete_audit_rows(&pg_db, "action = 'db.copied'").await;
     on_pg = {
         let _ = on_pg;
         digest_all(&pg_db).await
@@ -101,7 +101,7 @@ async fn sqlite_to_postgres_and_back_is_identical() {
     let o = run_binary(&["db", "copy", "--from", &pg.url, "--to", &back_url], &env);
     assert!(o.status.success(), "{}", stderr(&o));
     let back_db = open_db(&back_url).await;
-    vantus::on_db!(&back_db, p => sqlx::query("DELETE FROM audit_log WHERE action = 'db.copied'").execute(p).await.map(|_| ())).unwrap();
+    delete_audit_rows(&back_db, "action = 'db.copied'").await;
     assert_eq!(
         digest_all(&back_db).await,
         original,
@@ -169,7 +169,7 @@ async fn an_interrupted_copy_resumes_to_a_correct_result() {
     );
     assert!(o.status.success(), "re-run failed: {}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("(resumed)"));
-    vantus::on_db!(&pg_db, p => sqlx::query("DELETE FROM audit_log WHERE action = 'db.copied'").execute(p).await.map(|_| ())).unwrap();
+    delete_audit_rows(&pg_db, "action = 'db.copied'").await;
     assert_eq!(
         digest_all(&pg_db).await,
         original,

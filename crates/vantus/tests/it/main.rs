@@ -4,6 +4,7 @@
 mod support;
 
 mod accounts;
+mod audit_chain;
 mod backup_hardening;
 mod backup_restore;
 mod cli;

@@ -166,3 +166,43 @@ pub async fn raw_table_names(db: &vantus::store::Db) -> Vec<String> {
     names.sort();
     names
 }
+
+/// Deletes audit-log rows (`DELETE FROM audit_log WHERE {filter}`) through the sanctioned
+/// bypass of the append-only triggers, as restore does: for tests that take out the entry an
+/// operation recorded about itself, or that tamper on purpose. Returns the rows deleted.
+pub async fn delete_audit_rows(db: &vantus::store::Db, filter: &str) -> u64 {
+    audit_maintenance(db, &format!("DELETE FROM audit_log WHERE {filter}")).await
+}
+
+/// Runs one statement on `audit_log` through the sanctioned bypass (one transaction, the
+/// marker row inserted and removed around it). Returns the rows affected.
+pub async fn audit_maintenance(db: &vantus::store::Db, sql: &str) -> u64 {
+    use vantus::audit::chain;
+    let sql = sql.to_owned();
+    vantus::in_write_tx!(db, conn => {
+        let bypass = chain::begin_maintenance(conn, "test").await?;
+        let n = match conn {
+            vantus::store::Conn::Sqlite(c) => sqlx::query(sqlx::AssertSqlSafe(sql.clone())).execute(&mut **c).await?.rows_affected(),
+            vantus::store::Conn::Postgres(c) => sqlx::query(sqlx::AssertSqlSafe(sql.clone())).execute(&mut **c).await?.rows_affected(),
+        };
+        chain::end_maintenance(conn, bypass).await?;
+        Ok::<_, sqlx::Error>(n)
+    })
+    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// The `manifest.json` of an unencrypted backup archive.
+pub fn read_manifest(archive: &std::path::Path) -> vantus::ops::archive::Manifest {
+    use std::io::Read;
+    let file = std::fs::File::open(archive).unwrap();
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    for entry in tar.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().to_str() == Some("manifest.json") {
+            let mut json = String::new();
+            entry.read_to_string(&mut json).unwrap();
+            return serde_json::from_str(&json).unwrap();
+        }
+    }
+    panic!("no manifest in {}", archive.display());
+}

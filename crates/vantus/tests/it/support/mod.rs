@@ -29,7 +29,10 @@ use std::collections::HashMap;
 #[allow(unused_imports)]
 pub use app::{Replica, ResponseExt, TestApp, TestRequest, client, get_url, title_of};
 #[allow(unused_imports)]
-pub use db::{TestDb, digest_all, open_db, pg_admin, pg_admin_url, pg_url_for, raw_table_names};
+pub use db::{
+    TestDb, audit_maintenance, delete_audit_rows, digest_all, open_db, pg_admin, pg_admin_url,
+    pg_url_for, raw_table_names, read_manifest,
+};
 pub use process::{ServeProcess, binary, run_binary, run_binary_with_stdin};
 /// The library's own engine, so the harness cannot drift from what the server supports.
 pub use vantus::store::Engine;
