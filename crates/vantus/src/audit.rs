@@ -62,6 +62,8 @@ pub enum AuditAction {
     Logout,
     /// Sessions were ended by their user (account page) or an owner.
     SessionsRevoked,
+    /// A staff member changed their password (their other sessions ended with it).
+    PasswordChanged,
 }
 
 impl AuditAction {
@@ -80,6 +82,7 @@ impl AuditAction {
             AuditAction::LoginFailed => "login.failed",
             AuditAction::Logout => "logout",
             AuditAction::SessionsRevoked => "sessions.revoked",
+            AuditAction::PasswordChanged => "password.changed",
         }
     }
 }

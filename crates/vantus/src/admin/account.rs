@@ -5,14 +5,18 @@ use askama::Template;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::audit::{self, Actor, AuditAction};
 use crate::auth::Auth;
+use crate::auth::password;
 use crate::auth::permission::perm;
 use crate::auth::session;
 use crate::auth::staff::Staff;
+use crate::auth::users;
+use crate::http::client_ip::ClientIp;
 use crate::http::errors::AppError;
 use crate::http::extract::Form;
 use crate::site::layout::{Layout, Section};
@@ -36,6 +40,8 @@ struct AccountPage {
     tenant: String,
     sessions: Vec<SessionRow>,
     csrf_token: String,
+    /// Why the last password change was refused, shown beside the form.
+    password_error: Option<String>,
 }
 
 fn when(t: crate::store::Timestamp) -> String {
@@ -45,6 +51,15 @@ fn when(t: crate::store::Timestamp) -> String {
 }
 
 pub async fn page(State(auth): State<Auth>, staff: Staff<perm::ViewDashboard>) -> Response {
+    render(&auth, &staff, None, StatusCode::OK).await
+}
+
+async fn render(
+    auth: &Auth,
+    staff: &Staff<perm::ViewDashboard>,
+    password_error: Option<String>,
+    status: StatusCode,
+) -> Response {
     let idle = auth.config.auth.session_idle;
     let listed = with_conn!(auth.store.primary(), conn => session::list_live(conn, staff.user_id, idle).await);
     let sessions = match listed {
@@ -68,8 +83,9 @@ pub async fn page(State(auth): State<Auth>, staff: Staff<perm::ViewDashboard>) -
         tenant: staff.scope.name().to_owned(),
         sessions,
         csrf_token: staff.session.csrf_token.clone(),
+        password_error,
     };
-    crate::http::html_page(StatusCode::OK, page.render())
+    crate::http::html_page(status, page.render())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -110,5 +126,85 @@ pub async fn revoke(
             AppError::bad_request("session", "name a session to end, or all_others").into_response()
         }
         Err(e) => AppError::from(e).into_response(),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct PasswordPost {
+    current_password: String,
+    new_password: String,
+    new_password_again: String,
+}
+
+/// Changes the password. The current password is the fresh authentication it needs. On
+/// success every other session of the user ends, and this one continues under a new token
+/// (a privilege change never keeps the old one).
+pub async fn change_password(
+    State(auth): State<Auth>,
+    ClientIp(ip): ClientIp,
+    headers: axum::http::HeaderMap,
+    staff: Staff<perm::ViewDashboard>,
+    Form(post): Form<PasswordPost>,
+) -> Response {
+    let refuse = |why: String| render(&auth, &staff, Some(why), StatusCode::UNPROCESSABLE_ENTITY);
+    let db = auth.store.primary();
+    let user = match with_conn!(db, conn => users::find_by_id(conn, staff.user_id).await) {
+        Ok(Some(u)) => u,
+        Ok(None) => return AppError::NotFound.into_response(),
+        Err(e) => return AppError::from(e).into_response(),
+    };
+    let current = SecretString::from(post.current_password);
+    if !auth
+        .passwords
+        .verify(&current, user.password_hash.as_deref())
+        .await
+    {
+        return refuse("The current password is not right.".into()).await;
+    }
+    if post.new_password != post.new_password_again {
+        return refuse("The new password and its repetition differ.".into()).await;
+    }
+    if let Err(why) = password::check_policy(&post.new_password, &[&user.email, &user.name]) {
+        return refuse(format!("The new password {why}.")).await;
+    }
+    let hash = match auth
+        .passwords
+        .hash(&SecretString::from(post.new_password))
+        .await
+    {
+        Ok(h) => h,
+        Err(e) => return AppError::Internal(e.to_string()).into_response(),
+    };
+    let me = staff.user_id;
+    let max_age = auth.config.auth.session_max_age;
+    let ip_text = ip.to_string();
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let started = in_write_tx!(db, conn => {
+        users::set_password(conn, me, &hash).await?;
+        let others = session::revoke_others(conn, me, &staff.session.id).await?;
+        session::revoke(conn, &staff.session.id).await?;
+        let fresh = session::start(conn, me, &staff.scope, Some(&ip_text), user_agent, max_age).await?;
+        audit::record_for(conn, &staff.scope, &Actor::User(me), AuditAction::PasswordChanged,
+            &format!("user:{me}"), json!({ "other_sessions_ended": others })).await?;
+        Ok::<_, sqlx::Error>(fresh)
+    });
+    let started = match started {
+        Ok(s) => s,
+        Err(e) => return AppError::from(e).into_response(),
+    };
+    let mut res = StatusCode::SEE_OTHER.into_response();
+    res.headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_static("/admin/account"));
+    match HeaderValue::from_str(&auth.cookie.set(started.token.expose_secret(), max_age)) {
+        Ok(v) => {
+            res.headers_mut().insert(header::SET_COOKIE, v);
+            res
+        }
+        Err(_) => {
+            AppError::Internal("a session cookie that is not a header value".into()).into_response()
+        }
     }
 }

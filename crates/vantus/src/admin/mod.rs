@@ -8,7 +8,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::auth::permission::{Permission, perm};
 use crate::auth::staff::Staff;
@@ -23,10 +23,8 @@ pub fn portal_routes(auth: &Auth) -> Router {
     crate::auth::routes::routes(auth)
         .route("/admin", get(dashboard))
         .route("/admin/account", get(account::page))
-        .route(
-            "/admin/account/sessions",
-            axum::routing::post(account::revoke),
-        )
+        .route("/admin/account/sessions", post(account::revoke))
+        .route("/admin/account/password", post(account::change_password))
         .layer(axum::middleware::from_fn_with_state(
             auth.clone(),
             csrf::verify,

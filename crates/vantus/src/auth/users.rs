@@ -86,6 +86,19 @@ pub async fn add_membership(
         .execute(c).await.map(|_| ()))
 }
 
+pub async fn find_by_id(conn: &mut Conn<'_>, id: Uuid) -> Result<Option<User>, sqlx::Error> {
+    on_conn!(conn.reborrow(), c => sqlx::query_as(
+        "SELECT id, email, name, password_hash, disabled_at, created_at FROM users WHERE id = $1"
+    ).bind(id).fetch_optional(c).await)
+}
+
+/// Replaces the user's password hash.
+pub async fn set_password(conn: &mut Conn<'_>, id: Uuid, hash: &str) -> Result<(), sqlx::Error> {
+    on_conn!(conn.reborrow(), c => sqlx::query(
+        "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1"
+    ).bind(id).bind(hash).bind(Timestamp::now()).execute(c).await.map(|_| ()))
+}
+
 pub async fn find_by_email(
     conn: &mut Conn<'_>,
     email: &LoginEmail,

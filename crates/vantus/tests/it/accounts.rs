@@ -369,8 +369,12 @@ async fn sign_in_attempts_are_limited_per_account(engine: Engine) {
 }
 
 async fn signed_in_as(app: &TestApp, email: &str, device: &str) -> String {
+    signed_in_with(app, email, PASSWORD, device).await
+}
+
+async fn signed_in_with(app: &TestApp, email: &str, password: &str, device: &str) -> String {
     let res = app
-        .post_form("/admin/login", &[("email", email), ("password", PASSWORD)])
+        .post_form("/admin/login", &[("email", email), ("password", password)])
         .header("user-agent", device)
         .await
         .assert_redirect_to("/admin");
@@ -455,7 +459,89 @@ async fn sessions_are_listed_and_ended_from_the_account_page(engine: Engine) {
     assert_eq!(audit_count(&app, "sessions.revoked").await, 3);
 }
 
+/// A password change needs the current password and a new one the policy accepts; it ends
+/// every other session, continues this one under a new token, and the old password stops
+/// working.
+async fn a_password_change_ends_the_other_sessions(engine: Engine) {
+    let app = spawn_cheap(engine).await;
+    assert!(
+        create(&env(&app.db), "ada@example.com", "owner", PASSWORD)
+            .status
+            .success()
+    );
+    let laptop = signed_in_as(&app, "ada@example.com", "Laptop browser").await;
+    let phone = signed_in_as(&app, "ada@example.com", "Phone browser").await;
+    let csrf = form_token(&page_as(&app, "/admin/account", &laptop).await);
+    let change = |current: &'static str, new: &'static str, again: &'static str| {
+        let (cookie, csrf) = (laptop.clone(), csrf.clone());
+        let app = &app;
+        async move {
+            app.post_form(
+                "/admin/account/password",
+                &[
+                    ("csrf_token", csrf.as_str()),
+                    ("current_password", current),
+                    ("new_password", new),
+                    ("new_password_again", again),
+                ],
+            )
+            .header("cookie", &cookie)
+            .await
+        }
+    };
+    const NEW: &str = "a brand new passphrase of mine";
+    for (current, new, again, says) in [
+        (
+            "not my password",
+            NEW,
+            NEW,
+            "The current password is not right.",
+        ),
+        (
+            PASSWORD,
+            NEW,
+            "something else entirely",
+            "The new password and its repetition differ.",
+        ),
+        (
+            PASSWORD,
+            "password1234",
+            "password1234",
+            "The new password is one of the most common passwords",
+        ),
+    ] {
+        let page = change(current, new, again)
+            .await
+            .assert_status(422)
+            .html()
+            .await;
+        assert!(page.contains(says), "{says} in {page}");
+    }
+    assert!(
+        signed_in(&app, &phone).await,
+        "a refused change ends nothing"
+    );
+
+    let done = change(PASSWORD, NEW, NEW)
+        .await
+        .assert_redirect_to("/admin/account");
+    let renewed = session_cookie(&done);
+    assert_ne!(renewed, laptop, "a new token after the change");
+    assert!(signed_in(&app, &renewed).await);
+    assert!(
+        !signed_in(&app, &laptop).await,
+        "the old token of this session ended"
+    );
+    assert!(!signed_in(&app, &phone).await, "the other session ended");
+    sign_in(&app, "ada@example.com", PASSWORD)
+        .await
+        .assert_status(401);
+    signed_in_with(&app, "ada@example.com", NEW, "Laptop browser").await;
+    assert_eq!(audit_count(&app, "password.changed").await, 1);
+}
+
 both_engines!(
+    a_password_change_ends_the_other_sessions,
     sessions_are_listed_and_ended_from_the_account_page,
     signing_in_and_out,
     sign_in_attempts_are_limited_per_account,
