@@ -6,11 +6,11 @@ pub mod account;
 use askama::Template;
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 
 use crate::auth::permission::{Permission, perm};
+use crate::auth::routing::{Portal, RouteSpec};
 use crate::auth::staff::Staff;
 use crate::auth::{Auth, csrf};
 use crate::http::errors::AppError;
@@ -20,16 +20,39 @@ use crate::site::layout::{Layout, Section};
 /// The sign-in routes and the portal, with the form-token layer over all of them
 /// ([`crate::auth::csrf`]).
 pub fn portal_routes(auth: &Auth) -> Router {
-    crate::auth::routes::routes(auth)
-        .route("/admin", get(dashboard))
-        .route("/admin/account", get(account::page))
-        .route("/admin/account/sessions", post(account::revoke))
-        .route("/admin/account/password", post(account::change_password))
+    let mut portal = Portal::wired(auth);
+    declare(&mut portal);
+    portal
+        .into_router()
         .layer(axum::middleware::from_fn_with_state(
             auth.clone(),
             csrf::verify,
         ))
         .with_state(auth.clone())
+}
+
+/// Every portal route and who may call it (`vantus routes`), from the same declarations.
+pub fn route_table() -> Vec<RouteSpec> {
+    let mut portal = Portal::table_only();
+    declare(&mut portal);
+    portal.into_table()
+}
+
+fn declare(portal: &mut Portal) {
+    crate::auth::routes::declare(portal);
+    portal
+        .staff::<perm::ViewDashboard, _, _>(Method::GET, "/admin", dashboard)
+        .staff::<perm::ViewDashboard, _, _>(Method::GET, "/admin/account", account::page)
+        .staff::<perm::ViewDashboard, _, _>(
+            Method::POST,
+            "/admin/account/sessions",
+            account::revoke,
+        )
+        .staff::<perm::ViewDashboard, _, _>(
+            Method::POST,
+            "/admin/account/password",
+            account::change_password,
+        );
 }
 
 #[derive(Template)]

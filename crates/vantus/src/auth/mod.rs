@@ -7,6 +7,7 @@ pub mod csrf;
 pub mod password;
 pub mod permission;
 pub mod routes;
+pub mod routing;
 pub mod session;
 pub mod staff;
 pub mod users;

@@ -24,5 +24,6 @@ mod outbox;
 mod rate_limits;
 mod replicas;
 mod restore_hardening;
+mod route_access;
 mod site;
 mod transactions;

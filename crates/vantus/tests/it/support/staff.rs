@@ -1,0 +1,110 @@
+//! Staff in tests: accounts made with `vantus user create`, signed in over HTTP, and the form
+//! token their pages carry. Password hashing is made cheap ([`cheap_hashing`]): these tests
+//! are about behaviour, the cost is measured in `bench/`.
+
+use std::collections::HashMap;
+
+use super::{ResponseExt, TestApp, base_env, run_binary_with_stdin};
+
+/// The password every test account gets (passes the policy).
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Argon2id at its cheapest allowed cost.
+pub fn cheap_hashing(env: &mut HashMap<String, String>) {
+    env.insert("VANTUS_ARGON2_MEMORY_KIB".into(), "8192".into());
+    env.insert("VANTUS_ARGON2_ITERATIONS".into(), "1".into());
+}
+
+/// The settings the app's command line needs to reach its database, with cheap hashing.
+pub fn cli_env(app: &TestApp) -> HashMap<String, String> {
+    let mut env = base_env(&app.db);
+    cheap_hashing(&mut env);
+    env
+}
+
+/// `vantus user create` for `email` as `role` in the site tenant, password on stdin.
+pub fn create_user(
+    env: &HashMap<String, String>,
+    email: &str,
+    role: &str,
+    password: &str,
+) -> std::process::Output {
+    run_binary_with_stdin(
+        &[
+            "user",
+            "create",
+            "--email",
+            email,
+            "--role",
+            role,
+            "--name",
+            "Ada Lovelace",
+            "--password-stdin",
+        ],
+        env,
+        format!("{password}\n").as_bytes(),
+    )
+}
+
+/// Creates the account and panics (with the command's error) if it cannot.
+pub fn must_create_user(app: &TestApp, email: &str, role: &str) {
+    let o = create_user(&cli_env(app), email, role, PASSWORD);
+    assert!(
+        o.status.success(),
+        "user create {email}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The session cookie's `name=value` from a sign-in response.
+pub fn session_cookie(res: &reqwest::Response) -> String {
+    let set = res.headers()[reqwest::header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(set.contains(attribute), "{attribute} in {set}");
+    }
+    set.split(';').next().unwrap().to_owned()
+}
+
+/// Signs in with `password` from `device`; the session cookie.
+pub async fn signed_in_with(app: &TestApp, email: &str, password: &str, device: &str) -> String {
+    let res = app
+        .post_form("/admin/login", &[("email", email), ("password", password)])
+        .header("user-agent", device)
+        .await
+        .assert_redirect_to("/admin");
+    session_cookie(&res)
+}
+
+/// The session's form token, as a portal page carries it.
+pub fn form_token(page: &str) -> String {
+    let after = page
+        .split(r#"name="csrf_token" value=""#)
+        .nth(1)
+        .expect("a form token");
+    after.split('"').next().unwrap().to_owned()
+}
+
+/// A portal page as the holder of `cookie` sees it (it must answer 200).
+pub async fn page_as(app: &TestApp, path: &str, cookie: &str) -> String {
+    app.get(path)
+        .header("cookie", cookie)
+        .await
+        .assert_status(200)
+        .html()
+        .await
+}
+
+/// A signed-in session of `email` and its form token (read from the account page).
+pub struct Signed {
+    pub cookie: String,
+    pub token: String,
+}
+
+pub async fn sign_in_as(app: &TestApp, email: &str) -> Signed {
+    let cookie = signed_in_with(app, email, PASSWORD, "test").await;
+    let token = form_token(&page_as(app, "/admin/account", &cookie).await);
+    Signed { cookie, token }
+}
