@@ -21,6 +21,7 @@ use crate::site::layout::{Layout, Section};
 /// ([`crate::auth::csrf`]).
 pub fn portal_routes(auth: &Auth) -> Router {
     crate::auth::routes::routes(auth)
+        .merge(crate::auth::passkeys::routes::routes(auth))
         .route("/admin", get(dashboard))
         .route("/admin/account", get(account::page))
         .route("/admin/account/sessions", post(account::revoke))

@@ -13,17 +13,17 @@ use crate::support::{
     Engine, ResponseExt, TestApp, TestDb, base_env, open_db, run_binary, run_binary_with_stdin,
 };
 
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 /// The test database's settings, with cheap hashing (behaviour, not cost, is tested here).
-fn env(db: &TestDb) -> HashMap<String, String> {
+pub(crate) fn env(db: &TestDb) -> HashMap<String, String> {
     let mut env = base_env(db);
     env.insert("VANTUS_ARGON2_MEMORY_KIB".into(), "8192".into());
     env.insert("VANTUS_ARGON2_ITERATIONS".into(), "1".into());
     env
 }
 
-fn create(
+pub(crate) fn create(
     env: &HashMap<String, String>,
     email: &str,
     role: &str,
@@ -172,7 +172,7 @@ async fn bad_input_is_refused_with_a_reason_and_nothing_is_stored(engine: Engine
 }
 
 /// The session cookie's `name=value` from a sign-in response.
-fn session_cookie(res: &reqwest::Response) -> String {
+pub(crate) fn session_cookie(res: &reqwest::Response) -> String {
     let set = res.headers()[reqwest::header::SET_COOKIE]
         .to_str()
         .unwrap()
@@ -193,7 +193,7 @@ async fn spawn_cheap(engine: Engine) -> TestApp {
 }
 
 /// Whether `cookie` opens the dashboard (else it is sent to sign in).
-async fn signed_in(app: &TestApp, cookie: &str) -> bool {
+pub(crate) async fn signed_in(app: &TestApp, cookie: &str) -> bool {
     let res = app.get("/admin").header("cookie", cookie).await;
     match res.status().as_u16() {
         200 => true,
@@ -206,7 +206,7 @@ async fn signed_in(app: &TestApp, cookie: &str) -> bool {
 }
 
 /// A portal page as the holder of `cookie` sees it (it must answer 200).
-async fn page_as(app: &TestApp, path: &str, cookie: &str) -> String {
+pub(crate) async fn page_as(app: &TestApp, path: &str, cookie: &str) -> String {
     app.get(path)
         .header("cookie", cookie)
         .await
@@ -216,7 +216,7 @@ async fn page_as(app: &TestApp, path: &str, cookie: &str) -> String {
 }
 
 /// The session's form token, as a portal page carries it.
-fn form_token(page: &str) -> String {
+pub(crate) fn form_token(page: &str) -> String {
     let after = page
         .split(r#"name="csrf_token" value=""#)
         .nth(1)
@@ -231,7 +231,7 @@ fn sign_in(app: &TestApp, email: &str, password: &str) -> crate::support::TestRe
     )
 }
 
-async fn audit_count(app: &TestApp, action: &str) -> i64 {
+pub(crate) async fn audit_count(app: &TestApp, action: &str) -> i64 {
     let db = app.server().app.store.primary();
     vantus::on_db!(db, p => sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = $1")
         .bind(action).fetch_one(p).await)
@@ -372,7 +372,12 @@ async fn signed_in_as(app: &TestApp, email: &str, device: &str) -> String {
     signed_in_with(app, email, PASSWORD, device).await
 }
 
-async fn signed_in_with(app: &TestApp, email: &str, password: &str, device: &str) -> String {
+pub(crate) async fn signed_in_with(
+    app: &TestApp,
+    email: &str,
+    password: &str,
+    device: &str,
+) -> String {
     let res = app
         .post_form("/admin/login", &[("email", email), ("password", password)])
         .header("user-agent", device)

@@ -21,6 +21,7 @@ pub mod pg_cluster;
 pub mod process;
 pub mod sinks;
 pub mod smtp;
+pub mod soft_authenticator;
 pub mod wait;
 
 use std::collections::HashMap;
