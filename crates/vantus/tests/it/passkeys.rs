@@ -416,3 +416,37 @@ both_engines!(
     disabled_accounts_and_removed_passkeys_are_refused,
     one_accounts_passkey_never_signs_in_another,
 );
+
+/// A public URL on an IP address leaves the server without passkeys: the doctor says so
+/// (the development default, 127.0.0.1, is expected and not reported).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_doctor_reports_a_public_url_passkeys_cannot_use() {
+    let db = crate::support::TestDb::create(Engine::Sqlite).await;
+    let report = |public_url: Option<&str>| {
+        let mut env = env(&db);
+        if let Some(url) = public_url {
+            env.insert("VANTUS_PUBLIC_URL".into(), url.into());
+        }
+        let o = crate::support::run_binary(&["doctor", "--json"], &env);
+        serde_json::from_slice::<Value>(&o.stdout).expect("doctor --json prints JSON")
+    };
+    let ip = report(Some("http://192.0.2.10:8080"));
+    let found = crate::config_doctor::findings_of(&ip, "passkeys");
+    assert_eq!(found.len(), 1, "{ip:#}");
+    assert_eq!(found[0]["severity"], "medium");
+    assert!(
+        found[0]["finding"]
+            .as_str()
+            .unwrap()
+            .contains("VANTUS_PUBLIC_URL"),
+        "{}",
+        found[0]
+    );
+    for fine in [None, Some("http://localhost:8080")] {
+        let r = report(fine);
+        assert!(
+            crate::config_doctor::findings_of(&r, "passkeys").is_empty(),
+            "{fine:?}: {r:#}"
+        );
+    }
+}

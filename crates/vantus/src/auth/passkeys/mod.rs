@@ -427,3 +427,34 @@ pub async fn verify_second_factor(
         passkey_id: stored.id,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_relying_party_is_the_public_urls_host_and_never_an_ip_address() {
+        for ok in [
+            "https://portal.example.com",
+            "https://example.com/some/path",
+            "http://localhost:8080",
+        ] {
+            let rp = RelyingParty::for_public_url(&Url::parse(ok).unwrap());
+            assert!(rp.is_ok(), "{ok}");
+        }
+        for bad in ["http://127.0.0.1:8080", "http://[::1]:8080"] {
+            let why = RelyingParty::for_public_url(&Url::parse(bad).unwrap())
+                .err()
+                .expect(bad);
+            assert!(why.contains("VANTUS_PUBLIC_URL"), "{why}");
+        }
+    }
+
+    #[test]
+    fn ceremony_kinds_are_the_migrations() {
+        let sql = include_str!("../../../../../migrations/0009_passkeys.sql");
+        for kind in [Kind::Registration, Kind::Authentication, Kind::SecondFactor] {
+            assert!(sql.contains(&format!("'{}'", kind.as_str())), "{kind:?}");
+        }
+    }
+}
