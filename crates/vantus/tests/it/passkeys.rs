@@ -153,6 +153,17 @@ async fn a_registered_passkey_is_the_whole_sign_in(engine: Engine) {
     assert!(page.contains("data-passkey-register"), "{page}");
     assert!(page.contains("Adding a passkey needs JavaScript"), "{page}");
 
+    // Not signed in: 401 for the script; signed in without the form token: 403.
+    app.post_json("/admin/account/passkeys/register/start", &json!({}))
+        .header("accept", "application/json")
+        .await
+        .assert_status(401);
+    app.post_json("/admin/account/passkeys/register/start", &json!({}))
+        .header("cookie", &laptop)
+        .header("x-csrf-token", "forged")
+        .await
+        .assert_status(403);
+
     let mut key = SoftAuthenticator::new(ORIGIN);
     let done = register(&app, &laptop, &mut key, "Work laptop")
         .await
@@ -223,7 +234,7 @@ async fn a_registered_passkey_is_the_whole_sign_in(engine: Engine) {
 /// Ceremony state lives in the database: a second server finishes what the first started,
 /// once; an expired ceremony is refused and swept.
 async fn ceremonies_are_shared_used_once_and_expire(engine: Engine) {
-    let (app, _, mut key) = owner_with_passkey(engine).await;
+    let (app, cookie, mut key) = owner_with_passkey(engine).await;
     let replica = app.spawn_replica(passkey_env).await;
 
     let started = sign_in_start(&app.client, &app.base).await;
@@ -231,6 +242,29 @@ async fn ceremonies_are_shared_used_once_and_expire(engine: Engine) {
     let res = sign_in_finish(&replica.client, &replica.base, &started, &credential).await;
     res.assert_status(200);
     refused(sign_in_finish(&app.client, &app.base, &started, &credential).await);
+
+    // A registration too: started here, finished there.
+    let csrf = form_token(&page_as(&app, "/admin/account", &cookie).await);
+    let started = app
+        .post_json("/admin/account/passkeys/register/start", &json!({}))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .await
+        .assert_status(200)
+        .json_value()
+        .await;
+    let mut second = SoftAuthenticator::new(ORIGIN);
+    let credential = second.register(&started["options"]);
+    replica
+        .post_json(
+            "/admin/account/passkeys/register/finish",
+            &json!({ "ceremony": started["ceremony"], "name": "Second", "credential": credential }),
+        )
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .await
+        .assert_status(200);
+    sign_in(&app, &mut second).await.assert_status(200);
 
     let db = app.server().app.store.primary();
     let started = sign_in_start(&replica.client, &replica.base).await;
