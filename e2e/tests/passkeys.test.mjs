@@ -18,6 +18,8 @@ import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { HtmlValidate } from 'html-validate';
+
 import { launch } from '../support/browser.mjs';
 import { startServer } from '../support/server.mjs';
 
@@ -71,6 +73,20 @@ after(async () => {
   await server?.stop();
 });
 
+// The same rules as html.test.mjs, for the two pages that gained passkey markup.
+const validator = new HtmlValidate({
+  extends: ['html-validate:standard'],
+  rules: { 'heading-level': ['error', { allowMultipleH1: false }], 'no-dup-id': 'error', 'valid-id': 'error' },
+});
+
+/** The page at `url` as the server sent it (with the context's cookies) is valid HTML5. */
+async function assertValidHtml(context, url) {
+  const html = await (await context.request.get(url, { headers: { accept: 'text/html' } })).text();
+  const report = await validator.validateString(html, url);
+  const problems = report.results.flatMap((r) => r.messages.map((m) => `${m.line}:${m.column} ${m.ruleId}: ${m.message}`));
+  assert.deepEqual(problems, [], `HTML problems in ${url}:\n${problems.join('\n')}`);
+}
+
 function sql(query) {
   const out = execFileSync('sqlite3', ['-readonly', '-json', server.dbPath, query], { encoding: 'utf8' });
   return out.trim() ? JSON.parse(out) : [];
@@ -119,6 +135,8 @@ test('register a passkey on the account page, sign out, sign in with the passkey
   assert.equal(credentials.length, 1);
   assert.equal(credentials[0].isResidentCredential, true, 'a discoverable credential');
   assert.equal(sql("SELECT count(*) AS n FROM audit_log WHERE action = 'passkey.registered'")[0].n, 1);
+  await assertValidHtml(context, `${site}/admin/account`);
+  await assertValidHtml(context, `${site}/admin/login`);
 
   // Sign out, then in with the passkey alone.
   await page.goto(`${site}/admin`);
