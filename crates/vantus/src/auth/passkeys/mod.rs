@@ -61,6 +61,7 @@ impl RelyingParty {
         Ok(Self { webauthn })
     }
 
+    /// The relying party id: the public URL's host, which every passkey is bound to.
     pub fn id(&self) -> &str {
         self.webauthn.get_allowed_origins()[0]
             .host_str()
@@ -439,8 +440,9 @@ mod tests {
             "https://example.com/some/path",
             "http://localhost:8080",
         ] {
-            let rp = RelyingParty::for_public_url(&Url::parse(ok).unwrap());
-            assert!(rp.is_ok(), "{ok}");
+            let url = Url::parse(ok).unwrap();
+            let rp = RelyingParty::for_public_url(&url).expect(ok);
+            assert_eq!(rp.id(), url.host_str().unwrap());
         }
         for bad in ["http://127.0.0.1:8080", "http://[::1]:8080"] {
             let why = RelyingParty::for_public_url(&Url::parse(bad).unwrap())
