@@ -64,6 +64,10 @@ pub enum AuditAction {
     SessionsRevoked,
     /// A staff member changed their password (their other sessions ended with it).
     PasswordChanged,
+    /// A staff member added a passkey (their other sessions ended with it).
+    PasskeyRegistered,
+    /// A staff member removed one of their passkeys (their other sessions ended with it).
+    PasskeyRemoved,
 }
 
 impl AuditAction {
@@ -83,6 +87,8 @@ impl AuditAction {
             AuditAction::Logout => "logout",
             AuditAction::SessionsRevoked => "sessions.revoked",
             AuditAction::PasswordChanged => "password.changed",
+            AuditAction::PasskeyRegistered => "passkey.registered",
+            AuditAction::PasskeyRemoved => "passkey.removed",
         }
     }
 }

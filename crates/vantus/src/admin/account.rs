@@ -5,12 +5,13 @@ use askama::Template;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::audit::{self, Actor, AuditAction};
 use crate::auth::Auth;
+use crate::auth::passkeys;
 use crate::auth::password;
 use crate::auth::permission::perm;
 use crate::auth::session;
@@ -31,6 +32,14 @@ pub struct SessionRow {
     pub current: bool,
 }
 
+/// One row of the passkeys table.
+pub struct PasskeyRow {
+    pub id: String,
+    pub name: String,
+    pub added: String,
+    pub last_used: String,
+}
+
 #[derive(Template)]
 #[template(path = "admin/account.html")]
 struct AccountPage {
@@ -39,6 +48,9 @@ struct AccountPage {
     role: String,
     tenant: String,
     sessions: Vec<SessionRow>,
+    passkeys: Vec<PasskeyRow>,
+    /// Whether a passkey can be added here (the server has a relying party).
+    passkeys_available: bool,
     csrf_token: String,
     /// Why the last password change was refused, shown beside the form.
     password_error: Option<String>,
@@ -61,27 +73,43 @@ async fn render(
     status: StatusCode,
 ) -> Response {
     let idle = auth.config.auth.session_idle;
-    let listed = with_conn!(auth.store.primary(), conn => session::list_live(conn, staff.user_id, idle).await);
-    let sessions = match listed {
-        Ok(l) => l
-            .into_iter()
-            .map(|s| SessionRow {
-                current: s.id == staff.session.id,
-                device: s.user_agent.unwrap_or_else(|| "unknown device".into()),
-                ip: s.ip.unwrap_or_else(|| "unknown address".into()),
-                signed_in: when(s.created_at),
-                last_seen: when(s.last_seen_at),
-                id: s.id,
-            })
-            .collect(),
+    let listed = with_conn!(auth.store.primary(), conn => {
+        let sessions = session::list_live(conn, staff.user_id, idle).await?;
+        let keys = passkeys::list_for(conn, staff.user_id).await?;
+        Ok::<_, sqlx::Error>((sessions, keys))
+    });
+    let (listed, keys) = match listed {
+        Ok(both) => both,
         Err(e) => return AppError::from(e).into_response(),
     };
+    let passkeys = keys
+        .into_iter()
+        .map(|p| PasskeyRow {
+            id: p.id.to_string(),
+            name: p.name,
+            added: when(p.created_at),
+            last_used: p.last_used_at.map(when).unwrap_or_else(|| "never".into()),
+        })
+        .collect();
+    let sessions = listed
+        .into_iter()
+        .map(|s| SessionRow {
+            current: s.id == staff.session.id,
+            device: s.user_agent.unwrap_or_else(|| "unknown device".into()),
+            ip: s.ip.unwrap_or_else(|| "unknown address".into()),
+            signed_in: when(s.created_at),
+            last_seen: when(s.last_seen_at),
+            id: s.id,
+        })
+        .collect();
     let page = AccountPage {
         layout: Layout::bare("Your account", Section::None),
         name: staff.name.clone(),
         role: staff.role.to_string(),
         tenant: staff.scope.name().to_owned(),
         sessions,
+        passkeys,
+        passkeys_available: auth.passkeys.is_some(),
         csrf_token: staff.session.csrf_token.clone(),
         password_error,
     };
@@ -198,13 +226,5 @@ pub async fn change_password(
     let mut res = StatusCode::SEE_OTHER.into_response();
     res.headers_mut()
         .insert(header::LOCATION, HeaderValue::from_static("/admin/account"));
-    match HeaderValue::from_str(&auth.cookie.set(started.token.expose_secret(), max_age)) {
-        Ok(v) => {
-            res.headers_mut().insert(header::SET_COOKIE, v);
-            res
-        }
-        Err(_) => {
-            AppError::Internal("a session cookie that is not a header value".into()).into_response()
-        }
-    }
+    crate::auth::routes::with_session_cookie(&auth, &started, res)
 }

@@ -40,6 +40,7 @@ pub fn route_table() -> Vec<RouteSpec> {
 
 fn declare(portal: &mut Portal) {
     crate::auth::routes::declare(portal);
+    crate::auth::passkeys::routes::declare(portal);
     portal
         .staff::<perm::ViewDashboard, _, _>(Method::GET, "/admin", dashboard)
         .staff::<perm::ViewDashboard, _, _>(Method::GET, "/admin/account", account::page)

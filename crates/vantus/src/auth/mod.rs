@@ -1,9 +1,10 @@
 //! Staff accounts and access: how passwords are checked and stored ([`password`]), who may do
 //! what ([`permission`]), accounts ([`users`]), server-side sessions ([`session`]), the
-//! [`staff::Staff`] extractor every admin handler starts from, and the sign-in routes
-//! ([`routes`]).
+//! [`staff::Staff`] extractor every admin handler starts from, passkeys ([`passkeys`]), and
+//! the sign-in routes ([`routes`]).
 
 pub mod csrf;
+pub mod passkeys;
 pub mod password;
 pub mod permission;
 pub mod routes;
@@ -11,6 +12,8 @@ pub mod routing;
 pub mod session;
 pub mod staff;
 pub mod users;
+
+use std::sync::Arc;
 
 use crate::state::App;
 use password::Passwords;
@@ -56,22 +59,32 @@ impl SessionCookie {
 }
 
 /// The state of the sign-in routes and of every admin handler: the application, the password
-/// hasher (with its semaphore, one per server) and the cookie's shape.
+/// hasher (with its semaphore, one per server), the cookie's shape, and the passkey relying
+/// party (`None` when the public URL's host is an IP address, which WebAuthn refuses).
 #[derive(Clone)]
 pub struct Auth {
     pub app: App,
     pub passwords: Passwords,
     pub cookie: SessionCookie,
+    pub passkeys: Option<Arc<passkeys::RelyingParty>>,
 }
 
 impl Auth {
     pub fn new(app: App) -> Result<Self, password::HashError> {
         let passwords = Passwords::new(&app.config.auth)?;
         let cookie = SessionCookie::for_app(&app);
+        let passkeys = match passkeys::RelyingParty::for_public_url(&app.config.public_url) {
+            Ok(rp) => Some(Arc::new(rp)),
+            Err(why) => {
+                tracing::warn!(%why, "passkeys are unavailable");
+                None
+            }
+        };
         Ok(Self {
             app,
             passwords,
             cookie,
+            passkeys,
         })
     }
 }

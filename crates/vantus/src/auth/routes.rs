@@ -29,19 +29,24 @@ use crate::http::rate_limit::{self, Decision, Quota, RouteLimit, client_key};
 use crate::site::layout::{Layout, Section};
 use crate::tenancy;
 
+/// The per-client limit of sign-in attempts (`VANTUS_RATE_LIMIT_LOGIN`), shared by every way
+/// of signing in (password, passkey): one budget, whichever door is tried.
+pub(crate) fn login_limit(auth: &Auth) -> RouteLimit {
+    let rate = auth.config.auth.login_rate;
+    RouteLimit {
+        limiter: auth.limiter.clone(),
+        class: "login",
+        quota: Quota::new(rate.count, rate.period),
+        trusted: auth.trusted_proxies.clone(),
+    }
+}
+
 /// Declares the sign-in routes on the portal's table.
 pub fn declare(portal: &mut Portal) {
     portal
         .public(Method::GET, "/admin/login", login_page)
         .public_layered(Method::POST, "/admin/login", login, |route, auth| {
-            let rate = auth.config.auth.login_rate;
-            let per_client = RouteLimit {
-                limiter: auth.limiter.clone(),
-                class: "login",
-                quota: Quota::new(rate.count, rate.period),
-                trusted: auth.trusted_proxies.clone(),
-            };
-            route.route_layer(from_fn_with_state(per_client, rate_limit::limit))
+            route.route_layer(from_fn_with_state(login_limit(auth), rate_limit::limit))
         })
         .staff::<perm::ViewDashboard, _, _>(Method::POST, "/admin/logout", logout);
 }
@@ -53,10 +58,12 @@ struct LoginPage {
     email: String,
     next: String,
     error: Option<&'static str>,
+    /// Whether "Sign in with a passkey" is offered (a relying party could be built).
+    passkeys: bool,
 }
 
 /// Where to go after signing in: a path inside the portal, never another site.
-fn safe_next(next: Option<&str>) -> String {
+pub(crate) fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n) if n.starts_with("/admin") && !n.starts_with("//") && !n.contains('\\') => {
             n.to_owned()
@@ -69,7 +76,7 @@ fn render(page: LoginPage, status: StatusCode) -> Response {
     crate::http::html_page(status, page.render())
 }
 
-fn login_view(email: String, next: String, error: Option<&'static str>) -> LoginPage {
+fn login_view(auth: &Auth, email: String, next: String, error: Option<&'static str>) -> LoginPage {
     let mut layout = Layout::bare("Sign in", Section::None);
     layout.description = "Sign in to the Vantus portal.".into();
     LoginPage {
@@ -77,6 +84,7 @@ fn login_view(email: String, next: String, error: Option<&'static str>) -> Login
         email,
         next,
         error,
+        passkeys: auth.passkeys.is_some(),
     }
 }
 
@@ -86,9 +94,9 @@ struct NextQuery {
     next: Option<String>,
 }
 
-async fn login_page(Query(q): Query<NextQuery>) -> Response {
+async fn login_page(State(auth): State<Auth>, Query(q): Query<NextQuery>) -> Response {
     render(
-        login_view(String::new(), safe_next(q.next.as_deref()), None),
+        login_view(&auth, String::new(), safe_next(q.next.as_deref()), None),
         StatusCode::OK,
     )
 }
@@ -113,7 +121,7 @@ async fn login(
     let next = safe_next(post.next.as_deref());
     let refused = |email: String| {
         render(
-            login_view(email, next.clone(), Some(REFUSED)),
+            login_view(&auth, email, next.clone(), Some(REFUSED)),
             StatusCode::UNAUTHORIZED,
         )
     };
@@ -148,7 +156,6 @@ async fn login(
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
-    let cookie = auth.cookie;
     let max_age = auth.config.auth.session_max_age;
     let outcome = in_write_tx!(db, conn => {
         let Some(user) = user else {
@@ -157,39 +164,85 @@ async fn login(
                 json!({ "client": client_key(Some(ip)) })).await?;
             return Ok::<_, sqlx::Error>(None);
         };
-        let scope = match users::first_tenant(conn, user.id).await? {
-            Some(t) => tenancy::find_by_id(conn, t).await?,
-            None => None,
-        };
-        let Some(scope) = scope else {
-            audit::record(conn, &Actor::User(user.id), AuditAction::LoginFailed, &format!("user:{}", user.id),
-                json!({ "reason": "no tenant" })).await?;
-            return Ok(None);
-        };
-        let started = session::start(conn, user.id, &scope, Some(&ip_text), user_agent, max_age).await?;
-        audit::record_for(conn, &scope, &Actor::User(user.id), AuditAction::LoginSucceeded,
-            &format!("user:{}", user.id), json!({ "client": client_key(Some(ip)) })).await?;
-        Ok(Some(started))
+        start_session(conn, user.id, ip, &ip_text, user_agent, max_age, json!({})).await
     });
     match outcome {
-        Ok(Some(started)) => {
-            let mut res = StatusCode::SEE_OTHER.into_response();
-            let set = cookie.set(
-                secrecy::ExposeSecret::expose_secret(&started.token),
-                max_age,
-            );
-            match (HeaderValue::from_str(&next), HeaderValue::from_str(&set)) {
-                (Ok(location), Ok(set)) => {
-                    res.headers_mut().insert(header::LOCATION, location);
-                    res.headers_mut().insert(header::SET_COOKIE, set);
-                    res
-                }
-                _ => AppError::Internal("a session cookie that is not a header value".into())
-                    .into_response(),
+        Ok(Some(started)) => match HeaderValue::from_str(&next) {
+            Ok(location) => {
+                let mut res = StatusCode::SEE_OTHER.into_response();
+                res.headers_mut().insert(header::LOCATION, location);
+                with_session_cookie(&auth, &started, res)
             }
-        }
+            Err(_) => {
+                AppError::Internal("a next path that is not a header value".into()).into_response()
+            }
+        },
         Ok(None) => refused(typed),
         Err(e) => AppError::from(e).into_response(),
+    }
+}
+
+/// Starts the session of `user`, whose sign-in was verified (password, passkey), in the first
+/// tenant they work in, and records `login.succeeded` with `detail` and the client's network,
+/// in the caller's transaction. `None`, recorded as `login.failed`, when they work in none.
+pub(crate) async fn start_session(
+    conn: &mut crate::store::Conn<'_>,
+    user: uuid::Uuid,
+    ip: std::net::IpAddr,
+    ip_text: &str,
+    user_agent: Option<&str>,
+    max_age: std::time::Duration,
+    mut detail: serde_json::Value,
+) -> Result<Option<session::Started>, sqlx::Error> {
+    let scope = match users::first_tenant(conn, user).await? {
+        Some(t) => tenancy::find_by_id(conn, t).await?,
+        None => None,
+    };
+    let Some(scope) = scope else {
+        audit::record(
+            conn,
+            &Actor::User(user),
+            AuditAction::LoginFailed,
+            &format!("user:{user}"),
+            json!({ "reason": "no tenant" }),
+        )
+        .await?;
+        return Ok(None);
+    };
+    let started = session::start(conn, user, &scope, Some(ip_text), user_agent, max_age).await?;
+    if let Some(fields) = detail.as_object_mut() {
+        fields.insert("client".into(), json!(client_key(Some(ip))));
+    }
+    audit::record_for(
+        conn,
+        &scope,
+        &Actor::User(user),
+        AuditAction::LoginSucceeded,
+        &format!("user:{user}"),
+        detail,
+    )
+    .await?;
+    Ok(Some(started))
+}
+
+/// `res` with the `Set-Cookie` header that hands a started session to the browser.
+pub(crate) fn with_session_cookie(
+    auth: &Auth,
+    started: &session::Started,
+    mut res: Response,
+) -> Response {
+    let set = auth.cookie.set(
+        secrecy::ExposeSecret::expose_secret(&started.token),
+        auth.config.auth.session_max_age,
+    );
+    match HeaderValue::from_str(&set) {
+        Ok(set) => {
+            res.headers_mut().insert(header::SET_COOKIE, set);
+            res
+        }
+        Err(_) => {
+            AppError::Internal("a session cookie that is not a header value".into()).into_response()
+        }
     }
 }
 

@@ -19,8 +19,9 @@ use crate::tenancy::TenantScope;
 /// How often `last_seen_at` is written: a busy session would otherwise write on every request.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
-/// A 256-bit random token from the operating system, URL-safe base64.
-fn random_token() -> Result<String, sqlx::Error> {
+/// A 256-bit random token from the operating system, URL-safe base64 (also a passkey
+/// ceremony's id).
+pub(crate) fn random_token() -> Result<String, sqlx::Error> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)
         .map_err(|e| sqlx::Error::Protocol(format!("no randomness: {e}")))?;
@@ -28,7 +29,7 @@ fn random_token() -> Result<String, sqlx::Error> {
 }
 
 /// The key a token is stored under.
-fn key_of(token: &str) -> String {
+pub(crate) fn key_of(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 

@@ -1,4 +1,4 @@
-//! Static files (the stylesheet and the icon), embedded in the binary and served under
+//! Static files (the stylesheet, the icon and the passkey script), embedded in the binary and served under
 //! fingerprinted URLs (`/static/site.3f9a0c1e.css`), so they can be cached forever: a new
 //! release changes the URL, never the bytes behind one.
 
@@ -20,6 +20,9 @@ pub struct Asset {
 pub struct Assets {
     pub stylesheet: Asset,
     pub icon: Asset,
+    /// The passkey ceremonies' browser half (`navigator.credentials`), on the sign-in and
+    /// account pages only; an external file because the CSP allows no inline script.
+    pub passkeys_js: Asset,
 }
 
 fn asset(stem: &str, ext: &str, content_type: &'static str, bytes: &'static [u8]) -> Asset {
@@ -49,12 +52,18 @@ pub static ASSETS: LazyLock<Assets> = LazyLock::new(|| Assets {
         "image/svg+xml",
         include_bytes!("../../../../static/icon.svg"),
     ),
+    passkeys_js: asset(
+        "passkeys",
+        "js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../../../static/js/passkeys.js"),
+    ),
 });
 
 /// `GET /static/{file}`: only current fingerprints exist; anything else is a 404.
 pub async fn serve(Path(file): Path<String>, headers: HeaderMap) -> Response {
     let wanted = format!("/static/{file}");
-    [&ASSETS.stylesheet, &ASSETS.icon]
+    [&ASSETS.stylesheet, &ASSETS.icon, &ASSETS.passkeys_js]
         .into_iter()
         .find(|a| a.url == wanted)
         .map(|a| a.page.respond(&headers))

@@ -105,6 +105,8 @@ pub const BACKUP: &str = "backup";
 pub const RESTORE_DRILL: &str = "restore-drill";
 /// Deletes spam past `VANTUS_SPAM_RETENTION` and idempotency keys past a day; hourly.
 pub const LEAD_RETENTION: &str = "lead-retention";
+/// Deletes passkey ceremonies that were started and never finished, once expired; hourly.
+pub const PASSKEY_CEREMONIES: &str = "passkey-ceremonies";
 
 struct Job {
     name: &'static str,

@@ -1,5 +1,5 @@
-//! The jobs `vantus serve` runs on a schedule: backups, restore drills, and the lead
-//! retention sweep (spam and old idempotency keys).
+//! The jobs `vantus serve` runs on a schedule: backups, restore drills, the lead retention
+//! sweep (spam and old idempotency keys), and the sweep of unfinished passkey ceremonies.
 
 use std::sync::Arc;
 
@@ -63,6 +63,21 @@ pub fn register(scheduler: &mut Scheduler, app: &App, instance: &str) {
         let hourly = crate::config::Schedule::parse("(lead retention)", "17 * * * *")
             .expect("the retention schedule is a valid cron expression");
         scheduler.add(jobs::LEAD_RETENTION, hourly, run);
+    }
+    {
+        let app = app.clone();
+        let run: JobFn = Arc::new(move || {
+            let app = app.clone();
+            Box::pin(async move {
+                with_conn!(app.store.primary(), conn =>
+                    crate::auth::passkeys::purge_expired_ceremonies(conn).await)
+                .map(|n| format!("{n} expired passkey ceremony(ies) deleted"))
+                .map_err(|e| e.to_string())
+            })
+        });
+        let hourly = crate::config::Schedule::parse("(passkey ceremonies)", "47 * * * *")
+            .expect("the ceremony sweep's schedule is a valid cron expression");
+        scheduler.add(jobs::PASSKEY_CEREMONIES, hourly, run);
     }
 }
 

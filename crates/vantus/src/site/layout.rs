@@ -95,6 +95,10 @@ impl Layout {
         &ASSETS.icon.url
     }
 
+    pub fn passkeys_script(&self) -> &'static str {
+        &ASSETS.passkeys_js.url
+    }
+
     pub fn site_name(&self) -> &'static str {
         SITE_NAME
     }

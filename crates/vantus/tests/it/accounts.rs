@@ -10,7 +10,8 @@ use vantus::config::Argon2Settings;
 
 use crate::both_engines;
 use crate::support::staff::{
-    self, PASSWORD, cheap_hashing, create_user, form_token, page_as, signed_in_with,
+    self, PASSWORD, audit_count, cheap_hashing, create_user, form_token, page_as, signed_in,
+    signed_in_with,
 };
 use crate::support::{
     Engine, ResponseExt, TestApp, TestDb, base_env, open_db, run_binary, run_binary_with_stdin,
@@ -163,31 +164,11 @@ async fn spawn_cheap(engine: Engine) -> TestApp {
     TestApp::spawn_with(engine, cheap_hashing).await
 }
 
-/// Whether `cookie` opens the dashboard (else it is sent to sign in).
-async fn signed_in(app: &TestApp, cookie: &str) -> bool {
-    let res = app.get("/admin").header("cookie", cookie).await;
-    match res.status().as_u16() {
-        200 => true,
-        303 => {
-            res.assert_redirect_to("/admin/login?next=%2Fadmin");
-            false
-        }
-        other => panic!("GET /admin answered {other}"),
-    }
-}
-
 fn sign_in(app: &TestApp, email: &str, password: &str) -> crate::support::TestRequest {
     app.post_form(
         "/admin/login",
         &[("email", email), ("password", password), ("next", "/admin")],
     )
-}
-
-async fn audit_count(app: &TestApp, action: &str) -> i64 {
-    let db = app.server().app.store.primary();
-    vantus::on_db!(db, p => sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = $1")
-        .bind(action).fetch_one(p).await)
-    .unwrap()
 }
 
 /// Sign-in: refused the same way for an unknown address and a wrong password; a session

@@ -18,7 +18,10 @@ fn with(db: &TestDb, extra: &[(&str, &str)]) -> HashMap<String, String> {
     env
 }
 
-fn findings_of<'a>(report: &'a serde_json::Value, check: &str) -> Vec<&'a serde_json::Value> {
+pub(crate) fn findings_of<'a>(
+    report: &'a serde_json::Value,
+    check: &str,
+) -> Vec<&'a serde_json::Value> {
     report["findings"]
         .as_array()
         .expect("findings is a list")

@@ -27,6 +27,17 @@ pub(super) fn environment(d: &mut Doctor<'_>) {
             .fix("Serve behind TLS and set VANTUS_PUBLIC_URL=https://…"),
         );
     }
+    // The default public URL (development, 127.0.0.1) is expected to have no passkeys.
+    if d.can_run("passkeys", &["VANTUS_PUBLIC_URL"])
+        && !d.config.public_url_is_default
+        && let Err(why) = crate::auth::passkeys::RelyingParty::for_public_url(&d.config.public_url)
+    {
+        d.push(
+            Finding::medium("passkeys", why)
+                .impact("Staff cannot add or use passkeys; only passwords sign in.")
+                .fix("Set VANTUS_PUBLIC_URL to the portal's address with its domain name."),
+        );
+    }
     if d.can_run("secrets", &[ENV, "VANTUS_SECRET_KEY"]) {
         secret(d, production);
     }

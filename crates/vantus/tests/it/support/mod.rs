@@ -22,6 +22,7 @@ pub mod pg_cluster;
 pub mod process;
 pub mod sinks;
 pub mod smtp;
+pub mod soft_authenticator;
 pub mod staff;
 pub mod wait;
 

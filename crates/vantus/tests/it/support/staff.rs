@@ -108,3 +108,24 @@ pub async fn sign_in_as(app: &TestApp, email: &str) -> Signed {
     let token = form_token(&page_as(app, "/admin/account", &cookie).await);
     Signed { cookie, token }
 }
+
+/// Whether `cookie` opens the dashboard (else it is sent to sign in).
+pub async fn signed_in(app: &TestApp, cookie: &str) -> bool {
+    let res = app.get("/admin").header("cookie", cookie).await;
+    match res.status().as_u16() {
+        200 => true,
+        303 => {
+            res.assert_redirect_to("/admin/login?next=%2Fadmin");
+            false
+        }
+        other => panic!("GET /admin answered {other}"),
+    }
+}
+
+/// How many audit entries have `action`.
+pub async fn audit_count(app: &TestApp, action: &str) -> i64 {
+    let db = app.server().app.store.primary();
+    vantus::on_db!(db, p => sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = $1")
+        .bind(action).fetch_one(p).await)
+    .unwrap()
+}

@@ -1,0 +1,250 @@
+//! The passkey routes: registering and removing on the account page, and the passwordless
+//! sign-in. The JSON endpoints are called by `static/js/passkeys.js`; the portal's form-token
+//! layer covers them all (the script sends the session's token as `X-CSRF-Token`), and
+//! starting a sign-in, which has no session yet, shares the password sign-in's rate limit.
+//!
+//! Adding or removing a passkey changes how the account can be entered, so, like a password
+//! change, it ends every other session of the user.
+// TODO(mfa): ask for a recent authentication before adding or removing a passkey once the MFA
+// step provides one.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
+
+use super::{Refusal, RelyingParty};
+use crate::audit::{self, Actor, AuditAction};
+use crate::auth::permission::perm;
+use crate::auth::routes::{login_limit, safe_next, start_session, with_session_cookie};
+use crate::auth::routing::Portal;
+use crate::auth::staff::Staff;
+use crate::auth::{Auth, session, users};
+use crate::http::client_ip::ClientIp;
+use crate::http::errors::AppError;
+use crate::http::extract::{Form, Json};
+use crate::http::rate_limit::{self, client_key};
+
+/// Declares the passkey routes on the portal's table.
+pub fn declare(portal: &mut Portal) {
+    type Own = perm::ViewDashboard;
+    portal
+        .staff::<Own, _, _>(
+            Method::POST,
+            "/admin/account/passkeys/register/start",
+            register_start,
+        )
+        .staff::<Own, _, _>(
+            Method::POST,
+            "/admin/account/passkeys/register/finish",
+            register_finish,
+        )
+        .staff::<Own, _, _>(Method::POST, "/admin/account/passkeys/remove", remove)
+        .public_layered(
+            Method::POST,
+            "/admin/login/passkey/start",
+            sign_in_start,
+            |route, auth| {
+                route.route_layer(from_fn_with_state(login_limit(auth), rate_limit::limit))
+            },
+        )
+        // Not limited itself: each finish uses up a ceremony, and starting one is limited, so
+        // an attempt costs one unit of the budget, as a password attempt does.
+        .public(Method::POST, "/admin/login/passkey/finish", sign_in_finish);
+}
+
+/// The relying party, or 404 when this server offers no passkeys (an IP-address public URL).
+fn relying_party(auth: &Auth) -> Result<&RelyingParty, AppError> {
+    auth.passkeys.as_deref().ok_or(AppError::NotFound)
+}
+
+/// A started ceremony as the script receives it: the id to finish with, and the options for
+/// `navigator.credentials`.
+fn started(ceremony: String, options: impl serde::Serialize) -> Response {
+    axum::Json(json!({ "ceremony": ceremony, "options": options })).into_response()
+}
+
+fn refused_field(refusal: Refusal) -> Response {
+    let field = if refusal == Refusal::NoCeremony {
+        "ceremony"
+    } else {
+        "credential"
+    };
+    AppError::bad_request(field, refusal.message()).into_response()
+}
+
+/// `POST /admin/account/passkeys/register/start`: creation options for the signed-in user.
+async fn register_start(State(auth): State<Auth>, staff: Staff<perm::ViewDashboard>) -> Response {
+    let rp = match relying_party(&auth) {
+        Ok(rp) => rp,
+        Err(e) => return e.into_response(),
+    };
+    let me = staff.user_id;
+    let done = in_write_tx!(auth.store.primary(), conn => {
+        let Some(user) = users::find_by_id(conn, me).await? else {
+            return Ok::<_, sqlx::Error>(None);
+        };
+        super::start_registration(conn, rp, me, &user.email, &user.name).await.map(Some)
+    });
+    match done {
+        Ok(Some((options, ceremony))) => started(ceremony, options),
+        Ok(None) => AppError::NotFound.into_response(),
+        Err(e) => AppError::from(e).into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct RegisterFinish {
+    ceremony: String,
+    #[serde(default)]
+    name: String,
+    credential: RegisterPublicKeyCredential,
+}
+
+/// `POST /admin/account/passkeys/register/finish`: verifies and stores the new passkey, ends
+/// the user's other sessions, and audits `passkey.registered`.
+async fn register_finish(
+    State(auth): State<Auth>,
+    staff: Staff<perm::ViewDashboard>,
+    Json(body): Json<RegisterFinish>,
+) -> Response {
+    let rp = match relying_party(&auth) {
+        Ok(rp) => rp,
+        Err(e) => return e.into_response(),
+    };
+    let me = staff.user_id;
+    let done = in_write_tx!(auth.store.primary(), conn => {
+        let id = match super::finish_registration(conn, rp, me, &body.ceremony, &body.credential, &body.name).await? {
+            Ok(id) => id,
+            Err(refusal) => return Ok::<_, sqlx::Error>(Err(refusal)),
+        };
+        let others = session::revoke_others(conn, me, &staff.session.id).await?;
+        audit::record_for(conn, &staff.scope, &Actor::User(me), AuditAction::PasskeyRegistered,
+            &format!("user:{me}"), json!({ "passkey": id, "other_sessions_ended": others })).await?;
+        Ok(Ok(id))
+    });
+    match done {
+        Ok(Ok(id)) => axum::Json(json!({ "id": id, "redirect": "/admin/account" })).into_response(),
+        Ok(Err(refusal)) => refused_field(refusal),
+        Err(e) => AppError::from(e).into_response(),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RemovePost {
+    passkey: String,
+}
+
+/// `POST /admin/account/passkeys/remove` (a form): removes one of the user's passkeys, ends
+/// their other sessions, and audits `passkey.removed`.
+async fn remove(
+    State(auth): State<Auth>,
+    staff: Staff<perm::ViewDashboard>,
+    Form(post): Form<RemovePost>,
+) -> Response {
+    let Ok(id) = post.passkey.parse::<Uuid>() else {
+        return AppError::bad_request("passkey", "must name one of your passkeys").into_response();
+    };
+    let me = staff.user_id;
+    let done = in_write_tx!(auth.store.primary(), conn => {
+        if !super::remove(conn, me, id).await? {
+            return Ok::<_, sqlx::Error>(false);
+        }
+        let others = session::revoke_others(conn, me, &staff.session.id).await?;
+        audit::record_for(conn, &staff.scope, &Actor::User(me), AuditAction::PasskeyRemoved,
+            &format!("user:{me}"), json!({ "passkey": id, "other_sessions_ended": others })).await?;
+        Ok(true)
+    });
+    match done {
+        Ok(true) => {
+            let mut res = StatusCode::SEE_OTHER.into_response();
+            res.headers_mut()
+                .insert(header::LOCATION, HeaderValue::from_static("/admin/account"));
+            res
+        }
+        Ok(false) => AppError::NotFound.into_response(),
+        Err(e) => AppError::from(e).into_response(),
+    }
+}
+
+/// `POST /admin/login/passkey/start`: request options that name no account, and the ceremony.
+async fn sign_in_start(State(auth): State<Auth>) -> Response {
+    let rp = match relying_party(&auth) {
+        Ok(rp) => rp,
+        Err(e) => return e.into_response(),
+    };
+    match in_write_tx!(auth.store.primary(), conn => super::start_sign_in(conn, rp).await) {
+        Ok((options, ceremony)) => started(ceremony, options),
+        Err(e) => AppError::from(e).into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct SignInFinish {
+    ceremony: String,
+    credential: PublicKeyCredential,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// Shown for every refused passkey sign-in, whatever the reason (as for passwords).
+const REFUSED: &str = "This passkey was not accepted.";
+
+/// `POST /admin/login/passkey/finish`: verifies the assertion, refuses a disabled account,
+/// starts a session exactly as the password sign-in does (audited `login.succeeded` with
+/// `"method": "passkey"`), and answers where to go.
+async fn sign_in_finish(
+    State(auth): State<Auth>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Json(body): Json<SignInFinish>,
+) -> Response {
+    let rp = match relying_party(&auth) {
+        Ok(rp) => rp,
+        Err(e) => return e.into_response(),
+    };
+    let next = safe_next(body.next.as_deref());
+    let ip_text = ip.to_string();
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let max_age = auth.config.auth.session_max_age;
+    let outcome = in_write_tx!(auth.store.primary(), conn => {
+        let verified = match super::finish_sign_in(conn, rp, &body.ceremony, &body.credential).await? {
+            Ok(v) => v,
+            Err(refusal) => {
+                audit::record(conn, &Actor::Public, AuditAction::LoginFailed, "session",
+                    json!({ "client": client_key(Some(ip)), "method": "passkey",
+                            "reason": format!("{refusal:?}") })).await?;
+                return Ok::<_, sqlx::Error>(None);
+            }
+        };
+        let user = verified.user_id;
+        let active = users::find_by_id(conn, user).await?.is_some_and(|u| u.disabled_at.is_none());
+        if !active {
+            audit::record(conn, &Actor::User(user), AuditAction::LoginFailed, &format!("user:{user}"),
+                json!({ "method": "passkey", "reason": "disabled" })).await?;
+            return Ok(None);
+        }
+        start_session(conn, user, ip, &ip_text, user_agent, max_age,
+            json!({ "method": "passkey", "passkey": verified.passkey_id })).await
+    });
+    match outcome {
+        Ok(Some(started)) => with_session_cookie(
+            &auth,
+            &started,
+            axum::Json(json!({ "redirect": next })).into_response(),
+        ),
+        Ok(None) => (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({ "error": { "message": REFUSED } })),
+        )
+            .into_response(),
+        Err(e) => AppError::from(e).into_response(),
+    }
+}
