@@ -4,6 +4,7 @@
 //! ([`routes`]).
 
 pub mod csrf;
+pub mod memberships;
 pub mod password;
 pub mod permission;
 pub mod routes;

@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use secrecy::SecretString;
 use serde::Deserialize;
-use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::Auth;
@@ -22,7 +21,7 @@ use super::permission::perm;
 use super::session;
 use super::staff::Staff;
 use super::users::{self, LoginEmail};
-use crate::audit::{self, Actor, AuditAction};
+use crate::audit::{self, Actor, AuditAction, Change};
 use crate::http::client_ip::ClientIp;
 use crate::http::errors::AppError;
 use crate::http::extract::Form;
@@ -108,6 +107,7 @@ const REFUSED: &str = "The email address or the password is not right.";
 async fn login(
     State(auth): State<Auth>,
     ClientIp(ip): ClientIp,
+    origin: audit::RequestOrigin,
     headers: HeaderMap,
     Form(post): Form<LoginPost>,
 ) -> Response {
@@ -154,8 +154,9 @@ async fn login(
     let outcome = in_write_tx!(db, conn => {
         let Some(user) = user else {
             // Who tried is not known for sure: record the client's network, not the address.
-            audit::record(conn, &Actor::Public, AuditAction::LoginFailed, "session",
-                json!({ "client": client_key(Some(ip)) })).await?;
+            let ctx = audit::Context::new(Actor::Public, None, origin.clone());
+            ctx.record(conn, AuditAction::LoginFailed, "session",
+                Change::none().with("client", client_key(Some(ip)))).await?;
             return Ok::<_, sqlx::Error>(None);
         };
         let scope = match users::first_tenant(conn, user.id).await? {
@@ -163,13 +164,15 @@ async fn login(
             None => None,
         };
         let Some(scope) = scope else {
-            audit::record(conn, &Actor::User(user.id), AuditAction::LoginFailed, &format!("user:{}", user.id),
-                json!({ "reason": "no tenant" })).await?;
+            let ctx = audit::Context::new(Actor::User(user.id), None, origin.clone());
+            ctx.record(conn, AuditAction::LoginFailed, &format!("user:{}", user.id),
+                Change::none().with("reason", "no tenant")).await?;
             return Ok(None);
         };
         let started = session::start(conn, user.id, &scope, Some(&ip_text), user_agent, max_age).await?;
-        audit::record_for(conn, &scope, &Actor::User(user.id), AuditAction::LoginSucceeded,
-            &format!("user:{}", user.id), json!({ "client": client_key(Some(ip)) })).await?;
+        let ctx = audit::Context::new(Actor::User(user.id), Some(scope), origin.clone());
+        ctx.record(conn, AuditAction::LoginSucceeded, &format!("user:{}", user.id),
+            Change::none().with("client", client_key(Some(ip)))).await?;
         Ok(Some(started))
     });
     match outcome {
@@ -199,8 +202,8 @@ async fn logout(State(auth): State<Auth>, staff: Staff<perm::ViewDashboard>) -> 
     let db = auth.store.primary();
     let done = in_write_tx!(db, conn => {
         session::revoke(conn, &staff.session.id).await?;
-        audit::record_for(conn, &staff.scope, &Actor::User(staff.user_id), AuditAction::Logout,
-            &format!("user:{}", staff.user_id), json!({})).await
+        staff.audit().record(conn, AuditAction::Logout, &format!("user:{}", staff.user_id),
+            Change::none()).await
     });
     if let Err(e) = done {
         return AppError::from(e).into_response();

@@ -9,6 +9,7 @@ use vantus::auth::password::Passwords;
 use vantus::config::Argon2Settings;
 
 use crate::both_engines;
+use crate::support::staff::{form_token, page_as, spawn_cheap};
 use crate::support::{
     Engine, ResponseExt, TestApp, TestDb, base_env, open_db, run_binary, run_binary_with_stdin,
 };
@@ -183,15 +184,6 @@ fn session_cookie(res: &reqwest::Response) -> String {
     set.split(';').next().unwrap().to_owned()
 }
 
-/// A server whose password hashing is cheap (behaviour, not cost, is tested here).
-async fn spawn_cheap(engine: Engine) -> TestApp {
-    TestApp::spawn_with(engine, |env| {
-        env.insert("VANTUS_ARGON2_MEMORY_KIB".into(), "8192".into());
-        env.insert("VANTUS_ARGON2_ITERATIONS".into(), "1".into());
-    })
-    .await
-}
-
 /// Whether `cookie` opens the dashboard (else it is sent to sign in).
 async fn signed_in(app: &TestApp, cookie: &str) -> bool {
     let res = app.get("/admin").header("cookie", cookie).await;
@@ -203,25 +195,6 @@ async fn signed_in(app: &TestApp, cookie: &str) -> bool {
         }
         other => panic!("GET /admin answered {other}"),
     }
-}
-
-/// A portal page as the holder of `cookie` sees it (it must answer 200).
-async fn page_as(app: &TestApp, path: &str, cookie: &str) -> String {
-    app.get(path)
-        .header("cookie", cookie)
-        .await
-        .assert_status(200)
-        .html()
-        .await
-}
-
-/// The session's form token, as a portal page carries it.
-fn form_token(page: &str) -> String {
-    let after = page
-        .split(r#"name="csrf_token" value=""#)
-        .nth(1)
-        .expect("a form token");
-    after.split('"').next().unwrap().to_owned()
 }
 
 fn sign_in(app: &TestApp, email: &str, password: &str) -> crate::support::TestRequest {

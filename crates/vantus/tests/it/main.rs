@@ -21,6 +21,7 @@ mod leads;
 mod migrations;
 mod observability;
 mod outbox;
+mod portal;
 mod rate_limits;
 mod replicas;
 mod restore_hardening;
