@@ -215,7 +215,18 @@ pub async fn claim_host(
 ) -> Result<String, TenantError> {
     let typed = host.trim();
     let host = normalize_host(typed)
-        .filter(|h| !typed.contains(':') && !h.starts_with('[') && !h.starts_with('.'))
+        .filter(|h| {
+            // A DNS name: no port, no IPv6 literal, labels of 1 to 63 characters that neither
+            // start nor end with a hyphen.
+            !typed.contains(':')
+                && h.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && !l.starts_with('-')
+                        && !l.ends_with('-')
+                        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
+        })
         .ok_or(TenantError::BadHost)?;
     let owner: Option<Uuid> = on_conn!(conn.reborrow(), c => sqlx::query_scalar(
         "SELECT tenant_id FROM tenant_hosts WHERE host = $1"

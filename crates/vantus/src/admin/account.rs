@@ -181,7 +181,7 @@ pub async fn change_password(
         Ok::<_, sqlx::Error>(fresh)
     });
     match started {
-        Ok(s) => super::renewed_session(&auth, "/admin/account", &s),
+        Ok(s) => super::renewed_session(&auth, "/admin/account", &s, max_age),
         Err(e) => AppError::from(e).into_response(),
     }
 }

@@ -72,9 +72,13 @@ pub fn redirect(location: &str) -> Response {
 }
 
 /// 303 to `location`, handing the browser the token of the session that replaced its old one
-/// (a privilege change: password, tenant).
-pub fn renewed_session(auth: &Auth, location: &str, started: &Started) -> Response {
-    let max_age = auth.config.auth.session_max_age;
+/// (a privilege change: password, tenant), for `max_age` (the session's lifetime).
+pub fn renewed_session(
+    auth: &Auth,
+    location: &str,
+    started: &Started,
+    max_age: std::time::Duration,
+) -> Response {
     let mut res = redirect(location);
     match HeaderValue::from_str(&auth.cookie.set(started.token.expose_secret(), max_age)) {
         Ok(v) => {

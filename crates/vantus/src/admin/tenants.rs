@@ -48,7 +48,11 @@ pub async fn switch(
             .into_response();
     };
     let me = staff.user_id;
-    let max_age = auth.config.auth.session_max_age;
+    // The new session ends when the old one would have: switching back and forth must not
+    // stretch a session past its absolute limit.
+    let now = crate::store::Timestamp::now();
+    let left = staff.session.expires_at.unix_micros() - now.unix_micros();
+    let max_age = std::time::Duration::from_micros(u64::try_from(left).unwrap_or(0));
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
@@ -60,13 +64,14 @@ pub async fn switch(
             return Ok::<_, sqlx::Error>(None);
         };
         session::revoke(conn, &staff.session.id).await?;
-        let fresh = session::start(conn, me, &m.scope, ip.as_deref(), user_agent, max_age).await?;
+        let fresh = session::start_until(conn, me, &m.scope, ip.as_deref(), user_agent,
+            staff.session.expires_at).await?;
         ctx.record_in(conn, &m.scope, AuditAction::TenantSwitched, &format!("user:{me}"),
             Change::new(json!({ "tenant": from }), json!({ "tenant": target, "role": m.role }))).await?;
         Ok(Some(fresh))
     });
     match started {
-        Ok(Some(s)) => renewed_session(&auth, "/admin", &s),
+        Ok(Some(s)) => renewed_session(&auth, "/admin", &s, max_age),
         Ok(None) => AppError::Forbidden(
             "You are not a member of that tenant, so you cannot work in it.".into(),
         )
@@ -397,7 +402,7 @@ pub async fn remove_host(
     let done = in_write_tx!(auth.store.primary(), conn => {
         if tenancy::remove_host(conn, &scope, &post.host).await? {
             ctx.record_in(conn, &scope, AuditAction::TenantHostRemoved, &format!("tenant:{}", scope.id()),
-                Change::new(json!({ "host": post.host.trim().to_lowercase() }), serde_json::Value::Null)).await?;
+                Change::new(json!({ "host": tenancy::normalize_host(&post.host) }), serde_json::Value::Null)).await?;
         }
         Ok::<_, sqlx::Error>(())
     });

@@ -202,6 +202,15 @@ async fn switching_tenants_renews_the_session(engine: Engine) {
         "a viewer here"
     );
     assert_ne!(csrf(&html), old_csrf, "a new form token");
+    let db = app.server().app.store.primary();
+    let ends: Vec<vantus::store::Timestamp> = vantus::on_db!(db, p => sqlx::query_scalar(
+        "SELECT expires_at FROM sessions ORDER BY created_at").fetch_all(p).await)
+    .unwrap();
+    assert_eq!(ends.len(), 2);
+    assert_eq!(
+        ends[0], ends[1],
+        "a switch does not stretch the session's absolute limit"
+    );
 
     let (ip, rid, detail) = newest(&app, "tenant.switched").await;
     assert_eq!(ip.as_deref(), Some("127.0.0.1"));
@@ -307,8 +316,13 @@ async fn owners_manage_tenants(engine: Engine) {
         .await
         .unwrap();
     assert_eq!(found.map(|s| s.slug().to_owned()).as_deref(), Some("acme"));
-    let bad = unprocessable(&app, &hosts, &owner, &[("host", "not a host")]).await;
-    assert!(bad.contains("host: is not a host name"), "{bad}");
+    for bad in ["not a host", "acme.test:8080", "-acme.test", "acme..test"] {
+        let refused = unprocessable(&app, &hosts, &owner, &[("host", bad)]).await;
+        assert!(
+            refused.contains("host: is not a host name"),
+            "{bad}: {refused}"
+        );
+    }
     // A host of another tenant is not taken over from here.
     let db = server.store.primary();
     vantus::in_write_tx!(db, conn => tenancy::add_host(conn, &site, "site.test").await).unwrap();
