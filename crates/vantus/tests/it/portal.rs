@@ -287,6 +287,11 @@ async fn owners_manage_tenants(engine: Engine) {
     )
     .await;
     assert!(bad.contains(r#"data-field="slug""#), "{bad}");
+    assert!(
+        bad.contains(r#"aria-invalid="true" type="text" maxlength="64""#)
+            && bad.contains(r#"aria-describedby="slug-hint form-error""#),
+        "the slug field is marked: {bad}"
+    );
     let unnamed = unprocessable(
         &app,
         "/admin/tenants",
