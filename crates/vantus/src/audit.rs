@@ -134,7 +134,7 @@ impl AuditAction {
         }
     }
 
-    /// Every action, for the audit viewer's filter.
+    /// Every action, for the audit viewer's filter (a new variant goes here too).
     pub const ALL: &'static [AuditAction] = &[
         AuditAction::BackupCreated,
         AuditAction::RestoreCompleted,
@@ -422,4 +422,38 @@ async fn insert_rows(conn: &mut Conn<'_>, rows: &[Row<'_>]) -> Result<(), sqlx::
         })
         .collect();
     chain::append(conn, &entries).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_change_keeps_before_after_and_facts_side_by_side() {
+        let d = Change::new(json!({"role": "editor"}), json!({"role": "owner"}))
+            .with("sessions", 2)
+            .into_detail();
+        assert_eq!(
+            d,
+            json!({"before": {"role": "editor"}, "after": {"role": "owner"}, "sessions": 2})
+        );
+        let created = Change::new(serde_json::Value::Null, json!({"slug": "acme"})).into_detail();
+        assert_eq!(created, json!({"before": null, "after": {"slug": "acme"}}));
+        assert_eq!(
+            Change::none().with("format", "csv").into_detail(),
+            json!({"format": "csv"})
+        );
+        assert_eq!(Change::none().into_detail(), json!({}));
+    }
+
+    #[test]
+    fn action_names_are_listed_once_and_unique() {
+        let mut names: Vec<&str> = AuditAction::ALL.iter().map(|a| a.as_str()).collect();
+        let all = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), all);
+        assert!(names.contains(&"audit.exported") && names.contains(&"tenant.switched"));
+    }
 }

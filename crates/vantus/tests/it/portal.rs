@@ -218,6 +218,15 @@ async fn switching_tenants_renews_the_session(engine: Engine) {
     assert_eq!(detail["before"]["tenant"], site.id().to_string());
     assert_eq!(detail["after"]["tenant"], other.id().to_string());
     assert_eq!(detail["after"]["role"], "viewer");
+    // The IP and the request id are inside the hash chain: it still verifies, and a changed
+    // address would break it.
+    let verdict =
+        vantus::with_conn!(db, conn => vantus::audit::chain::verify(conn, None, &mut |_| {}).await)
+            .unwrap();
+    assert!(
+        matches!(verdict, vantus::audit::Verdict::Intact { .. }),
+        "{verdict:?}"
+    );
     // Sign-out, converted to the audit context, records where it came from too.
     post(&app, "/admin/logout", &fresh, &[])
         .await
