@@ -5,7 +5,8 @@
 //! 2. connect to the database (retrying while it comes up), migrate and seed under a lock;
 //! 3. build the application and switch the router over to it; `/readyz` turns 200.
 //!
-//! On SIGTERM/SIGINT: readiness turns 503, the listener stops accepting, in-flight requests
+//! On SIGTERM/SIGINT: readiness turns 503 (and, for `VANTUS_SHUTDOWN_DELAY`, serving goes on so
+//! load balancers can notice), the listener stops accepting, in-flight requests
 //! finish (bounded by the drain timeout), pools close, the process exits 0.
 
 use std::convert::Infallible;
@@ -76,6 +77,7 @@ pub struct RunningServer {
     /// The outbox worker: awaited on shutdown so deliveries it started are recorded.
     outbox: JoinHandle<()>,
     drain_timeout: Duration,
+    shutdown_delay: Duration,
 }
 
 /// Sends requests to the application once it exists, and answers 503 until then.
@@ -173,6 +175,7 @@ pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
     );
 
     let drain_timeout = config.http.drain_timeout;
+    let shutdown_delay = config.http.shutdown_delay;
     let prepared = prepare(config, secret, lifecycle.clone(), stop.clone()).await;
     let (app, generation) = match prepared {
         Ok(prepared) => prepared,
@@ -204,6 +207,7 @@ pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
         serve,
         outbox,
         drain_timeout,
+        shutdown_delay,
     })
 }
 
@@ -428,6 +432,15 @@ impl RunningServer {
     /// timeout.
     pub async fn shutdown(self) -> bool {
         self.lifecycle.set(Phase::Draining);
+        if !self.shutdown_delay.is_zero() {
+            // A lame duck: readiness already fails, so load balancers stop sending new
+            // requests; connections are still accepted until they have.
+            tracing::info!(
+                delay_ms = self.shutdown_delay.as_millis() as u64,
+                "draining: readiness is failing; serving on until the delay ends"
+            );
+            tokio::time::sleep(self.shutdown_delay).await;
+        }
         self.stop.cancel();
         let deadline = tokio::time::Instant::now() + self.drain_timeout;
         let mut serve = self.serve;

@@ -11,12 +11,12 @@ pub mod tenants;
 use askama::Template;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use secrecy::ExposeSecret;
 
 use crate::auth::permission::{Permission, perm};
+use crate::auth::routing::{Portal, RouteSpec};
 use crate::auth::session::Started;
 use crate::auth::staff::Staff;
 use crate::auth::{Auth, csrf};
@@ -27,29 +27,10 @@ use layout::{Area, Shell};
 /// The sign-in routes and the portal, with the form-token layer over all of them
 /// ([`crate::auth::csrf`]).
 pub fn portal_routes(auth: &Auth) -> Router {
-    crate::auth::routes::routes(auth)
-        .route("/admin", get(dashboard))
-        .route("/admin/account", get(account::page))
-        .route("/admin/account/sessions", post(account::revoke))
-        .route("/admin/account/password", post(account::change_password))
-        .route("/admin/tenant", post(tenants::switch))
-        .route("/admin/tenants", get(tenants::list).post(tenants::create))
-        .route(
-            "/admin/tenants/{id}",
-            get(tenants::show).post(tenants::rename),
-        )
-        .route("/admin/tenants/{id}/hosts", post(tenants::add_host))
-        .route(
-            "/admin/tenants/{id}/hosts/remove",
-            post(tenants::remove_host),
-        )
-        .route("/admin/tenants/{id}/members", post(tenants::add_member))
-        .route(
-            "/admin/tenants/{id}/members/{user}",
-            post(tenants::change_member),
-        )
-        .route("/admin/audit", get(audit::page))
-        .route("/admin/audit/export", get(audit::export))
+    let mut portal = Portal::wired(auth);
+    declare(&mut portal);
+    portal
+        .into_router()
         .layer(axum::middleware::from_fn_with_state(
             auth.clone(),
             csrf::verify,
@@ -89,6 +70,59 @@ pub fn renewed_session(
             AppError::Internal("a session cookie that is not a header value".into()).into_response()
         }
     }
+}
+
+/// Every portal route and who may call it (`vantus routes`), from the same declarations.
+pub fn route_table() -> Vec<RouteSpec> {
+    let mut portal = Portal::table_only();
+    declare(&mut portal);
+    portal.into_table()
+}
+
+fn declare(portal: &mut Portal) {
+    crate::auth::routes::declare(portal);
+    portal
+        .staff::<perm::ViewDashboard, _, _>(Method::GET, "/admin", dashboard)
+        .staff::<perm::ViewDashboard, _, _>(Method::GET, "/admin/account", account::page)
+        .staff::<perm::ViewDashboard, _, _>(
+            Method::POST,
+            "/admin/account/sessions",
+            account::revoke,
+        )
+        .staff::<perm::ViewDashboard, _, _>(
+            Method::POST,
+            "/admin/account/password",
+            account::change_password,
+        )
+        .staff::<perm::ViewDashboard, _, _>(Method::POST, "/admin/tenant", tenants::switch)
+        .staff::<perm::ManageTenants, _, _>(Method::GET, "/admin/tenants", tenants::list)
+        .staff::<perm::ManageTenants, _, _>(Method::POST, "/admin/tenants", tenants::create)
+        // The tenant handlers take `OwnedTenant`: `Staff<ManageTenants>` plus ownership of
+        // the tenant in the path.
+        .staff::<perm::ManageTenants, _, _>(Method::GET, "/admin/tenants/{id}", tenants::show)
+        .staff::<perm::ManageTenants, _, _>(Method::POST, "/admin/tenants/{id}", tenants::rename)
+        .staff::<perm::ManageTenants, _, _>(
+            Method::POST,
+            "/admin/tenants/{id}/hosts",
+            tenants::add_host,
+        )
+        .staff::<perm::ManageTenants, _, _>(
+            Method::POST,
+            "/admin/tenants/{id}/hosts/remove",
+            tenants::remove_host,
+        )
+        .staff::<perm::ManageTenants, _, _>(
+            Method::POST,
+            "/admin/tenants/{id}/members",
+            tenants::add_member,
+        )
+        .staff::<perm::ManageTenants, _, _>(
+            Method::POST,
+            "/admin/tenants/{id}/members/{user}",
+            tenants::change_member,
+        )
+        .staff::<perm::ViewAudit, _, _>(Method::GET, "/admin/audit", audit::page)
+        .staff::<perm::ExportAudit, _, _>(Method::GET, "/admin/audit/export", audit::export);
 }
 
 #[derive(Template)]

@@ -194,8 +194,8 @@ pub async fn create(
 }
 
 /// An owner's hold on the tenant named in the path (`/admin/tenants/{id}/…`): the signed-in
-/// staff member may manage tenants and owns this one; otherwise 403 (404 for an id that is
-/// not one). The handlers below take it instead of `Staff`, so none can forget the check.
+/// staff member may manage tenants and owns this one; 403 for a member who is not an owner
+/// there, 404 for a tenant they do not belong to (or that does not exist). The handlers below take it instead of `Staff`, so none can forget the check.
 pub struct OwnedTenant {
     pub staff: Staff<perm::ManageTenants>,
     pub scope: TenantScope,
@@ -232,10 +232,12 @@ where
                 staff,
                 scope: m.scope,
             }),
-            _ => Err(
-                AppError::Forbidden("Only an owner of that tenant may manage it.".into())
-                    .into_response(),
-            ),
+            // Not a member: as far as this user is concerned, there is no such tenant.
+            None => Err(not_found()),
+            Some(_) => Err(AppError::Forbidden(
+                "Only an owner of that tenant may manage it.".into(),
+            )
+            .into_response()),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod memberships;
 pub mod password;
 pub mod permission;
 pub mod routes;
+pub mod routing;
 pub mod session;
 pub mod staff;
 pub mod users;

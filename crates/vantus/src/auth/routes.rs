@@ -6,18 +6,17 @@
 //! (route layer, `VANTUS_RATE_LIMIT_LOGIN`) and per account (`VANTUS_RATE_LIMIT_LOGIN_ACCOUNT`).
 
 use askama::Template;
-use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use secrecy::SecretString;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::Auth;
 use super::permission::perm;
+use super::routing::Portal;
 use super::session;
 use super::staff::Staff;
 use super::users::{self, LoginEmail};
@@ -29,21 +28,21 @@ use crate::http::rate_limit::{self, Decision, Quota, RouteLimit, client_key};
 use crate::site::layout::{Layout, Section};
 use crate::tenancy;
 
-pub fn routes(auth: &Auth) -> Router<Auth> {
-    let rate = auth.config.auth.login_rate;
-    let per_client = RouteLimit {
-        limiter: auth.limiter.clone(),
-        class: "login",
-        quota: Quota::new(rate.count, rate.period),
-        trusted: auth.trusted_proxies.clone(),
-    };
-    Router::new()
-        .route(
-            "/admin/login",
-            get(login_page)
-                .merge(post(login).route_layer(from_fn_with_state(per_client, rate_limit::limit))),
-        )
-        .route("/admin/logout", post(logout))
+/// Declares the sign-in routes on the portal's table.
+pub fn declare(portal: &mut Portal) {
+    portal
+        .public(Method::GET, "/admin/login", login_page)
+        .public_layered(Method::POST, "/admin/login", login, |route, auth| {
+            let rate = auth.config.auth.login_rate;
+            let per_client = RouteLimit {
+                limiter: auth.limiter.clone(),
+                class: "login",
+                quota: Quota::new(rate.count, rate.period),
+                trusted: auth.trusted_proxies.clone(),
+            };
+            route.route_layer(from_fn_with_state(per_client, rate_limit::limit))
+        })
+        .staff::<perm::ViewDashboard, _, _>(Method::POST, "/admin/logout", logout);
 }
 
 #[derive(Template)]

@@ -7,7 +7,7 @@
 use uuid::Uuid;
 
 use super::permission::Role;
-use crate::leads::form::Email;
+use crate::mail::address::Email;
 use crate::store::{Conn, Timestamp, on_conn};
 use crate::tenancy::TenantScope;
 

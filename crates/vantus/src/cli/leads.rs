@@ -5,8 +5,8 @@ use clap::{Args, Subcommand};
 
 use super::{CliError, command_telemetry, load_config};
 use crate::audit::Actor;
-use crate::leads::form::Email;
 use crate::leads::privacy;
+use crate::mail::address::Email;
 use crate::store;
 
 #[derive(Debug, Subcommand)]

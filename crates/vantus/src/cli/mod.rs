@@ -10,6 +10,7 @@ mod leads;
 mod migrate;
 mod outbox;
 mod restore;
+mod routes;
 mod serve;
 mod user;
 mod version;
@@ -76,6 +77,8 @@ pub enum Command {
     /// Staff accounts: `user create --email ADDRESS --role owner` makes the first owner.
     #[command(subcommand)]
     User(user::UserCommand),
+    /// The portal's routes, each with who may call it (public, or the permission it needs).
+    Routes(routes::RoutesArgs),
     /// Audit this deployment's production readiness; exit 1 if anything is critical.
     #[command(after_long_help = settings_help())]
     Doctor(doctor::DoctorArgs),
@@ -176,6 +179,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Outbox(cmd) => outbox::run(&cli.config, cmd).await,
         Command::Audit(cmd) => audit::run(&cli.config, cmd).await,
         Command::Doctor(args) => doctor::run(&cli.config, args).await,
+        Command::Routes(args) => routes::run(args),
         Command::Version(args) => version::run(args),
     }
 }

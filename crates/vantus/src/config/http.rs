@@ -9,6 +9,8 @@ use super::source::Source;
 pub struct HttpConfig {
     pub request_timeout: Duration,
     pub drain_timeout: Duration,
+    /// On SIGTERM, serving goes on this long with readiness already failing (a lame duck).
+    pub shutdown_delay: Duration,
     pub header_read_timeout: Duration,
     pub keep_alive_timeout: Duration,
     pub max_connections: usize,
@@ -65,6 +67,7 @@ impl HttpConfig {
         Self {
             request_timeout: src.duration("VANTUS_REQUEST_TIMEOUT"),
             drain_timeout: src.duration("VANTUS_DRAIN_TIMEOUT"),
+            shutdown_delay: src.delay("VANTUS_SHUTDOWN_DELAY"),
             header_read_timeout: src.duration("VANTUS_HEADER_READ_TIMEOUT"),
             keep_alive_timeout: src.duration("VANTUS_KEEP_ALIVE_TIMEOUT"),
             max_connections: src.number("VANTUS_MAX_CONNECTIONS", 1, 1_000_000) as usize,

@@ -52,6 +52,8 @@ settings! {
         "Longest time a request may take before it is answered with 504.";
     "VANTUS_DRAIN_TIMEOUT", "http.drain_timeout", "25s", false,
         "On SIGTERM, how long in-flight requests may take to finish before the process exits.";
+    "VANTUS_SHUTDOWN_DELAY", "http.shutdown_delay", "0s", false,
+        "On SIGTERM, how long to go on serving with /readyz already answering 503, so a load balancer's health checks take this instance out before it stops accepting connections. Set it above the balancer's check interval × fall count (3s for HAProxy `inter 1s fall 2`); leave 0 on Kubernetes, whose preStop sleep does the same.";
     "VANTUS_HEADER_READ_TIMEOUT", "http.header_read_timeout", "10s", false,
         "A request's headers must arrive within this time of the connection being ready for it (opened, or the previous response sent); slower connections are closed.";
     "VANTUS_KEEP_ALIVE_TIMEOUT", "http.keep_alive_timeout", "5s", false,

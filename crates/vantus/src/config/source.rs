@@ -134,6 +134,18 @@ impl<'a> Source<'a> {
         self.or_default(name, parse_duration)
     }
 
+    /// A wait that may be zero (off), up to ten minutes.
+    pub(super) fn delay(&self, name: &'static str) -> Duration {
+        self.or_default(name, |raw| {
+            let d = humantime::parse_duration(raw.trim())
+                .map_err(|_| format!("\"{raw}\" is not a duration such as 0s, 500ms or 3s"))?;
+            if d > Duration::from_secs(600) {
+                return Err(format!("\"{raw}\" is too long (at most 10 minutes)"));
+            }
+            Ok(d)
+        })
+    }
+
     pub(super) fn size(&self, name: &'static str) -> usize {
         self.or_default(name, |raw| match parse_byte_size(raw) {
             Some(0) | None => Err(format!("\"{raw}\" is not a size such as 64KiB or 1MiB")),

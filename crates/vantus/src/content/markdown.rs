@@ -1,12 +1,29 @@
 //! The one way Markdown becomes HTML: CommonMark, then an allow-list sanitizer.
 //!
-//! Every body the site shows passes through [`render`], whether it came from the seed files or,
-//! later, from an editor. The result type, [`SanitizedHtml`], is the only HTML string templates
-//! print unescaped, so unsanitized HTML cannot reach a page by accident.
+//! Every body the site shows passes through [`render`], whether it came from the seed files or
+//! from an editor, for the public page and the preview alike. The result type,
+//! [`SanitizedHtml`], is the only HTML string templates print unescaped, so unsanitized HTML
+//! cannot reach a page by accident.
+//!
+//! Two layers, so that a gap in one is caught by the other:
+//! 1. the Markdown events are rewritten before any HTML exists: raw HTML in the source becomes
+//!    visible text, every link is written here with its `rel` (external ones also `nofollow`),
+//!    and an image may point only at the media library ([`MEDIA_PREFIX`]) or at https;
+//! 2. ammonia then cleans the result with an allow-list (tags, attributes, URL schemes), which
+//!    also drops any `rel` this module did not write.
+//!
+//! The stored-XSS corpus in the tests below must render with no active content.
 
 use std::fmt;
 
-use pulldown_cmark::{Options, Parser, html};
+use pulldown_cmark::{CowStr, Event, LinkType, Options, Parser, Tag, TagEnd, html};
+
+/// Where the media library serves its files; images in content may point here or at https.
+pub const MEDIA_PREFIX: &str = "/media/";
+
+/// The `rel` of a link to this site, and of one to another.
+const REL_INTERNAL: &str = "noopener noreferrer";
+const REL_EXTERNAL: &str = "noopener noreferrer nofollow";
 
 /// HTML that has been through the sanitizer. Only [`render`] constructs it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -27,16 +44,70 @@ impl fmt::Display for SanitizedHtml {
 // Templates print this without escaping: it is already safe HTML.
 impl askama::filters::HtmlSafe for SanitizedHtml {}
 
-/// Renders Markdown to sanitized HTML. Raw HTML in the input is removed, links get
-/// `rel="noopener noreferrer"`, and only http, https and mailto URLs survive.
+/// Renders Markdown to sanitized HTML. Raw HTML in the input is shown as text, links get
+/// `rel="noopener noreferrer"` (and `nofollow` when they leave the site), only http, https and
+/// mailto links survive, and images only from the media library or https.
 pub fn render(markdown: &str) -> SanitizedHtml {
     let options = Options::ENABLE_TABLES
         | Options::ENABLE_FOOTNOTES
         | Options::ENABLE_STRIKETHROUGH
         | Options::ENABLE_SMART_PUNCTUATION;
     let mut unsafe_html = String::with_capacity(markdown.len() * 3 / 2);
-    html::push_html(&mut unsafe_html, Parser::new_ext(markdown, options));
+    let events = Parser::new_ext(markdown, options).map(rewrite);
+    html::push_html(&mut unsafe_html, events);
     SanitizedHtml(sanitizer().clean(&unsafe_html).to_string())
+}
+
+/// Layer 1: raw HTML becomes text; links are written with their `rel`.
+fn rewrite(event: Event<'_>) -> Event<'_> {
+    match event {
+        Event::Html(raw) | Event::InlineHtml(raw) => Event::Text(raw),
+        Event::Start(Tag::Link {
+            link_type,
+            dest_url,
+            title,
+            ..
+        }) => {
+            let href = if link_type == LinkType::Email && !dest_url.starts_with("mailto:") {
+                format!("mailto:{dest_url}")
+            } else {
+                dest_url.to_string()
+            };
+            let rel = if is_external(&href) {
+                REL_EXTERNAL
+            } else {
+                REL_INTERNAL
+            };
+            let mut tag = format!("<a href=\"{}\" rel=\"{rel}\"", escape_attr(&href));
+            if !title.is_empty() {
+                tag.push_str(&format!(" title=\"{}\"", escape_attr(&title)));
+            }
+            tag.push('>');
+            Event::InlineHtml(CowStr::from(tag))
+        }
+        Event::End(TagEnd::Link) => Event::InlineHtml(CowStr::Borrowed("</a>")),
+        other => other,
+    }
+}
+
+/// A link that leaves the site: an absolute http(s) URL, or scheme-relative.
+fn is_external(href: &str) -> bool {
+    let lower = href.trim_start().to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://") || lower.starts_with("//")
+}
+
+fn escape_attr(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Whether an image source is allowed: the media library, or https.
+fn allowed_image(src: &str) -> bool {
+    let src = src.trim();
+    (src.starts_with(MEDIA_PREFIX) && !src.contains("..") && !src.contains('\\'))
+        || src.to_ascii_lowercase().starts_with("https://")
 }
 
 fn sanitizer() -> &'static ammonia::Builder<'static> {
@@ -44,7 +115,16 @@ fn sanitizer() -> &'static ammonia::Builder<'static> {
     BUILDER.get_or_init(|| {
         let mut b = ammonia::Builder::default();
         b.url_schemes(["http", "https", "mailto"].into_iter().collect())
-            .link_rel(Some("noopener noreferrer"))
+            // Layer 1 writes every link's rel; ammonia keeps only those two values.
+            .link_rel(None)
+            .add_tag_attributes("a", ["rel"])
+            .attribute_filter(|element, attribute, value| match (element, attribute) {
+                ("a", "rel") => {
+                    matches!(value, REL_INTERNAL | REL_EXTERNAL).then_some(value.into())
+                }
+                ("img", "src") => allowed_image(value).then_some(value.into()),
+                _ => Some(value.into()),
+            })
             // Footnote links and their targets use ids; keep them, namespaced by ammonia.
             .add_tag_attributes("sup", ["id"])
             .add_tag_attributes("div", ["id", "class"])
@@ -82,16 +162,243 @@ mod tests {
              [x](javascript:alert(3)) <a href=\"https://ok.test\" onclick=\"bad()\">ok</a>",
         );
         let s = html.as_str();
+        assert_eq!(active_content(s), None, "{s}");
         assert!(!s.contains("<script"), "{s}");
-        assert!(!s.contains("onerror"), "{s}");
         assert!(!s.contains("javascript:"), "{s}");
-        assert!(!s.contains("onclick"), "{s}");
-        assert!(s.contains("rel=\"noopener noreferrer\""), "{s}");
     }
 
     #[test]
     fn escapes_text_that_looks_like_markup() {
         let html = render("`<b>` and 1 < 2");
         assert!(html.as_str().contains("&lt;b&gt;"), "{html}");
+    }
+
+    /// Whether `html` (ammonia's well-formed output) holds anything a browser would run or
+    /// that could carry a payload: a tag outside the allow-list, an event handler or style,
+    /// or a URL with a scheme other than http(s)/mailto. Returns what it found.
+    fn active_content(html: &str) -> Option<String> {
+        const ALLOWED: &[&str] = &[
+            "a",
+            "p",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "h5",
+            "h6",
+            "ul",
+            "ol",
+            "li",
+            "em",
+            "strong",
+            "del",
+            "code",
+            "pre",
+            "blockquote",
+            "hr",
+            "br",
+            "table",
+            "thead",
+            "tbody",
+            "tr",
+            "th",
+            "td",
+            "img",
+            "sup",
+            "div",
+            "section",
+            "span",
+        ];
+        let mut rest = html;
+        while let Some(start) = rest.find('<') {
+            let tail = &rest[start + 1..];
+            let end = tail.find('>').unwrap_or(tail.len());
+            let tag = &tail[..end];
+            rest = &tail[end..];
+            let tag = tag.trim_start_matches('/');
+            let name: String = tag
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect::<String>()
+                .to_ascii_lowercase();
+            if !ALLOWED.contains(&name.as_str()) {
+                return Some(format!("tag <{tag}>"));
+            }
+            for (key, value) in attributes(&tag[name.len()..]) {
+                if key.starts_with("on")
+                    || ["style", "srcdoc", "formaction"].contains(&key.as_str())
+                {
+                    return Some(format!("attribute {key} in <{tag}>"));
+                }
+                if key == "href" || key == "src" {
+                    let scheme_ok = !value.contains(':')
+                        || value.starts_with("http://")
+                        || value.starts_with("https://")
+                        || value.starts_with("mailto:");
+                    if !scheme_ok {
+                        return Some(format!("url {value} in <{tag}>"));
+                    }
+                    if key == "src"
+                        && !(value.starts_with("https://") || value.starts_with(MEDIA_PREFIX))
+                    {
+                        return Some(format!("image from {value}"));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// `(name, value)` of each attribute in serialised HTML (values double-quoted, as ammonia
+    /// writes them), names and values lower-cased.
+    fn attributes(mut rest: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        loop {
+            rest = rest.trim_start();
+            let end = rest
+                .find(|c: char| c == '=' || c.is_whitespace() || c == '/')
+                .unwrap_or(rest.len());
+            if end == 0 {
+                if rest.is_empty() {
+                    return out;
+                }
+                rest = &rest[1..];
+                continue;
+            }
+            let name = rest[..end].to_ascii_lowercase();
+            rest = &rest[end..];
+            let mut value = String::new();
+            if let Some(after) = rest.strip_prefix("=\"") {
+                let close = after.find('"').unwrap_or(after.len());
+                value = after[..close].to_ascii_lowercase();
+                rest = after.get(close + 1..).unwrap_or("");
+            }
+            out.push((name, value));
+        }
+    }
+
+    /// Stored XSS: each entry is Markdown an attacker with an editor account (or a stolen
+    /// one) might save. None may render with active content.
+    const XSS_CORPUS: &[&str] = &[
+        "<script>alert(1)</script>",
+        "<SCRIPT SRC=//evil.example/x.js></SCRIPT>",
+        "<scr<script>ipt>alert(1)</scr</script>ipt>",
+        "<img src=x onerror=alert(1)>",
+        "<img src=\"javascript:alert(1)\">",
+        "<IMG SRC=JaVaScRiPt:alert('XSS')>",
+        "<img src=`javascript:alert(1)`>",
+        "<body onload=alert(1)>",
+        "<a href=\"javascript:alert(1)\">x</a>",
+        "<a href=\"jav&#x09;ascript:alert(1)\">x</a>",
+        "<a href=\"&#106;&#97;&#118;&#97;&#115;&#99;&#114;&#105;&#112;&#116;&#58;alert(1)\">x</a>",
+        "[x](javascript:alert(1))",
+        "[x](JAVASCRIPT:alert(1))",
+        "[x](  javascript:alert(1))",
+        "[x](java\tscript:alert(1))",
+        "[x](&#106;avascript:alert(1))",
+        "[x](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
+        "[x](vbscript:msgbox(1))",
+        "![x](javascript:alert(1))",
+        "![x](data:image/svg+xml;base64,PHN2ZyBvbmxvYWQ9YWxlcnQoMSk+)",
+        "![x](http://tracker.example/pixel.gif)",
+        "![x](/static/../admin/x.png)",
+        "<svg onload=alert(1)>",
+        "<svg><script>alert(1)</script></svg>",
+        "<svg><a xlink:href=\"javascript:alert(1)\"><text>x</text></a></svg>",
+        "<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>",
+        "<math href=\"javascript:alert(1)\">x</math>",
+        "<iframe src=\"https://evil.example\"></iframe>",
+        "<iframe srcdoc=\"<script>alert(1)</script>\"></iframe>",
+        "<object data=\"javascript:alert(1)\"></object>",
+        "<embed src=\"javascript:alert(1)\">",
+        "<form action=\"javascript:alert(1)\"><button>x</button></form>",
+        "<button formaction=javascript:alert(1)>x</button>",
+        "<input autofocus onfocus=alert(1)>",
+        "<details open ontoggle=alert(1)>",
+        "<video><source onerror=alert(1)></video>",
+        "<style>@import 'https://evil.example/x.css';</style>",
+        "<p style=\"background:url(javascript:alert(1))\">x</p>",
+        "<base href=\"https://evil.example/\">",
+        "<meta http-equiv=\"refresh\" content=\"0;url=javascript:alert(1)\">",
+        "<link rel=stylesheet href=https://evil.example/x.css>",
+        "<div><p>unclosed <b>nested <i>markup",
+        "<<script>script>alert(1)<</script>/script>",
+        "<!--<img src=x onerror=alert(1)>-->",
+        "<![CDATA[<script>alert(1)</script>]]>",
+        "<noscript><p title=\"</noscript><img src=x onerror=alert(1)>\">",
+        "<a href=\"https://ok.example\" onclick=\"alert(1)\" rel=\"opener\">ok</a>",
+        "[ok](https://ok.example \"title\\\" onmouseover=\\\"alert(1)\")",
+        "<https://ok.example/?q=\"><script>alert(1)</script>>",
+        "<javascript:alert(1)>",
+        "&lt;script&gt;alert(1)&lt;/script&gt;",
+        "&#60;img src=x onerror=alert(1)&#62;",
+        "`<script>` is code, <template><script>alert(1)</script></template>",
+        "| a | <img src=x onerror=alert(1)> |\n|---|---|\n| <script>x</script> | b |",
+        "Footnote[^1].\n\n[^1]: <script>alert(1)</script>",
+    ];
+
+    #[test]
+    fn the_stored_xss_corpus_renders_with_no_active_content() {
+        for source in XSS_CORPUS {
+            let html = render(source);
+            if let Some(found) = active_content(html.as_str()) {
+                panic!("{source:?} rendered {found}: {html}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_corpus_check_finds_what_it_must() {
+        // The checker itself must be able to fail.
+        for bad in [
+            "<script>x</script>",
+            "<img src=\"x\" onerror=\"y\">",
+            "<a href=\"javascript:x\">x</a>",
+            "<img src=\"http://t.example/p.gif\">",
+            "<svg></svg>",
+        ] {
+            assert!(active_content(bad).is_some(), "{bad}");
+        }
+        assert_eq!(
+            active_content("<p><a href=\"https://x.example\">x</a></p>"),
+            None
+        );
+    }
+
+    #[test]
+    fn links_say_where_they_go_and_images_come_from_the_library_or_https() {
+        let html = render(
+            "[home](/work/x) [away](https://other.example/) <https://auto.example> \
+             [mail](mailto:hi@example.com)\n\n![a](/media/ab12.webp) ![b](https://cdn.example/b.png) \
+             ![c](http://cdn.example/c.png)",
+        );
+        let s = html.as_str();
+        assert!(
+            s.contains(r#"<a href="/work/x" rel="noopener noreferrer">home</a>"#),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                r#"<a href="https://other.example/" rel="noopener noreferrer nofollow">away</a>"#
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains(r#"href="https://auto.example" rel="noopener noreferrer nofollow""#),
+            "{s}"
+        );
+        assert!(
+            s.contains(r#"href="mailto:hi@example.com" rel="noopener noreferrer""#),
+            "{s}"
+        );
+        assert!(s.contains(r#"src="/media/ab12.webp""#), "{s}");
+        assert!(s.contains(r#"src="https://cdn.example/b.png""#), "{s}");
+        assert!(
+            !s.contains("http://cdn.example/c.png"),
+            "plain http images are dropped: {s}"
+        );
+        // Raw HTML is shown, not run.
+        let raw = render("<b>bold</b>");
+        assert!(raw.as_str().contains("&lt;b&gt;bold&lt;/b&gt;"), "{raw}");
     }
 }

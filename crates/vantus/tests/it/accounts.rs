@@ -9,42 +9,18 @@ use vantus::auth::password::Passwords;
 use vantus::config::Argon2Settings;
 
 use crate::both_engines;
-use crate::support::staff::{form_token, page_as, spawn_cheap};
+use crate::support::staff::{
+    self, PASSWORD, cheap_hashing, create_user, form_token, page_as, signed_in_with,
+};
 use crate::support::{
     Engine, ResponseExt, TestApp, TestDb, base_env, open_db, run_binary, run_binary_with_stdin,
 };
 
-const PASSWORD: &str = "correct horse battery staple";
-
 /// The test database's settings, with cheap hashing (behaviour, not cost, is tested here).
 fn env(db: &TestDb) -> HashMap<String, String> {
     let mut env = base_env(db);
-    env.insert("VANTUS_ARGON2_MEMORY_KIB".into(), "8192".into());
-    env.insert("VANTUS_ARGON2_ITERATIONS".into(), "1".into());
+    cheap_hashing(&mut env);
     env
-}
-
-fn create(
-    env: &HashMap<String, String>,
-    email: &str,
-    role: &str,
-    password: &str,
-) -> std::process::Output {
-    run_binary_with_stdin(
-        &[
-            "user",
-            "create",
-            "--email",
-            email,
-            "--role",
-            role,
-            "--name",
-            "Ada Lovelace",
-            "--password-stdin",
-        ],
-        env,
-        format!("{password}\n").as_bytes(),
-    )
 }
 
 fn stderr(o: &std::process::Output) -> String {
@@ -54,7 +30,7 @@ fn stderr(o: &std::process::Output) -> String {
 async fn the_first_owner_is_created_on_a_new_database(engine: Engine) {
     let db = TestDb::create(engine).await;
     let env = env(&db);
-    let o = create(&env, "Ada@Example.COM", "owner", PASSWORD);
+    let o = create_user(&env, "Ada@Example.COM", "owner", PASSWORD);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.starts_with("created the owner account "), "{out}");
@@ -93,7 +69,7 @@ async fn the_first_owner_is_created_on_a_new_database(engine: Engine) {
     );
 
     // One account per address, whatever its case.
-    let again = create(&env, "ada@example.com", "viewer", "another good passphrase");
+    let again = create_user(&env, "ada@example.com", "viewer", "another good passphrase");
     assert!(!again.status.success());
     assert!(
         stderr(&again).contains("--email: an account with this email address exists already"),
@@ -138,7 +114,7 @@ async fn bad_input_is_refused_with_a_reason_and_nothing_is_stored(engine: Engine
         ),
     ];
     for (email, role, password, expected) in cases {
-        let o = create(&env, email, role, password);
+        let o = create_user(&env, email, role, password);
         assert!(!o.status.success(), "{email} {role} {password}");
         assert!(
             stderr(&o).contains(expected),
@@ -172,16 +148,19 @@ async fn bad_input_is_refused_with_a_reason_and_nothing_is_stored(engine: Engine
     assert_eq!(users, 0, "nothing was stored");
 }
 
-/// The session cookie's `name=value` from a sign-in response.
+/// The session cookie's `name=value` from a sign-in response, with the default lifetime.
 fn session_cookie(res: &reqwest::Response) -> String {
-    let set = res.headers()[reqwest::header::SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=43200"] {
-        assert!(set.contains(attribute), "{attribute} in {set}");
-    }
-    set.split(';').next().unwrap().to_owned()
+    let set = res.headers()[reqwest::header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        set.contains("Max-Age=43200"),
+        "the default lifetime in {set}"
+    );
+    staff::session_cookie(res)
+}
+
+/// A server whose password hashing is cheap (behaviour, not cost, is tested here).
+async fn spawn_cheap(engine: Engine) -> TestApp {
+    TestApp::spawn_with(engine, cheap_hashing).await
 }
 
 /// Whether `cookie` opens the dashboard (else it is sent to sign in).
@@ -216,7 +195,7 @@ async fn audit_count(app: &TestApp, action: &str) -> i64 {
 /// token, after which the cookie opens nothing.
 async fn signing_in_and_out(engine: Engine) {
     let app = spawn_cheap(engine).await;
-    let o = create(&env(&app.db), "ada@example.com", "owner", PASSWORD);
+    let o = create_user(&env(&app.db), "ada@example.com", "owner", PASSWORD);
     assert!(o.status.success(), "{}", stderr(&o));
 
     // Not signed in: pages go to sign-in and come back; JSON clients get 401.
@@ -345,27 +324,18 @@ async fn signed_in_as(app: &TestApp, email: &str, device: &str) -> String {
     signed_in_with(app, email, PASSWORD, device).await
 }
 
-async fn signed_in_with(app: &TestApp, email: &str, password: &str, device: &str) -> String {
-    let res = app
-        .post_form("/admin/login", &[("email", email), ("password", password)])
-        .header("user-agent", device)
-        .await
-        .assert_redirect_to("/admin");
-    session_cookie(&res)
-}
-
 /// The account page lists where the user is signed in; one session, or all the others, can
 /// be ended there, and never another user's.
 async fn sessions_are_listed_and_ended_from_the_account_page(engine: Engine) {
     let app = spawn_cheap(engine).await;
     let env = env(&app.db);
     assert!(
-        create(&env, "ada@example.com", "owner", PASSWORD)
+        create_user(&env, "ada@example.com", "owner", PASSWORD)
             .status
             .success()
     );
     assert!(
-        create(&env, "grace@example.com", "viewer", PASSWORD)
+        create_user(&env, "grace@example.com", "viewer", PASSWORD)
             .status
             .success()
     );
@@ -438,7 +408,7 @@ async fn sessions_are_listed_and_ended_from_the_account_page(engine: Engine) {
 async fn a_password_change_ends_the_other_sessions(engine: Engine) {
     let app = spawn_cheap(engine).await;
     assert!(
-        create(&env(&app.db), "ada@example.com", "owner", PASSWORD)
+        create_user(&env(&app.db), "ada@example.com", "owner", PASSWORD)
             .status
             .success()
     );

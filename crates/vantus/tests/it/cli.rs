@@ -9,7 +9,7 @@ use vantus::config::SETTINGS;
 
 use crate::support::pg_cluster::is_root;
 use crate::support::{
-    Engine, ServeProcess, TestDb, base_env, binary, eventually, pg_admin, run_binary,
+    Engine, ResponseExt, ServeProcess, TestDb, base_env, binary, eventually, pg_admin, run_binary,
 };
 
 const STRONG_SECRET: &str = "9c1e4b7a2f6d8e3051c9a7f2e4b6d8a1";
@@ -394,6 +394,43 @@ async fn sigterm_lets_in_flight_requests_finish() {
     );
     drop(blocker);
     pg_admin("SELECT 1").await;
+}
+
+/// With VANTUS_SHUTDOWN_DELAY, SIGTERM first makes the process a lame duck: readiness fails at
+/// once, so a load balancer takes it out, while new connections are still served; only after
+/// the delay does it stop accepting, and it exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_delay_fails_readiness_first_and_goes_on_serving() {
+    let db = TestDb::create(Engine::Sqlite).await;
+    let mut env = base_env(&db);
+    env.insert("VANTUS_SHUTDOWN_DELAY".into(), "2s".into());
+    let mut p = ServeProcess::start(&env).await;
+    p.get("/readyz").await.assert_status(200);
+    let signalled = std::time::Instant::now();
+    p.terminate();
+    eventually(
+        Duration::from_secs(1),
+        "readiness to fail after SIGTERM",
+        async || {
+            p.get("/readyz")
+                .try_send()
+                .await
+                .is_ok_and(|r| r.status() == 503)
+        },
+    )
+    .await;
+    // A new connection (the client pools none across these) is still served.
+    let fresh = crate::support::get_url(p.url("/")).await;
+    assert_eq!(fresh.status(), 200, "served during the delay");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(2),
+        "the check ran inside the delay"
+    );
+    assert_eq!(p.wait_exit(Duration::from_secs(20)).await, Some(0));
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(2),
+        "the process stayed up for the delay"
+    );
 }
 
 /// A request slower than VANTUS_REQUEST_TIMEOUT is answered 504 naming the limit, and the

@@ -25,5 +25,6 @@ mod portal;
 mod rate_limits;
 mod replicas;
 mod restore_hardening;
+mod route_access;
 mod site;
 mod transactions;

@@ -9,7 +9,7 @@ use vantus::tenancy::{self, TenantScope};
 
 use crate::both_engines;
 use crate::support::staff::{
-    account, cookie_of, form_token as csrf, join, new_tenant, page_as as page, post, sign_in,
+    account, form_token as csrf, join, new_tenant, page_as as page, post, session_cookie, sign_in,
     spawn_cheap,
 };
 use crate::support::{Engine, ResponseExt, TestApp};
@@ -188,7 +188,7 @@ async fn switching_tenants_renews_the_session(engine: Engine) {
         .header("x-request-id", "switch-req-42")
         .await
         .assert_redirect_to("/admin");
-    let fresh = cookie_of(&switched);
+    let fresh = session_cookie(&switched);
     assert_ne!(fresh, cookie, "a new token");
     app.get("/admin")
         .header("cookie", &cookie)
@@ -423,16 +423,27 @@ async fn owners_manage_tenants(engine: Engine) {
     let (_, _, detail) = newest(&app, "membership.removed").await;
     assert_eq!(detail["before"]["role"], "owner");
 
-    // An owner of another tenant only is refused here.
-    account(&app, "olga@example.com", "Olga Owner", &site, Role::Owner).await;
+    // An owner of another tenant only finds no such tenant here; a member who is not an
+    // owner of it is refused, and told why.
+    let olga_id = account(&app, "olga@example.com", "Olga Owner", &site, Role::Owner).await;
     let olga = sign_in(&app, "olga@example.com").await;
     app.get(&base)
         .header("cookie", &olga)
         .await
-        .assert_status(403);
+        .assert_status(404);
     post(&app, &base, &olga, &[("name", "Hijacked")])
         .await
-        .assert_status(403);
+        .assert_status(404);
+    let acme_scope =
+        vantus::with_conn!(db, conn => tenancy::find_by_id(conn, acme.parse().unwrap()).await)
+            .unwrap()
+            .unwrap();
+    join(&app, olga_id, &acme_scope, Role::Admin).await;
+    let why = refused(post(&app, &base, &olga, &[("name", "Hijacked")]).await, 403).await;
+    assert!(
+        why.contains("Only an owner of that tenant may manage it."),
+        "{why}"
+    );
 }
 
 /// Adds `n` entries to `scope`'s log, with resources `{prefix}{i}`.

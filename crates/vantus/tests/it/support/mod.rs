@@ -10,6 +10,7 @@
 //!   exit codes, signals and logs; the same verbs.
 //! * [`wait`]: [`eventually`], the one polling loop.
 //! * [`smtp`]: a real SMTP server (`aiosmtpd`) whose delivered messages a test reads back.
+//! * [`staff`]: accounts made with the CLI, signed in, and their pages' form tokens.
 //! * [`TestApp::spawn_replica`]: a second server on the same database.
 //! * `both_engines!(test_fn)` runs one async test body against SQLite and PostgreSQL.
 

@@ -1,77 +1,90 @@
-//! Staff in HTTP tests: a server with cheap password hashing, accounts made through the
-//! library (no CLI round trip), signing in, reading portal pages and posting their forms
-//! with the session's form token.
+//! Staff in tests: accounts made with `vantus user create`, signed in over HTTP, and the form
+//! token their pages carry. Password hashing is made cheap ([`cheap_hashing`]): these tests
+//! are about behaviour, the cost is measured in `bench/`.
 
-use secrecy::SecretString;
-use uuid::Uuid;
-use vantus::auth::password::Passwords;
-use vantus::auth::permission::Role;
-use vantus::auth::users::{self, LoginEmail};
-use vantus::config::Argon2Settings;
-use vantus::tenancy::{self, TenantScope};
+use std::collections::HashMap;
 
-use super::{Engine, ResponseExt, TestApp};
+use super::{ResponseExt, TestApp, base_env, run_binary_with_stdin};
 
-/// The password of every account [`account`] makes.
+/// The password every test account gets (passes the policy).
 pub const PASSWORD: &str = "correct horse battery staple";
 
-/// A server whose password hashing is cheap (behaviour, not cost, is tested here).
-pub async fn spawn_cheap(engine: Engine) -> TestApp {
-    TestApp::spawn_with(engine, |env| {
-        env.insert("VANTUS_ARGON2_MEMORY_KIB".into(), "8192".into());
-        env.insert("VANTUS_ARGON2_ITERATIONS".into(), "1".into());
-    })
-    .await
+/// Argon2id at its cheapest allowed cost.
+pub fn cheap_hashing(env: &mut HashMap<String, String>) {
+    env.insert("VANTUS_ARGON2_MEMORY_KIB".into(), "8192".into());
+    env.insert("VANTUS_ARGON2_ITERATIONS".into(), "1".into());
 }
 
-/// An account with [`PASSWORD`], a member of `scope` as `role`; returns its id.
-pub async fn account(
-    app: &TestApp,
+/// The settings the app's command line needs to reach its database, with cheap hashing.
+pub fn cli_env(app: &TestApp) -> HashMap<String, String> {
+    let mut env = base_env(&app.db);
+    cheap_hashing(&mut env);
+    env
+}
+
+/// `vantus user create` for `email` as `role` in the site tenant, password on stdin.
+pub fn create_user(
+    env: &HashMap<String, String>,
     email: &str,
-    name: &str,
-    scope: &TenantScope,
-    role: Role,
-) -> Uuid {
-    let cheap = Argon2Settings {
-        memory_kib: 8192,
-        iterations: 1,
-        parallelism: 1,
-    };
-    let hash = Passwords::with_settings(cheap, 1)
+    role: &str,
+    password: &str,
+) -> std::process::Output {
+    run_binary_with_stdin(
+        &[
+            "user",
+            "create",
+            "--email",
+            email,
+            "--role",
+            role,
+            "--name",
+            "Ada Lovelace",
+            "--password-stdin",
+        ],
+        env,
+        format!("{password}\n").as_bytes(),
+    )
+}
+
+/// Creates the account and panics (with the command's error) if it cannot.
+pub fn must_create_user(app: &TestApp, email: &str, role: &str) {
+    let o = create_user(&cli_env(app), email, role, PASSWORD);
+    assert!(
+        o.status.success(),
+        "user create {email}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The session cookie's `name=value` from a sign-in response.
+pub fn session_cookie(res: &reqwest::Response) -> String {
+    let set = res.headers()[reqwest::header::SET_COOKIE]
+        .to_str()
         .unwrap()
-        .hash(&SecretString::from(PASSWORD))
-        .await
-        .unwrap();
-    let email = LoginEmail::parse(email).unwrap();
-    let db = app.server().app.store.primary();
-    vantus::in_write_tx!(db, conn => users::create(conn, &email, name, Some(&hash), scope, role).await)
-        .unwrap()
+        .to_owned();
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(set.contains(attribute), "{attribute} in {set}");
+    }
+    set.split(';').next().unwrap().to_owned()
 }
 
-pub async fn new_tenant(app: &TestApp, slug: &str, name: &str) -> TenantScope {
-    let db = app.server().app.store.primary();
-    vantus::in_write_tx!(db, conn => tenancy::create(conn, slug, name).await).unwrap()
-}
-
-/// Makes `user` a member of `scope` as `role`.
-pub async fn join(app: &TestApp, user: Uuid, scope: &TenantScope, role: Role) {
-    let db = app.server().app.store.primary();
-    vantus::in_write_tx!(db, conn => users::add_membership(conn, user, scope, role).await).unwrap()
-}
-
-/// Signs in with [`PASSWORD`]; returns the session cookie (`name=value`).
-pub async fn sign_in(app: &TestApp, email: &str) -> String {
+/// Signs in with `password` from `device`; the session cookie.
+pub async fn signed_in_with(app: &TestApp, email: &str, password: &str, device: &str) -> String {
     let res = app
-        .post_form("/admin/login", &[("email", email), ("password", PASSWORD)])
+        .post_form("/admin/login", &[("email", email), ("password", password)])
+        .header("user-agent", device)
         .await
         .assert_redirect_to("/admin");
-    cookie_of(&res)
+    session_cookie(&res)
 }
 
-/// The `name=value` of the cookie a response sets.
-pub fn cookie_of(res: &reqwest::Response) -> String {
-    let set = res.headers()[reqwest::header::SET_COOKIE].to_str().unwrap();
-    set.split(';').next().unwrap().to_owned()
+/// The session's form token, as a portal page carries it.
+pub fn form_token(page: &str) -> String {
+    let after = page
+        .split(r#"name="csrf_token" value=""#)
+        .nth(1)
+        .expect("a form token");
+    after.split('"').next().unwrap().to_owned()
 }
 
 /// A portal page as the holder of `cookie` sees it (it must answer 200).
@@ -84,13 +97,70 @@ pub async fn page_as(app: &TestApp, path: &str, cookie: &str) -> String {
         .await
 }
 
-/// The session's form token, as a portal page carries it.
-pub fn form_token(page: &str) -> String {
-    let after = page
-        .split(r#"name="csrf_token" value=""#)
-        .nth(1)
-        .expect("a form token");
-    after.split('"').next().unwrap().to_owned()
+/// A signed-in session of `email` and its form token (read from the account page).
+pub struct Signed {
+    pub cookie: String,
+    pub token: String,
+}
+
+pub async fn sign_in_as(app: &TestApp, email: &str) -> Signed {
+    let cookie = signed_in_with(app, email, PASSWORD, "test").await;
+    let token = form_token(&page_as(app, "/admin/account", &cookie).await);
+    Signed { cookie, token }
+}
+
+/// A server whose password hashing is cheap.
+pub async fn spawn_cheap(engine: super::Engine) -> TestApp {
+    TestApp::spawn_with(engine, cheap_hashing).await
+}
+
+/// An account with [`PASSWORD`], a member of `scope` as `role`, made through the library
+/// (faster than the CLI when a test needs several); returns its id.
+pub async fn account(
+    app: &TestApp,
+    email: &str,
+    name: &str,
+    scope: &vantus::tenancy::TenantScope,
+    role: vantus::auth::permission::Role,
+) -> uuid::Uuid {
+    use vantus::auth::users::{self, LoginEmail};
+    let cheap = vantus::config::Argon2Settings {
+        memory_kib: 8192,
+        iterations: 1,
+        parallelism: 1,
+    };
+    let hash = vantus::auth::password::Passwords::with_settings(cheap, 1)
+        .unwrap()
+        .hash(&secrecy::SecretString::from(PASSWORD))
+        .await
+        .unwrap();
+    let email = LoginEmail::parse(email).unwrap();
+    let db = app.server().app.store.primary();
+    vantus::in_write_tx!(db, conn => users::create(conn, &email, name, Some(&hash), scope, role).await)
+        .unwrap()
+}
+
+/// A new tenant (no members yet).
+pub async fn new_tenant(app: &TestApp, slug: &str, name: &str) -> vantus::tenancy::TenantScope {
+    let db = app.server().app.store.primary();
+    vantus::in_write_tx!(db, conn => vantus::tenancy::create(conn, slug, name).await).unwrap()
+}
+
+/// Makes `user` a member of `scope` as `role`.
+pub async fn join(
+    app: &TestApp,
+    user: uuid::Uuid,
+    scope: &vantus::tenancy::TenantScope,
+    role: vantus::auth::permission::Role,
+) {
+    let db = app.server().app.store.primary();
+    vantus::in_write_tx!(db, conn => vantus::auth::users::add_membership(conn, user, scope, role).await)
+        .unwrap()
+}
+
+/// Signs in with [`PASSWORD`]; the session cookie.
+pub async fn sign_in(app: &TestApp, email: &str) -> String {
+    signed_in_with(app, email, PASSWORD, "test").await
 }
 
 /// Posts a portal form as the holder of `cookie`, with the session's form token.
