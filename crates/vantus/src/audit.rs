@@ -1,5 +1,24 @@
-//! The audit log: who did what, when. Operations commands record here now; the portal's
-//! actions will too. Details are JSON and never carry secrets (only redacted locations).
+//! The audit log: who did what, when. Operations commands and the portal record here.
+//! Details are JSON and never carry secrets (only redacted locations) nor personal data
+//! beyond the actor's account id.
+//!
+//! ## Recording from a request: [`Context`]
+//!
+//! A portal handler never assembles an entry by hand. `staff.audit()` (on
+//! [`Staff`](crate::auth::staff::Staff)) gives a [`Context`]: the actor (the signed-in
+//! account), the tenant of the session, the client's IP ([`crate::http::client_ip`]) and the
+//! request id ([`crate::http::observe`]). A handler that is not signed in (sign-in itself)
+//! extracts a [`RequestOrigin`] and builds one with [`Context::new`]. Then:
+//!
+//! ```ignore
+//! staff.audit().record(conn, AuditAction::TenantRenamed, &format!("tenant:{id}"),
+//!     Change::new(json!({"name": old}), json!({"name": new}))).await?;
+//! ```
+//!
+//! The IP and the request id go into the `ip` and `request_id` columns, which the hash chain
+//! already covers ([`chain`]); `before`/`after` (a summary of the changed fields, no personal
+//! data) and any extra fields go into `detail`. [`Context::record_in`] records in another
+//! tenant than the session's (an owner editing a tenant they do not work in at the moment).
 //!
 //! Recording takes a [`Conn`], so an entry joins the transaction of the change it describes:
 //! both are stored, or neither. Pass a write transaction (`in_write_tx!`): every entry is
@@ -7,6 +26,7 @@
 //! head until the transaction ends. The table is append-only (triggers, `store::append_only`).
 
 pub mod chain;
+pub mod query;
 
 use uuid::Uuid;
 
@@ -29,7 +49,8 @@ pub enum Actor {
 }
 
 impl Actor {
-    fn label(&self) -> String {
+    /// The text stored in `audit_log.actor`.
+    pub fn label(&self) -> String {
         match self {
             Actor::Cli => "cli".to_owned(),
             Actor::Scheduler { instance } => format!("scheduler:{instance}"),
@@ -68,6 +89,24 @@ pub enum AuditAction {
     PasskeyRegistered,
     /// A staff member removed one of their passkeys (their other sessions ended with it).
     PasskeyRemoved,
+    /// A staff member switched the tenant their session works in (a new session token).
+    TenantSwitched,
+    /// An owner created a tenant (and became its owner).
+    TenantCreated,
+    /// An owner renamed a tenant.
+    TenantUpdated,
+    /// A host now selects a tenant on the public site.
+    TenantHostAdded,
+    /// A host no longer selects a tenant.
+    TenantHostRemoved,
+    /// An existing account was made a member of a tenant.
+    MembershipAdded,
+    /// A member's role in a tenant changed.
+    MembershipChanged,
+    /// A member was removed from a tenant.
+    MembershipRemoved,
+    /// The audit log (a filtered part of it) was exported.
+    AuditExported,
 }
 
 impl AuditAction {
@@ -89,7 +128,199 @@ impl AuditAction {
             AuditAction::PasswordChanged => "password.changed",
             AuditAction::PasskeyRegistered => "passkey.registered",
             AuditAction::PasskeyRemoved => "passkey.removed",
+            AuditAction::TenantSwitched => "tenant.switched",
+            AuditAction::TenantCreated => "tenant.created",
+            AuditAction::TenantUpdated => "tenant.updated",
+            AuditAction::TenantHostAdded => "tenant.host_added",
+            AuditAction::TenantHostRemoved => "tenant.host_removed",
+            AuditAction::MembershipAdded => "membership.added",
+            AuditAction::MembershipChanged => "membership.changed",
+            AuditAction::MembershipRemoved => "membership.removed",
+            AuditAction::AuditExported => "audit.exported",
         }
+    }
+
+    /// Every action, for the audit viewer's filter (a new variant goes here too).
+    pub const ALL: &'static [AuditAction] = &[
+        AuditAction::BackupCreated,
+        AuditAction::RestoreCompleted,
+        AuditAction::DbCopied,
+        AuditAction::LeadReceived,
+        AuditAction::LeadsErased,
+        AuditAction::LeadsExported,
+        AuditAction::SpamPurged,
+        AuditAction::OutboxRequeued,
+        AuditAction::UserCreated,
+        AuditAction::LoginSucceeded,
+        AuditAction::LoginFailed,
+        AuditAction::Logout,
+        AuditAction::SessionsRevoked,
+        AuditAction::PasswordChanged,
+        AuditAction::TenantSwitched,
+        AuditAction::TenantCreated,
+        AuditAction::TenantUpdated,
+        AuditAction::TenantHostAdded,
+        AuditAction::TenantHostRemoved,
+        AuditAction::MembershipAdded,
+        AuditAction::MembershipChanged,
+        AuditAction::MembershipRemoved,
+        AuditAction::AuditExported,
+        AuditAction::PasskeyRegistered,
+        AuditAction::PasskeyRemoved,
+    ];
+}
+
+/// Where a request came from, as the audit log records it: the client's address (as far as
+/// trusted proxies vouch for it) and the request id of the access log, so an entry can be
+/// matched with the log lines of the same request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestOrigin {
+    pub ip: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl RequestOrigin {
+    /// Reads both from a request (the request-id layer's extension, the [`ClientIp`] rules).
+    pub fn from_parts(
+        parts: &axum::http::request::Parts,
+        trusted: &crate::http::client_ip::TrustedProxies,
+    ) -> Self {
+        use axum::extract::ConnectInfo;
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|ConnectInfo(peer)| {
+                crate::http::client_ip::resolve(peer.ip().to_canonical(), &parts.headers, trusted)
+                    .to_string()
+            });
+        let request_id = parts
+            .extensions
+            .get::<crate::http::observe::RequestId>()
+            .map(|r| r.0.clone());
+        Self { ip, request_id }
+    }
+}
+
+impl<S> axum::extract::FromRequestParts<S> for RequestOrigin
+where
+    crate::http::client_ip::TrustedProxies: axum::extract::FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        use axum::extract::FromRef;
+        let trusted = crate::http::client_ip::TrustedProxies::from_ref(state);
+        Ok(Self::from_parts(parts, &trusted))
+    }
+}
+
+/// What a change did to a record: a summary of the fields before and after (`null` for a
+/// record created or deleted), plus any other facts worth keeping. Stored in `detail` as
+/// `{"before": …, "after": …, …}`. Never personal data: ids, roles, names of tenants.
+#[derive(Clone, Debug, Default)]
+pub struct Change {
+    before: serde_json::Value,
+    after: serde_json::Value,
+    extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Change {
+    pub fn new(before: serde_json::Value, after: serde_json::Value) -> Self {
+        Self {
+            before,
+            after,
+            extra: Default::default(),
+        }
+    }
+
+    /// An event that changed no record's fields (a sign-in, an export): only facts.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Adds a fact (`"sessions": 3`).
+    pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.extra.insert(key.to_owned(), value.into());
+        self
+    }
+
+    fn into_detail(self) -> serde_json::Value {
+        let mut detail = self.extra;
+        if !self.before.is_null() || !self.after.is_null() {
+            detail.insert("before".into(), self.before);
+            detail.insert("after".into(), self.after);
+        }
+        serde_json::Value::Object(detail)
+    }
+}
+
+/// Who acts, in which tenant, from where: everything an entry needs besides what happened.
+/// See the module documentation.
+#[derive(Clone, Debug)]
+pub struct Context {
+    pub actor: Actor,
+    /// The tenant entries go to; `None` for an installation-wide event (a refused sign-in).
+    pub scope: Option<TenantScope>,
+    pub origin: RequestOrigin,
+}
+
+impl Context {
+    pub fn new(actor: Actor, scope: Option<TenantScope>, origin: RequestOrigin) -> Self {
+        Self {
+            actor,
+            scope,
+            origin,
+        }
+    }
+
+    /// Records `action` on `resource` (`"user:…"`, `"tenant:…"`) in the context's tenant.
+    pub async fn record(
+        &self,
+        conn: &mut Conn<'_>,
+        action: AuditAction,
+        resource: &str,
+        change: Change,
+    ) -> Result<(), sqlx::Error> {
+        let tenant = self.scope.as_ref().map(TenantScope::id);
+        self.write(conn, tenant, action, resource, change).await
+    }
+
+    /// Records in `scope` rather than the session's tenant.
+    pub async fn record_in(
+        &self,
+        conn: &mut Conn<'_>,
+        scope: &TenantScope,
+        action: AuditAction,
+        resource: &str,
+        change: Change,
+    ) -> Result<(), sqlx::Error> {
+        self.write(conn, Some(scope.id()), action, resource, change)
+            .await
+    }
+
+    async fn write(
+        &self,
+        conn: &mut Conn<'_>,
+        tenant: Option<Uuid>,
+        action: AuditAction,
+        resource: &str,
+        change: Change,
+    ) -> Result<(), sqlx::Error> {
+        let detail = change.into_detail();
+        let row = Row {
+            tenant,
+            actor: &self.actor,
+            action,
+            resource,
+            detail: &detail,
+            ip: self.origin.ip.as_deref(),
+            request_id: self.origin.request_id.as_deref(),
+        };
+        insert_rows(conn, &[row]).await
     }
 }
 
@@ -139,6 +370,8 @@ pub async fn record_many_for(
             action: e.action,
             resource: &e.resource,
             detail: &e.detail,
+            ip: None,
+            request_id: None,
         })
         .collect();
     insert_rows(conn, &rows).await
@@ -158,6 +391,8 @@ async fn insert(
         action,
         resource,
         detail: &detail,
+        ip: None,
+        request_id: None,
     };
     insert_rows(conn, &[row]).await
 }
@@ -169,6 +404,8 @@ struct Row<'a> {
     action: AuditAction,
     resource: &'a str,
     detail: &'a serde_json::Value,
+    ip: Option<&'a str>,
+    request_id: Option<&'a str>,
 }
 
 async fn insert_rows(conn: &mut Conn<'_>, rows: &[Row<'_>]) -> Result<(), sqlx::Error> {
@@ -187,10 +424,44 @@ async fn insert_rows(conn: &mut Conn<'_>, rows: &[Row<'_>]) -> Result<(), sqlx::
             action: row.action.as_str(),
             resource: row.resource,
             detail,
-            ip: None,
-            request_id: None,
+            ip: row.ip,
+            request_id: row.request_id,
             created_at: now,
         })
         .collect();
     chain::append(conn, &entries).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_change_keeps_before_after_and_facts_side_by_side() {
+        let d = Change::new(json!({"role": "editor"}), json!({"role": "owner"}))
+            .with("sessions", 2)
+            .into_detail();
+        assert_eq!(
+            d,
+            json!({"before": {"role": "editor"}, "after": {"role": "owner"}, "sessions": 2})
+        );
+        let created = Change::new(serde_json::Value::Null, json!({"slug": "acme"})).into_detail();
+        assert_eq!(created, json!({"before": null, "after": {"slug": "acme"}}));
+        assert_eq!(
+            Change::none().with("format", "csv").into_detail(),
+            json!({"format": "csv"})
+        );
+        assert_eq!(Change::none().into_detail(), json!({}));
+    }
+
+    #[test]
+    fn action_names_are_listed_once_and_unique() {
+        let mut names: Vec<&str> = AuditAction::ALL.iter().map(|a| a.as_str()).collect();
+        let all = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), all);
+        assert!(names.contains(&"audit.exported") && names.contains(&"tenant.switched"));
+    }
 }

@@ -68,6 +68,193 @@ pub async fn find_by_id(conn: &mut Conn<'_>, id: Uuid) -> Result<Option<TenantSc
     Ok(row.map(Into::into))
 }
 
+/// A tenant a staff member belongs to, with their role there (as stored; `auth::permission`
+/// parses it).
+#[derive(Clone, Debug)]
+pub struct Membership {
+    pub scope: TenantScope,
+    pub role: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct MembershipRow {
+    #[sqlx(flatten)]
+    tenant: TenantRow,
+    role: String,
+}
+
+impl From<MembershipRow> for Membership {
+    fn from(r: MembershipRow) -> Self {
+        Self {
+            scope: r.tenant.into(),
+            role: r.role,
+        }
+    }
+}
+
+/// Every tenant `user` belongs to, by name, in one query (the portal's tenant switcher and
+/// the tenants page).
+pub async fn memberships_of(
+    conn: &mut Conn<'_>,
+    user: Uuid,
+) -> Result<Vec<Membership>, sqlx::Error> {
+    let rows: Vec<MembershipRow> = on_conn!(conn.reborrow(), c => sqlx::query_as(
+        "SELECT t.id, t.slug, t.name, m.role FROM memberships m JOIN tenants t ON t.id = m.tenant_id
+         WHERE m.user_id = $1 ORDER BY t.name, t.slug"
+    ).bind(user).fetch_all(c).await)?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+/// The tenant `id` if `user` belongs to it, with their role there: the only way the portal
+/// reaches a tenant other than the session's (switching to it, an owner managing it).
+pub async fn membership(
+    conn: &mut Conn<'_>,
+    user: Uuid,
+    id: Uuid,
+) -> Result<Option<Membership>, sqlx::Error> {
+    let row: Option<MembershipRow> = on_conn!(conn.reborrow(), c => sqlx::query_as(
+        "SELECT t.id, t.slug, t.name, m.role FROM memberships m JOIN tenants t ON t.id = m.tenant_id
+         WHERE m.user_id = $1 AND t.id = $2"
+    ).bind(user).bind(id).fetch_optional(c).await)?;
+    Ok(row.map(Into::into))
+}
+
+/// Why a tenant could not be created or renamed; each names the field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum TenantError {
+    #[error("name: must be 1 to 100 characters")]
+    BadName,
+    #[error("slug: must be 1 to 64 lowercase letters, digits and single inner hyphens")]
+    BadSlug,
+    #[error("slug: another tenant has this slug")]
+    SlugTaken,
+    #[error("host: is not a host name (letters, digits, dots and hyphens, without a port)")]
+    BadHost,
+    #[error("host: selects another tenant already")]
+    HostTaken,
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl TenantError {
+    /// The form field at fault, if the client's.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            TenantError::BadName => Some("name"),
+            TenantError::BadSlug | TenantError::SlugTaken => Some("slug"),
+            TenantError::BadHost | TenantError::HostTaken => Some("host"),
+            TenantError::Database(_) => None,
+        }
+    }
+}
+
+fn valid_name(name: &str) -> Result<&str, TenantError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(TenantError::BadName);
+    }
+    Ok(name)
+}
+
+/// Creates a tenant (and its `site_state` row); a slug in use is refused, never reused.
+pub async fn create(
+    conn: &mut Conn<'_>,
+    slug: &str,
+    name: &str,
+) -> Result<TenantScope, TenantError> {
+    let name = valid_name(name)?;
+    let slug = slug.trim();
+    if !is_valid_slug(slug) {
+        return Err(TenantError::BadSlug);
+    }
+    let now = Timestamp::now();
+    let id = Uuid::now_v7();
+    let inserted = on_conn!(conn.reborrow(), c => sqlx::query(
+        "INSERT INTO tenants (id, slug, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
+         ON CONFLICT (slug) DO NOTHING"
+    ).bind(id).bind(slug).bind(name).bind(now).execute(c).await.map(|r| r.rows_affected()))?;
+    if inserted == 0 {
+        return Err(TenantError::SlugTaken);
+    }
+    ensure(conn, slug, name, None).await.map_err(Into::into)
+}
+
+/// Renames `scope`; returns the new scope.
+pub async fn rename(
+    conn: &mut Conn<'_>,
+    scope: &TenantScope,
+    name: &str,
+) -> Result<TenantScope, TenantError> {
+    let name = valid_name(name)?;
+    on_conn!(conn.reborrow(), c => sqlx::query(
+        "UPDATE tenants SET name = $2, updated_at = $3 WHERE id = $1"
+    ).bind(scope.id()).bind(name).bind(Timestamp::now()).execute(c).await.map(|_| ()))?;
+    Ok(TenantScope {
+        name: name.to_owned(),
+        ..scope.clone()
+    })
+}
+
+/// The hosts that select `scope` on the public site, alphabetically.
+pub async fn hosts_of(
+    conn: &mut Conn<'_>,
+    scope: &TenantScope,
+) -> Result<Vec<String>, sqlx::Error> {
+    on_conn!(conn.reborrow(), c => sqlx::query_scalar(
+        "SELECT host FROM tenant_hosts WHERE tenant_id = $1 ORDER BY host"
+    ).bind(scope.id()).fetch_all(c).await)
+}
+
+/// Makes `host` select `scope`, unless it selects another tenant (moving a host away from a
+/// tenant is for whoever manages that one: remove it there first). Returns the host as
+/// stored (lower-case, without port).
+pub async fn claim_host(
+    conn: &mut Conn<'_>,
+    scope: &TenantScope,
+    host: &str,
+) -> Result<String, TenantError> {
+    let typed = host.trim();
+    let host = normalize_host(typed)
+        .filter(|h| {
+            // A DNS name: no port, no IPv6 literal, labels of 1 to 63 characters that neither
+            // start nor end with a hyphen.
+            !typed.contains(':')
+                && h.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && !l.starts_with('-')
+                        && !l.ends_with('-')
+                        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
+        })
+        .ok_or(TenantError::BadHost)?;
+    let owner: Option<Uuid> = on_conn!(conn.reborrow(), c => sqlx::query_scalar(
+        "SELECT tenant_id FROM tenant_hosts WHERE host = $1"
+    ).bind(&host).fetch_optional(c).await)?;
+    match owner {
+        Some(t) if t == scope.id() => Ok(host),
+        Some(_) => Err(TenantError::HostTaken),
+        None => {
+            add_host(conn, scope, &host).await?;
+            Ok(host)
+        }
+    }
+}
+
+/// Stops `host` selecting `scope`; returns whether it did.
+pub async fn remove_host(
+    conn: &mut Conn<'_>,
+    scope: &TenantScope,
+    host: &str,
+) -> Result<bool, sqlx::Error> {
+    let Some(host) = normalize_host(host) else {
+        return Ok(false);
+    };
+    on_conn!(conn.reborrow(), c => sqlx::query(
+        "DELETE FROM tenant_hosts WHERE host = $1 AND tenant_id = $2"
+    ).bind(host).bind(scope.id()).execute(c).await.map(|r| r.rows_affected() == 1))
+}
+
 /// Creates the tenant unless it exists (idempotent; safe for concurrent starts), and its
 /// `site_state` row, then returns its scope.
 pub async fn ensure(
@@ -119,6 +306,12 @@ impl Default for HostDirectory {
 }
 
 impl HostDirectory {
+    /// Drops the loaded copy, so the next lookup reads `tenant_hosts` again: called after a
+    /// host changes here, so this replica shows it at once (others within [`HOSTS_TTL`]).
+    pub async fn invalidate(&self) {
+        *self.loaded.write().await = None;
+    }
+
     /// The tenant `host` (as sent; port and case ignored) selects, if any.
     pub async fn find(&self, db: &Db, host: &str) -> Result<Option<TenantScope>, sqlx::Error> {
         let Some(host) = normalize_host(host) else {

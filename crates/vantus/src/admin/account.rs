@@ -7,9 +7,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use secrecy::SecretString;
 use serde::Deserialize;
-use serde_json::json;
 
-use crate::audit::{self, Actor, AuditAction};
+use super::layout::{Area, Shell, when};
+use crate::audit::{AuditAction, Change};
 use crate::auth::Auth;
 use crate::auth::passkeys;
 use crate::auth::password;
@@ -20,7 +20,6 @@ use crate::auth::users;
 use crate::http::client_ip::ClientIp;
 use crate::http::errors::AppError;
 use crate::http::extract::Form;
-use crate::site::layout::{Layout, Section};
 
 /// One row of the sessions table.
 pub struct SessionRow {
@@ -43,23 +42,13 @@ pub struct PasskeyRow {
 #[derive(Template)]
 #[template(path = "admin/account.html")]
 struct AccountPage {
-    layout: Layout,
-    name: String,
-    role: String,
-    tenant: String,
+    shell: Shell,
     sessions: Vec<SessionRow>,
     passkeys: Vec<PasskeyRow>,
     /// Whether a passkey can be added here (the server has a relying party).
     passkeys_available: bool,
-    csrf_token: String,
     /// Why the last password change was refused, shown beside the form.
     password_error: Option<String>,
-}
-
-fn when(t: crate::store::Timestamp) -> String {
-    t.to_rfc3339_seconds()
-        .replace('T', " ")
-        .replace('Z', " UTC")
 }
 
 pub async fn page(State(auth): State<Auth>, staff: Staff<perm::ViewDashboard>) -> Response {
@@ -82,6 +71,10 @@ async fn render(
         Ok(both) => both,
         Err(e) => return AppError::from(e).into_response(),
     };
+    let shell = match Shell::load(auth, staff, Area::Account, "Your account").await {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
     let passkeys = keys
         .into_iter()
         .map(|p| PasskeyRow {
@@ -103,14 +96,10 @@ async fn render(
         })
         .collect();
     let page = AccountPage {
-        layout: Layout::bare("Your account", Section::None),
-        name: staff.name.clone(),
-        role: staff.role.to_string(),
-        tenant: staff.scope.name().to_owned(),
+        shell,
         sessions,
         passkeys,
         passkeys_available: auth.passkeys.is_some(),
-        csrf_token: staff.session.csrf_token.clone(),
         password_error,
     };
     crate::http::html_page(status, page.render())
@@ -139,8 +128,8 @@ pub async fn revoke(
             (Some(id), false) => u64::from(session::revoke_own(conn, me, id).await?),
             (None, false) => return Ok(None),
         };
-        audit::record_for(conn, &staff.scope, &Actor::User(me), AuditAction::SessionsRevoked,
-            &format!("user:{me}"), json!({ "sessions": ended })).await?;
+        staff.audit().record(conn, AuditAction::SessionsRevoked, &format!("user:{me}"),
+            Change::none().with("sessions", ended)).await?;
         Ok::<_, sqlx::Error>(Some(ended))
     });
     match done {
@@ -215,16 +204,12 @@ pub async fn change_password(
         let others = session::revoke_others(conn, me, &staff.session.id).await?;
         session::revoke(conn, &staff.session.id).await?;
         let fresh = session::start(conn, me, &staff.scope, Some(&ip_text), user_agent, max_age).await?;
-        audit::record_for(conn, &staff.scope, &Actor::User(me), AuditAction::PasswordChanged,
-            &format!("user:{me}"), json!({ "other_sessions_ended": others })).await?;
+        staff.audit().record(conn, AuditAction::PasswordChanged, &format!("user:{me}"),
+            Change::none().with("other_sessions_ended", others)).await?;
         Ok::<_, sqlx::Error>(fresh)
     });
-    let started = match started {
-        Ok(s) => s,
-        Err(e) => return AppError::from(e).into_response(),
-    };
-    let mut res = StatusCode::SEE_OTHER.into_response();
-    res.headers_mut()
-        .insert(header::LOCATION, HeaderValue::from_static("/admin/account"));
-    crate::auth::routes::with_session_cookie(&auth, &started, res)
+    match started {
+        Ok(s) => super::renewed_session(&auth, "/admin/account", &s, max_age),
+        Err(e) => AppError::from(e).into_response(),
+    }
 }

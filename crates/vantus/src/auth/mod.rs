@@ -4,6 +4,7 @@
 //! the sign-in routes ([`routes`]).
 
 pub mod csrf;
+pub mod memberships;
 pub mod passkeys;
 pub mod password;
 pub mod permission;

@@ -12,7 +12,6 @@ use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use secrecy::SecretString;
 use serde::Deserialize;
-use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::Auth;
@@ -21,7 +20,7 @@ use super::routing::Portal;
 use super::session;
 use super::staff::Staff;
 use super::users::{self, LoginEmail};
-use crate::audit::{self, Actor, AuditAction};
+use crate::audit::{self, Actor, AuditAction, Change};
 use crate::http::client_ip::ClientIp;
 use crate::http::errors::AppError;
 use crate::http::extract::Form;
@@ -115,6 +114,7 @@ const REFUSED: &str = "The email address or the password is not right.";
 async fn login(
     State(auth): State<Auth>,
     ClientIp(ip): ClientIp,
+    origin: audit::RequestOrigin,
     headers: HeaderMap,
     Form(post): Form<LoginPost>,
 ) -> Response {
@@ -152,7 +152,6 @@ async fn login(
     let stored = user.as_ref().and_then(|u| u.password_hash.as_deref());
     let matched = auth.passwords.verify(&password, stored).await;
     let user = user.filter(|u| matched && u.disabled_at.is_none());
-    let ip_text = ip.to_string();
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
@@ -160,11 +159,12 @@ async fn login(
     let outcome = in_write_tx!(db, conn => {
         let Some(user) = user else {
             // Who tried is not known for sure: record the client's network, not the address.
-            audit::record(conn, &Actor::Public, AuditAction::LoginFailed, "session",
-                json!({ "client": client_key(Some(ip)) })).await?;
+            let ctx = audit::Context::new(Actor::Public, None, origin.clone());
+            ctx.record(conn, AuditAction::LoginFailed, "session",
+                Change::none().with("client", client_key(Some(ip)))).await?;
             return Ok::<_, sqlx::Error>(None);
         };
-        start_session(conn, user.id, ip, &ip_text, user_agent, max_age, json!({})).await
+        start_session(conn, user.id, ip, &origin, user_agent, max_age, Change::none()).await
     });
     match outcome {
         Ok(Some(started)) => match HeaderValue::from_str(&next) {
@@ -189,37 +189,35 @@ pub(crate) async fn start_session(
     conn: &mut crate::store::Conn<'_>,
     user: uuid::Uuid,
     ip: std::net::IpAddr,
-    ip_text: &str,
+    origin: &audit::RequestOrigin,
     user_agent: Option<&str>,
     max_age: std::time::Duration,
-    mut detail: serde_json::Value,
+    facts: Change,
 ) -> Result<Option<session::Started>, sqlx::Error> {
     let scope = match users::first_tenant(conn, user).await? {
         Some(t) => tenancy::find_by_id(conn, t).await?,
         None => None,
     };
+    let resource = format!("user:{user}");
     let Some(scope) = scope else {
-        audit::record(
+        let ctx = audit::Context::new(Actor::User(user), None, origin.clone());
+        ctx.record(
             conn,
-            &Actor::User(user),
             AuditAction::LoginFailed,
-            &format!("user:{user}"),
-            json!({ "reason": "no tenant" }),
+            &resource,
+            facts.with("reason", "no tenant"),
         )
         .await?;
         return Ok(None);
     };
-    let started = session::start(conn, user, &scope, Some(ip_text), user_agent, max_age).await?;
-    if let Some(fields) = detail.as_object_mut() {
-        fields.insert("client".into(), json!(client_key(Some(ip))));
-    }
-    audit::record_for(
+    let ip_text = ip.to_string();
+    let started = session::start(conn, user, &scope, Some(&ip_text), user_agent, max_age).await?;
+    let ctx = audit::Context::new(Actor::User(user), Some(scope), origin.clone());
+    ctx.record(
         conn,
-        &scope,
-        &Actor::User(user),
         AuditAction::LoginSucceeded,
-        &format!("user:{user}"),
-        detail,
+        &resource,
+        facts.with("client", client_key(Some(ip))),
     )
     .await?;
     Ok(Some(started))
@@ -229,11 +227,22 @@ pub(crate) async fn start_session(
 pub(crate) fn with_session_cookie(
     auth: &Auth,
     started: &session::Started,
+    res: Response,
+) -> Response {
+    with_session_cookie_for(auth, started, auth.config.auth.session_max_age, res)
+}
+
+/// `res` handing `started` to the browser for `max_age` (a renewed session keeps the end of
+/// the one it replaces).
+pub fn with_session_cookie_for(
+    auth: &Auth,
+    started: &session::Started,
+    max_age: std::time::Duration,
     mut res: Response,
 ) -> Response {
     let set = auth.cookie.set(
         secrecy::ExposeSecret::expose_secret(&started.token),
-        auth.config.auth.session_max_age,
+        max_age,
     );
     match HeaderValue::from_str(&set) {
         Ok(set) => {
@@ -251,8 +260,8 @@ async fn logout(State(auth): State<Auth>, staff: Staff<perm::ViewDashboard>) -> 
     let db = auth.store.primary();
     let done = in_write_tx!(db, conn => {
         session::revoke(conn, &staff.session.id).await?;
-        audit::record_for(conn, &staff.scope, &Actor::User(staff.user_id), AuditAction::Logout,
-            &format!("user:{}", staff.user_id), json!({})).await
+        staff.audit().record(conn, AuditAction::Logout, &format!("user:{}", staff.user_id),
+            Change::none()).await
     });
     if let Err(e) = done {
         return AppError::from(e).into_response();

@@ -78,10 +78,23 @@ pub async fn start(
     user_agent: Option<&str>,
     max_age: Duration,
 ) -> Result<Started, sqlx::Error> {
+    let expires = Timestamp::now().plus(max_age);
+    start_until(conn, user, scope, ip, user_agent, expires).await
+}
+
+/// [`start`], for a session that ends at `expires`: one that replaces another (a tenant
+/// switch) keeps the replaced one's absolute limit.
+pub async fn start_until(
+    conn: &mut Conn<'_>,
+    user: Uuid,
+    scope: &TenantScope,
+    ip: Option<&str>,
+    user_agent: Option<&str>,
+    expires: Timestamp,
+) -> Result<Started, sqlx::Error> {
     let token = random_token()?;
     let id = key_of(&token);
     let now = Timestamp::now();
-    let expires = now.plus(max_age);
     // A user agent is the client's to choose: bounded before it is stored.
     let user_agent = user_agent.map(|ua| ua.chars().take(200).collect::<String>());
     on_conn!(conn.reborrow(), c => sqlx::query(

@@ -15,6 +15,7 @@ use super::Auth;
 use super::csrf;
 use super::permission::{Role, perm};
 use super::session::{self, Session, session_token};
+use crate::audit::{self, Actor, RequestOrigin};
 use crate::http::errors::AppError;
 use crate::tenancy::{self, TenantScope};
 
@@ -26,7 +27,23 @@ pub struct Staff<P> {
     /// The tenant this session works in: every admin query takes it.
     pub scope: TenantScope,
     pub session: Session,
+    /// The client's address and the request id, for the audit log.
+    pub origin: RequestOrigin,
     permission: PhantomData<P>,
+}
+
+impl<P> Staff<P> {
+    /// The audit context of this request: this account as the actor, the session's tenant,
+    /// the client's IP and the request id. Every portal mutation records through it
+    /// (`staff.audit().record(conn, action, resource, Change::new(before, after))`), so none
+    /// can leave out where it came from. See [`crate::audit`].
+    pub fn audit(&self) -> audit::Context {
+        audit::Context::new(
+            Actor::User(self.user_id),
+            Some(self.scope.clone()),
+            self.origin.clone(),
+        )
+    }
 }
 
 fn wants_json(parts: &Parts) -> bool {
@@ -112,7 +129,9 @@ where
             ))
             .into_response());
         }
+        let origin = RequestOrigin::from_parts(parts, &auth.app.trusted_proxies);
         Ok(Staff {
+            origin,
             user_id: session.user_id,
             name: session.user_name.clone(),
             role,

@@ -6,6 +6,7 @@
 pub mod assets;
 pub mod caching;
 pub mod client_ip;
+pub mod csv;
 pub mod errors;
 pub mod extract;
 pub mod observe;

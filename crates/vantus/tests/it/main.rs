@@ -22,6 +22,7 @@ mod migrations;
 mod observability;
 mod outbox;
 mod passkeys;
+mod portal;
 mod rate_limits;
 mod replicas;
 mod restore_hardening;

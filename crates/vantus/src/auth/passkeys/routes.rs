@@ -18,7 +18,7 @@ use uuid::Uuid;
 use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
 use super::{Refusal, RelyingParty};
-use crate::audit::{self, Actor, AuditAction};
+use crate::audit::{self, Actor, AuditAction, Change};
 use crate::auth::permission::perm;
 use crate::auth::routes::{login_limit, safe_next, start_session, with_session_cookie};
 use crate::auth::routing::Portal;
@@ -123,8 +123,8 @@ async fn register_finish(
             Err(refusal) => return Ok::<_, sqlx::Error>(Err(refusal)),
         };
         let others = session::revoke_others(conn, me, &staff.session.id).await?;
-        audit::record_for(conn, &staff.scope, &Actor::User(me), AuditAction::PasskeyRegistered,
-            &format!("user:{me}"), json!({ "passkey": id, "other_sessions_ended": others })).await?;
+        staff.audit().record(conn, AuditAction::PasskeyRegistered, &format!("user:{me}"),
+            Change::none().with("passkey", id.to_string()).with("other_sessions_ended", others)).await?;
         Ok(Ok(id))
     });
     match done {
@@ -156,8 +156,8 @@ async fn remove(
             return Ok::<_, sqlx::Error>(false);
         }
         let others = session::revoke_others(conn, me, &staff.session.id).await?;
-        audit::record_for(conn, &staff.scope, &Actor::User(me), AuditAction::PasskeyRemoved,
-            &format!("user:{me}"), json!({ "passkey": id, "other_sessions_ended": others })).await?;
+        staff.audit().record(conn, AuditAction::PasskeyRemoved, &format!("user:{me}"),
+            Change::none().with("passkey", id.to_string()).with("other_sessions_ended", others)).await?;
         Ok(true)
     });
     match done {
@@ -201,6 +201,7 @@ const REFUSED: &str = "This passkey was not accepted.";
 async fn sign_in_finish(
     State(auth): State<Auth>,
     ClientIp(ip): ClientIp,
+    origin: audit::RequestOrigin,
     headers: HeaderMap,
     Json(body): Json<SignInFinish>,
 ) -> Response {
@@ -209,7 +210,6 @@ async fn sign_in_finish(
         Err(e) => return e.into_response(),
     };
     let next = safe_next(body.next.as_deref());
-    let ip_text = ip.to_string();
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
@@ -218,21 +218,23 @@ async fn sign_in_finish(
         let verified = match super::finish_sign_in(conn, rp, &body.ceremony, &body.credential).await? {
             Ok(v) => v,
             Err(refusal) => {
-                audit::record(conn, &Actor::Public, AuditAction::LoginFailed, "session",
-                    json!({ "client": client_key(Some(ip)), "method": "passkey",
-                            "reason": format!("{refusal:?}") })).await?;
+                audit::Context::new(Actor::Public, None, origin.clone())
+                    .record(conn, AuditAction::LoginFailed, "session", Change::none()
+                        .with("client", client_key(Some(ip))).with("method", "passkey")
+                        .with("reason", format!("{refusal:?}"))).await?;
                 return Ok::<_, sqlx::Error>(None);
             }
         };
         let user = verified.user_id;
         let active = users::find_by_id(conn, user).await?.is_some_and(|u| u.disabled_at.is_none());
         if !active {
-            audit::record(conn, &Actor::User(user), AuditAction::LoginFailed, &format!("user:{user}"),
-                json!({ "method": "passkey", "reason": "disabled" })).await?;
+            audit::Context::new(Actor::User(user), None, origin.clone())
+                .record(conn, AuditAction::LoginFailed, &format!("user:{user}"), Change::none()
+                    .with("method", "passkey").with("reason", "disabled")).await?;
             return Ok(None);
         }
-        start_session(conn, user, ip, &ip_text, user_agent, max_age,
-            json!({ "method": "passkey", "passkey": verified.passkey_id })).await
+        start_session(conn, user, ip, &origin, user_agent, max_age, Change::none()
+            .with("method", "passkey").with("passkey", verified.passkey_id.to_string())).await
     });
     match outcome {
         Ok(Some(started)) => with_session_cookie(
