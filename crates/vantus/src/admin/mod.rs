@@ -2,6 +2,7 @@
 //! permission it needs; there is no other way to a tenant scope on this side.
 
 pub mod account;
+pub mod users;
 
 use askama::Template;
 use axum::Router;
@@ -21,6 +22,7 @@ use crate::site::layout::{Layout, Section};
 /// ([`crate::auth::csrf`]).
 pub fn portal_routes(auth: &Auth) -> Router {
     crate::auth::routes::routes(auth)
+        .merge(users::routes(auth))
         .route("/admin", get(dashboard))
         .route("/admin/account", get(account::page))
         .route("/admin/account/sessions", post(account::revoke))
@@ -41,6 +43,8 @@ struct Dashboard {
     tenant: String,
     /// Shown to roles that may see leads.
     new_leads: Option<i64>,
+    /// Shown to roles that may manage users: the way to the users page.
+    manage_users: bool,
     csrf_token: String,
 }
 
@@ -60,6 +64,7 @@ async fn dashboard(State(auth): State<Auth>, staff: Staff<perm::ViewDashboard>) 
         role: staff.role.to_string(),
         tenant: staff.scope.name().to_owned(),
         new_leads,
+        manage_users: staff.role.can(Permission::ManageUsers),
         csrf_token: staff.session.csrf_token.clone(),
     };
     crate::http::html_page(StatusCode::OK, page.render())
