@@ -2,49 +2,18 @@
 //! database, stores only an argon2id hash, refuses weak passwords and second accounts for an
 //! address, and audits the creation without the address.
 
-use std::collections::HashMap;
-
 use secrecy::SecretString;
 use vantus::auth::password::Passwords;
 use vantus::config::Argon2Settings;
 
 use crate::both_engines;
-use crate::support::{
-    Engine, ResponseExt, TestApp, TestDb, base_env, open_db, run_binary, run_binary_with_stdin,
+use crate::support::staff::{
+    PASSWORD, audit_count, create, env, form_token, page_as, session_cookie, sign_in, signed_in,
+    signed_in_as, signed_in_with, spawn_cheap,
 };
-
-const PASSWORD: &str = "correct horse battery staple";
-
-/// The test database's settings, with cheap hashing (behaviour, not cost, is tested here).
-fn env(db: &TestDb) -> HashMap<String, String> {
-    let mut env = base_env(db);
-    env.insert("VANTUS_ARGON2_MEMORY_KIB".into(), "8192".into());
-    env.insert("VANTUS_ARGON2_ITERATIONS".into(), "1".into());
-    env
-}
-
-fn create(
-    env: &HashMap<String, String>,
-    email: &str,
-    role: &str,
-    password: &str,
-) -> std::process::Output {
-    run_binary_with_stdin(
-        &[
-            "user",
-            "create",
-            "--email",
-            email,
-            "--role",
-            role,
-            "--name",
-            "Ada Lovelace",
-            "--password-stdin",
-        ],
-        env,
-        format!("{password}\n").as_bytes(),
-    )
-}
+use crate::support::{
+    Engine, ResponseExt, TestApp, TestDb, open_db, run_binary, run_binary_with_stdin,
+};
 
 fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -169,73 +138,6 @@ async fn bad_input_is_refused_with_a_reason_and_nothing_is_stored(engine: Engine
     let pool = open_db(&db.url).await;
     let users: i64 = vantus::on_db!(&pool, p => sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(p).await).unwrap();
     assert_eq!(users, 0, "nothing was stored");
-}
-
-/// The session cookie's `name=value` from a sign-in response.
-fn session_cookie(res: &reqwest::Response) -> String {
-    let set = res.headers()[reqwest::header::SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=43200"] {
-        assert!(set.contains(attribute), "{attribute} in {set}");
-    }
-    set.split(';').next().unwrap().to_owned()
-}
-
-/// A server whose password hashing is cheap (behaviour, not cost, is tested here).
-async fn spawn_cheap(engine: Engine) -> TestApp {
-    TestApp::spawn_with(engine, |env| {
-        env.insert("VANTUS_ARGON2_MEMORY_KIB".into(), "8192".into());
-        env.insert("VANTUS_ARGON2_ITERATIONS".into(), "1".into());
-    })
-    .await
-}
-
-/// Whether `cookie` opens the dashboard (else it is sent to sign in).
-async fn signed_in(app: &TestApp, cookie: &str) -> bool {
-    let res = app.get("/admin").header("cookie", cookie).await;
-    match res.status().as_u16() {
-        200 => true,
-        303 => {
-            res.assert_redirect_to("/admin/login?next=%2Fadmin");
-            false
-        }
-        other => panic!("GET /admin answered {other}"),
-    }
-}
-
-/// A portal page as the holder of `cookie` sees it (it must answer 200).
-async fn page_as(app: &TestApp, path: &str, cookie: &str) -> String {
-    app.get(path)
-        .header("cookie", cookie)
-        .await
-        .assert_status(200)
-        .html()
-        .await
-}
-
-/// The session's form token, as a portal page carries it.
-fn form_token(page: &str) -> String {
-    let after = page
-        .split(r#"name="csrf_token" value=""#)
-        .nth(1)
-        .expect("a form token");
-    after.split('"').next().unwrap().to_owned()
-}
-
-fn sign_in(app: &TestApp, email: &str, password: &str) -> crate::support::TestRequest {
-    app.post_form(
-        "/admin/login",
-        &[("email", email), ("password", password), ("next", "/admin")],
-    )
-}
-
-async fn audit_count(app: &TestApp, action: &str) -> i64 {
-    let db = app.server().app.store.primary();
-    vantus::on_db!(db, p => sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = $1")
-        .bind(action).fetch_one(p).await)
-    .unwrap()
 }
 
 /// Sign-in: refused the same way for an unknown address and a wrong password; a session
@@ -366,19 +268,6 @@ async fn sign_in_attempts_are_limited_per_account(engine: Engine) {
     sign_in(&app, "other@example.com", "wrong password here")
         .await
         .assert_status(401);
-}
-
-async fn signed_in_as(app: &TestApp, email: &str, device: &str) -> String {
-    signed_in_with(app, email, PASSWORD, device).await
-}
-
-async fn signed_in_with(app: &TestApp, email: &str, password: &str, device: &str) -> String {
-    let res = app
-        .post_form("/admin/login", &[("email", email), ("password", password)])
-        .header("user-agent", device)
-        .await
-        .assert_redirect_to("/admin");
-    session_cookie(&res)
 }
 
 /// The account page lists where the user is signed in; one session, or all the others, can

@@ -26,3 +26,4 @@ mod replicas;
 mod restore_hardening;
 mod site;
 mod transactions;
+mod users;

@@ -21,6 +21,7 @@ pub mod pg_cluster;
 pub mod process;
 pub mod sinks;
 pub mod smtp;
+pub mod staff;
 pub mod wait;
 
 use std::collections::HashMap;
