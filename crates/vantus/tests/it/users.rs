@@ -68,19 +68,18 @@ async fn queued(app: &TestApp, topic: &str, to: &str) -> Option<serde_json::Valu
     payload.map(|p| serde_json::from_str(&p).unwrap())
 }
 
+/// The server's public URL without a trailing slash: what links in emails start with.
+fn public_url(app: &TestApp) -> String {
+    let url = app.server().app.config.public_url.as_str();
+    url.trim_end_matches('/').to_owned()
+}
+
 /// The path of the link in the newest email of `topic` to `to`, checked to start with the
 /// server's public URL.
 async fn link_path(app: &TestApp, topic: &str, to: &str) -> String {
     let payload = queued(app, topic, to).await.expect("an email was queued");
     let link = payload["link"].as_str().unwrap().to_owned();
-    let public = app
-        .server()
-        .app
-        .config
-        .public_url
-        .as_str()
-        .trim_end_matches('/')
-        .to_owned();
+    let public = public_url(app);
     link.strip_prefix(&public)
         .unwrap_or_else(|| panic!("{link} starts with {public}"))
         .to_owned()
@@ -654,7 +653,56 @@ async fn members_of_another_tenant_are_not_found(engine: Engine) {
     .assert_status(404);
 }
 
+/// Through a real SMTP server: the invitation arrives with its subject and a link that opens
+/// the invitation, and once it is sent the outbox no longer holds the link.
+async fn the_invitation_email_is_delivered_and_its_link_forgotten(engine: Engine) {
+    let smtp = crate::support::smtp::SmtpServer::start();
+    let app = spawn_cheap_with(engine, |env| {
+        env.insert("SMTP_URL".into(), smtp.url());
+        env.insert("SMTP_FROM".into(), "Vantus <noreply@vantus.test>".into());
+    })
+    .await;
+    must(create(&env(&app.db), "ada@example.com", "owner", PASSWORD));
+    let ada = signed_in_as(&app, "ada@example.com", "Laptop").await;
+    invite(&app, &ada, "grace@example.com", "viewer")
+        .await
+        .assert_status(303);
+    let mail = eventually(
+        Duration::from_secs(20),
+        "the invitation email",
+        async || smtp.messages().into_iter().next(),
+    )
+    .await;
+    assert_eq!(mail.header("to"), "grace@example.com");
+    assert!(
+        mail.header("subject").contains("Ada Lovelace invited you"),
+        "{mail:?}"
+    );
+    let text = mail.text.clone().unwrap();
+    let public = public_url(&app);
+    let link = text
+        .split_whitespace()
+        .find(|w| w.starts_with(&format!("{public}/admin/invitations/")))
+        .unwrap_or_else(|| panic!("a link in {text}"));
+    app.get(link.strip_prefix(&public).unwrap())
+        .await
+        .assert_status(200);
+    assert!(
+        mail.html.unwrap().contains(link),
+        "the HTML part has the same link"
+    );
+    eventually(
+        Duration::from_secs(10),
+        "the sent payload to be blanked",
+        async || {
+            queued(&app, "user.invited", "grace@example.com").await == Some(serde_json::json!({}))
+        },
+    )
+    .await;
+}
+
 both_engines!(
+    the_invitation_email_is_delivered_and_its_link_forgotten,
     invitations_work_once_and_expire,
     roles_change_under_the_owner_rules,
     disabling_and_signing_out_members,
