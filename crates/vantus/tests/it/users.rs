@@ -701,7 +701,76 @@ async fn the_invitation_email_is_delivered_and_its_link_forgotten(engine: Engine
     .await;
 }
 
+/// An address that has an account already (here: in another tenant) joins with that
+/// account: the link asks for its password (a wrong one is refused), adds the membership,
+/// and the account then works in both tenants' member lists.
+async fn an_existing_account_joins_with_its_own_password(engine: Engine) {
+    let app = spawn_cheap(engine).await;
+    let env = env(&app.db);
+    must(create(&env, "ada@example.com", "owner", PASSWORD));
+    let db = app.server().app.store.primary();
+    vantus::in_write_tx!(db, conn => vantus::tenancy::ensure(conn, "beta", "Beta", None).await)
+        .unwrap();
+    must(crate::support::run_binary_with_stdin(
+        &[
+            "user",
+            "create",
+            "--email",
+            "bob@example.com",
+            "--role",
+            "owner",
+            "--name",
+            "Bob Beta",
+            "--tenant",
+            "beta",
+            "--password-stdin",
+        ],
+        &env,
+        format!("{PASSWORD}\n").as_bytes(),
+    ));
+    let ada = signed_in_as(&app, "ada@example.com", "Laptop").await;
+    invite(&app, &ada, "bob@example.com", "sales")
+        .await
+        .assert_status(303);
+    let path = link_path(&app, "user.invited", "bob@example.com").await;
+    let form = app.get(&path).await.assert_status(200).html().await;
+    assert!(
+        form.contains("has an account already") && !form.contains("new_password"),
+        "{form}"
+    );
+    let wrong = app
+        .post_form(&path, &[("password", "not the password at all")])
+        .await
+        .assert_status(422)
+        .html()
+        .await;
+    assert!(wrong.contains("Password:"), "{wrong}");
+    app.post_form(&path, &[("password", PASSWORD)])
+        .await
+        .assert_status(200);
+    app.get(&path).await.assert_status(410);
+    let (page, _) = users_page(&app, &ada).await;
+    assert!(
+        page.contains("Bob Beta") && page.contains("sales"),
+        "{page}"
+    );
+    let details = audit_details(&app, "invitation.accepted").await;
+    assert!(
+        details[0].contains(r#""account_created":false"#),
+        "{details:?}"
+    );
+    assert_eq!(
+        audit_count(&app, "user.created").await,
+        2,
+        "only the two accounts made on the command line"
+    );
+    // Bob still signs in (in his first tenant) with his one password.
+    let bob = signed_in_as(&app, "bob@example.com", "Desk").await;
+    assert!(page_as(&app, "/admin", &bob).await.contains("Beta"));
+}
+
 both_engines!(
+    an_existing_account_joins_with_its_own_password,
     the_invitation_email_is_delivered_and_its_link_forgotten,
     invitations_work_once_and_expire,
     roles_change_under_the_owner_rules,
