@@ -29,6 +29,32 @@ fn three_members(app: &TestApp) {
     }
 }
 
+/// A second tenant, "beta", whose only member is Bob (as `role`).
+async fn bob_in_beta(app: &TestApp, role: &str) {
+    let db = app.server().app.store.primary();
+    vantus::in_write_tx!(db, conn => vantus::tenancy::ensure(conn, "beta", "Beta", None).await)
+        .unwrap();
+    let words = [
+        "user",
+        "create",
+        "--email",
+        "bob@example.com",
+        "--role",
+        role,
+        "--name",
+        "Bob Beta",
+        "--tenant",
+        "beta",
+        "--password-stdin",
+    ];
+    let stdin = format!("{PASSWORD}\n");
+    must(crate::support::run_binary_with_stdin(
+        &words,
+        &env(&app.db),
+        stdin.as_bytes(),
+    ));
+}
+
 /// The users page as `cookie` sees it, and its form token.
 async fn users_page(app: &TestApp, cookie: &str) -> (String, String) {
     let page = page_as(app, "/admin/users", cookie).await;
@@ -581,26 +607,7 @@ async fn members_of_another_tenant_are_not_found(engine: Engine) {
     let env = env(&app.db);
     must(create(&env, "ada@example.com", "owner", PASSWORD));
     let db = app.server().app.store.primary();
-    vantus::in_write_tx!(db, conn => vantus::tenancy::ensure(conn, "beta", "Beta", None).await)
-        .unwrap();
-    let o = crate::support::run_binary_with_stdin(
-        &[
-            "user",
-            "create",
-            "--email",
-            "bob@example.com",
-            "--role",
-            "editor",
-            "--name",
-            "Bob Beta",
-            "--tenant",
-            "beta",
-            "--password-stdin",
-        ],
-        &env,
-        format!("{PASSWORD}\n").as_bytes(),
-    );
-    must(o);
+    bob_in_beta(&app, "editor").await;
     let bob_id = user_id(&app, "bob@example.com").await;
     let bob = signed_in_as(&app, "bob@example.com", "Beta laptop").await;
 
@@ -706,28 +713,8 @@ async fn the_invitation_email_is_delivered_and_its_link_forgotten(engine: Engine
 /// and the account then works in both tenants' member lists.
 async fn an_existing_account_joins_with_its_own_password(engine: Engine) {
     let app = spawn_cheap(engine).await;
-    let env = env(&app.db);
-    must(create(&env, "ada@example.com", "owner", PASSWORD));
-    let db = app.server().app.store.primary();
-    vantus::in_write_tx!(db, conn => vantus::tenancy::ensure(conn, "beta", "Beta", None).await)
-        .unwrap();
-    must(crate::support::run_binary_with_stdin(
-        &[
-            "user",
-            "create",
-            "--email",
-            "bob@example.com",
-            "--role",
-            "owner",
-            "--name",
-            "Bob Beta",
-            "--tenant",
-            "beta",
-            "--password-stdin",
-        ],
-        &env,
-        format!("{PASSWORD}\n").as_bytes(),
-    ));
+    must(create(&env(&app.db), "ada@example.com", "owner", PASSWORD));
+    bob_in_beta(&app, "owner").await;
     let ada = signed_in_as(&app, "ada@example.com", "Laptop").await;
     invite(&app, &ada, "bob@example.com", "sales")
         .await
