@@ -135,6 +135,17 @@ pub async fn first_tenant(conn: &mut Conn<'_>, user: Uuid) -> Result<Option<Uuid
     ).bind(user).fetch_optional(c).await)
 }
 
+/// The tenant a user works in after signing in ([`first_tenant`]), loaded.
+pub async fn first_scope(
+    conn: &mut Conn<'_>,
+    user: Uuid,
+) -> Result<Option<TenantScope>, sqlx::Error> {
+    match first_tenant(conn, user).await? {
+        Some(t) => crate::tenancy::find_by_id(conn, t).await,
+        None => Ok(None),
+    }
+}
+
 /// The user's role in `scope`, if they belong to it.
 pub async fn role_in(
     conn: &mut Conn<'_>,

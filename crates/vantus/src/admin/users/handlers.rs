@@ -125,7 +125,7 @@ async fn render(
         notice,
         error,
     };
-    views::page(status, page.render())
+    crate::http::html_page(status, page.render())
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -30,6 +30,7 @@ use crate::auth::permission::Role;
 use crate::auth::session::{self, Ending};
 use crate::auth::users::{self, CreateError, LoginEmail, StaffName, User};
 use crate::auth::{Auth, password, resets};
+use crate::config::RateSetting;
 use crate::http::errors::AppError;
 use crate::http::extract::Form;
 use crate::http::rate_limit::{self, Decision, Quota};
@@ -111,7 +112,7 @@ fn accept_view(opened: &Opened, raw: &str, name: String, error: Option<String>) 
 
 pub async fn accept_page(State(auth): State<Auth>, Path(raw): Path<String>) -> Response {
     match open_invitation(&auth, &raw).await {
-        Ok(opened) => views::page(
+        Ok(opened) => crate::http::html_page(
             StatusCode::OK,
             accept_view(&opened, &raw, String::new(), None).render(),
         ),
@@ -143,7 +144,7 @@ pub async fn accept(
         Err(res) => return res,
     };
     let refuse = |why: String| {
-        views::page(
+        crate::http::html_page(
             StatusCode::UNPROCESSABLE_ENTITY,
             accept_view(&opened, &raw, post.name.clone(), Some(why)).render(),
         )
@@ -152,7 +153,14 @@ pub async fn accept(
         Some(user) => {
             let password = SecretString::from(post.password.clone());
             // A password check is a guess to limit, like a sign-in.
-            if let Some(limited) = limit_account(&auth, "login-account", &user.email).await {
+            if let Some(limited) = limit_address(
+                &auth,
+                "login-account",
+                auth.config.auth.login_account_rate,
+                &user.email,
+            )
+            .await
+            {
                 return limited;
             }
             if !auth
@@ -193,14 +201,14 @@ pub async fn accept(
         let (user, created) = match existing {
             Some(id) => {
                 if users::role_in(conn, id, scope).await?.is_some() {
-                    return Ok::<_, CreateError>(Err("You are a member of this organisation already: sign in."));
+                    return Err(NotAccepted::Conflict("You are a member of this organisation already: sign in."));
                 }
                 users::add_membership(conn, id, scope, role).await?;
                 (id, false)
             }
             None => {
                 let Ok(email) = LoginEmail::parse(&invitation.email) else {
-                    return Ok(Err("This invitation's address cannot be used."));
+                    return Err(NotAccepted::Conflict("This invitation's address cannot be used."));
                 };
                 let id = users::create(conn, &email, &name, hash.as_deref(), scope, role).await?;
                 audit::record_for(conn, scope, &Actor::User(id), AuditAction::UserCreated,
@@ -210,26 +218,52 @@ pub async fn accept(
         };
         if !invitations::mark_accepted(conn, invitation.id, user).await? {
             // Accepted (or withdrawn) meanwhile: roll everything back.
-            return Err(CreateError::Database(sqlx::Error::RowNotFound));
+            return Err(NotAccepted::Gone);
         }
         audit::record_for(conn, scope, &Actor::User(user), AuditAction::InvitationAccepted,
             &format!("invitation:{}", invitation.id),
             json!({ "user": user.to_string(), "role": role.as_str(), "account_created": created })).await?;
-        Ok(Ok(()))
+        Ok(())
     });
     match accepted {
-        Ok(Ok(())) => done_page(
+        Ok(()) => done_page(
             "You have joined",
             format!(
                 "You are now a member of {} as {role}. Sign in with your email address and password.",
                 scope.name()
             ),
         ),
-        Ok(Err(why)) => views::refusal(StatusCode::CONFLICT, "Not possible", why),
-        Err(CreateError::Database(sqlx::Error::RowNotFound)) | Err(CreateError::EmailTaken) => {
+        Err(NotAccepted::Conflict(why)) => {
+            views::refusal(StatusCode::CONFLICT, "Not possible", why)
+        }
+        Err(NotAccepted::Gone) => {
             views::gone("This invitation has been accepted already: sign in at /admin/login.")
         }
-        Err(CreateError::Database(e)) => AppError::from(e).into_response(),
+        Err(NotAccepted::Database(e)) => AppError::from(e).into_response(),
+    }
+}
+
+/// Why an acceptance was rolled back.
+enum NotAccepted {
+    /// The invitation was used meanwhile (or its address got an account meanwhile).
+    Gone,
+    /// It cannot be accepted as it stands (409, with the reason).
+    Conflict(&'static str),
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for NotAccepted {
+    fn from(e: sqlx::Error) -> Self {
+        NotAccepted::Database(e)
+    }
+}
+
+impl From<CreateError> for NotAccepted {
+    fn from(e: CreateError) -> Self {
+        match e {
+            CreateError::EmailTaken => NotAccepted::Gone,
+            CreateError::Database(e) => NotAccepted::Database(e),
+        }
     }
 }
 
@@ -239,17 +273,17 @@ fn done_page(heading: &str, message: String) -> Response {
         heading: heading.to_owned(),
         message,
     };
-    views::page(StatusCode::OK, page.render())
+    crate::http::html_page(StatusCode::OK, page.render())
 }
 
-/// 429 when `address` has been tried too often under `class` (keyed by a hash of the
-/// address, so unknown addresses are limited like known ones).
-async fn limit_account(auth: &Auth, class: &str, address: &str) -> Option<Response> {
-    let rate = if class == "login-account" {
-        auth.config.auth.login_account_rate
-    } else {
-        auth.config.auth.password_reset_account_rate
-    };
+/// 429 when `address` has been tried more than `rate` allows under `class` (keyed by a hash
+/// of the address as typed, so an unknown address is limited like a known one).
+async fn limit_address(
+    auth: &Auth,
+    class: &str,
+    rate: RateSetting,
+    address: &str,
+) -> Option<Response> {
     let key = hex::encode(Sha256::digest(address.trim().to_lowercase().as_bytes()));
     match auth
         .limiter
@@ -271,7 +305,7 @@ fn request_view(email: String, sent: Option<String>, error: Option<String>) -> R
 }
 
 pub async fn reset_request_page() -> Response {
-    views::page(
+    crate::http::html_page(
         StatusCode::OK,
         request_view(String::new(), None, None).render(),
     )
@@ -289,13 +323,20 @@ pub async fn reset_request(
     State(auth): State<Auth>,
     Form(post): Form<ResetRequestPost>,
 ) -> Response {
-    if let Some(limited) = limit_account(&auth, "password-reset-account", &post.email).await {
+    if let Some(limited) = limit_address(
+        &auth,
+        "password-reset-account",
+        auth.config.auth.password_reset_account_rate,
+        &post.email,
+    )
+    .await
+    {
         return limited;
     }
     let email = match LoginEmail::parse(&post.email) {
         Ok(e) => e,
         Err(why) => {
-            return views::page(
+            return crate::http::html_page(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 request_view(post.email, None, Some(format!("Email address: {why}."))).render(),
             );
@@ -312,7 +353,7 @@ pub async fn reset_request(
         "If an account exists for that address, we have sent it a link to choose a new password. The link works once, for {}.",
         humantime::format_duration(ttl)
     );
-    views::page(
+    crate::http::html_page(
         StatusCode::OK,
         request_view(String::new(), Some(sent), None).render(),
     )
@@ -331,11 +372,7 @@ async fn send_reset_link(
         if user.disabled_at.is_some() {
             return Ok(false);
         }
-        let scope = match users::first_tenant(conn, user.id).await? {
-            Some(t) => tenancy::find_by_id(conn, t).await?,
-            None => None,
-        };
-        let Some(scope) = scope else { return Ok(false) };
+        let Some(scope) = users::first_scope(conn, user.id).await? else { return Ok(false) };
         let created = resets::create(conn, user.id, ttl).await?;
         let mail = payload::PasswordResetLink {
             name: user.name.clone(),
@@ -396,7 +433,7 @@ fn choose_view(raw: &str, error: Option<String>) -> ResetChoosePage {
 
 pub async fn reset_page(State(auth): State<Auth>, Path(raw): Path<String>) -> Response {
     match open_reset(&auth, &raw).await {
-        Ok(_) => views::page(StatusCode::OK, choose_view(&raw, None).render()),
+        Ok(_) => crate::http::html_page(StatusCode::OK, choose_view(&raw, None).render()),
         Err(res) => res,
     }
 }
@@ -421,7 +458,7 @@ pub async fn reset(
         Err(res) => return res,
     };
     let refuse = |why: String| {
-        views::page(
+        crate::http::html_page(
             StatusCode::UNPROCESSABLE_ENTITY,
             choose_view(&raw, Some(why)).render(),
         )
@@ -446,10 +483,7 @@ pub async fn reset(
         }
         users::set_password(conn, user.id, &hash).await?;
         let ended = session::end(conn, Ending::AllOf { user: user.id, keep: None, tenant: None }).await?;
-        let scope = match users::first_tenant(conn, user.id).await? {
-            Some(t) => tenancy::find_by_id(conn, t).await?,
-            None => None,
-        };
+        let scope = users::first_scope(conn, user.id).await?;
         let detail = json!({ "sessions_ended": ended });
         let resource = format!("user:{}", user.id);
         match &scope {

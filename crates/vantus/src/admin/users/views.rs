@@ -119,10 +119,6 @@ pub fn layout(title: &str) -> Layout {
     layout
 }
 
-pub fn page(status: StatusCode, rendered: Result<String, askama::Error>) -> Response {
-    crate::http::html_page(status, rendered)
-}
-
 /// The site's error page with `status`, `title` and `message` (the error layer renders it as
 /// HTML or JSON, as the client asks).
 pub fn refusal(status: StatusCode, title: &str, message: impl Into<String>) -> Response {
