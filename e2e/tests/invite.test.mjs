@@ -16,6 +16,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { HtmlValidate } from 'html-validate';
+
+import { assertAccessible } from '../support/axe.mjs';
 import { launch } from '../support/browser.mjs';
 import { startServer } from '../support/server.mjs';
 
@@ -122,6 +125,19 @@ async function invitationLink(to) {
   throw new Error(`no email to ${to} arrived within 20 s`);
 }
 
+const validator = new HtmlValidate({
+  extends: ['html-validate:standard'],
+  rules: { 'heading-level': ['error', { allowMultipleH1: false }], 'no-dup-id': 'error', 'valid-id': 'error' },
+});
+
+/** The page's HTML as the server sent it (with the context's cookies) is valid HTML5. */
+async function assertValidHtml(context, url) {
+  const res = await context.request.get(url, { headers: { accept: 'text/html' } });
+  const report = await validator.validateString(await res.text(), url);
+  const problems = report.results.flatMap((r) => r.messages.map((m) => `${m.line}:${m.column} ${m.ruleId}: ${m.message}`));
+  assert.deepEqual(problems, [], `HTML problems in ${url}:\n${problems.join('\n')}`);
+}
+
 async function signIn(page, who) {
   await page.goto(`${server.base}/admin/login`);
   await page.fill('#email', who.email);
@@ -136,6 +152,8 @@ test('an owner invites an editor, who accepts, signs in, and may not manage user
   await owner.getByRole('link', { name: 'Users and invitations' }).click();
   await owner.waitForURL((u) => u.pathname === '/admin/users');
   await owner.screenshot({ path: path.join(artifacts, 'users-page.png'), fullPage: true });
+  await assertValidHtml(ownerContext, `${server.base}/admin/users`);
+  await assertAccessible(owner, '/admin/users');
 
   await owner.fill('#invite-email', EDITOR.email);
   await owner.selectOption('#invite-role', 'editor');
@@ -152,8 +170,10 @@ test('an owner invites an editor, who accepts, signs in, and may not manage user
   // The invitee, in a browser of their own.
   const editorContext = await browser.newContext({ viewport: { width: 390, height: 844 } });
   const editor = await editorContext.newPage();
+  await assertValidHtml(editorContext, link);
   const opened = await editor.goto(link);
   assert.equal(opened.status(), 200);
+  await assertAccessible(editor, 'the invitation page');
   await editor.fill('#name', EDITOR.name);
   await editor.fill('#new_password', EDITOR.password);
   await editor.fill('#new_password_again', EDITOR.password);
@@ -169,6 +189,9 @@ test('an owner invites an editor, who accepts, signs in, and may not manage user
   const users = await editor.goto(`${server.base}/admin/users`);
   assert.equal(users.status(), 403);
   await editor.screenshot({ path: path.join(artifacts, 'users-forbidden-editor.png'), fullPage: true });
+
+  // The sign-in page leads to password reset, whose pages are valid too.
+  for (const url of ['/admin/login', '/admin/password-reset']) await assertValidHtml(editorContext, `${server.base}${url}`);
 
   // The owner sees the new member.
   await owner.reload();
