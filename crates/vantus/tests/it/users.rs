@@ -575,9 +575,19 @@ async fn passwords_are_reset_by_email(engine: Engine) {
 async fn an_expired_reset_link_is_refused(engine: Engine) {
     let app = spawn_cheap(engine).await;
     must(create(&env(&app.db), "ada@example.com", "owner", PASSWORD));
-    app.post_form("/admin/password-reset", &[("email", "ada@example.com")])
-        .await
-        .assert_status(200);
+    // From a browser that is signed in already: the form carries the session's token, which
+    // the portal's form-token layer asks of every post of a signed-in browser.
+    let cookie = signed_in_as(&app, "ada@example.com", "Laptop").await;
+    let csrf = form_token(&page_as(&app, "/admin/password-reset", &cookie).await);
+    post_as(
+        &app,
+        "/admin/password-reset",
+        &cookie,
+        &csrf,
+        &[("email", "ada@example.com")],
+    )
+    .await
+    .assert_status(200);
     let path = eventually(
         Duration::from_secs(10),
         "the reset email to be queued",

@@ -38,6 +38,28 @@ use crate::outbox::{self, Channel, NewMessage, Topic, payload};
 use crate::store::Timestamp;
 use crate::tenancy::{self, TenantScope};
 
+/// The form token of the visitor's session when the browser is signed in already. The
+/// portal's form-token layer checks every post of a signed-in browser, these public forms
+/// included, so their pages carry it then (and nothing otherwise).
+pub struct VisitorFormToken(Option<String>);
+
+impl axum::extract::FromRequestParts<Auth> for VisitorFormToken {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        auth: &Auth,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(token) = session::session_token(&parts.headers, auth.cookie.name) else {
+            return Ok(VisitorFormToken(None));
+        };
+        let idle = auth.config.auth.session_idle;
+        let found =
+            with_conn!(auth.store.primary(), conn => session::find_live(conn, &token, idle).await);
+        Ok(VisitorFormToken(found.ok().flatten().map(|s| s.csrf_token)))
+    }
+}
+
 /// What an invitation's link found: the invitation, its tenant, and the account its address
 /// has already, if any.
 struct Opened {
@@ -97,8 +119,15 @@ async fn open_invitation(auth: &Auth, raw: &str) -> Result<Opened, Response> {
     })
 }
 
-fn accept_view(opened: &Opened, raw: &str, name: String, error: Option<String>) -> AcceptPage {
+fn accept_view(
+    opened: &Opened,
+    raw: &str,
+    name: String,
+    error: Option<String>,
+    csrf_token: Option<String>,
+) -> AcceptPage {
     AcceptPage {
+        csrf_token,
         layout: views::layout("Accept the invitation"),
         tenant: opened.scope.name().to_owned(),
         role: opened.role.to_string(),
@@ -110,11 +139,15 @@ fn accept_view(opened: &Opened, raw: &str, name: String, error: Option<String>) 
     }
 }
 
-pub async fn accept_page(State(auth): State<Auth>, Path(raw): Path<String>) -> Response {
+pub async fn accept_page(
+    State(auth): State<Auth>,
+    VisitorFormToken(csrf): VisitorFormToken,
+    Path(raw): Path<String>,
+) -> Response {
     match open_invitation(&auth, &raw).await {
         Ok(opened) => crate::http::html_page(
             StatusCode::OK,
-            accept_view(&opened, &raw, String::new(), None).render(),
+            accept_view(&opened, &raw, String::new(), None, csrf).render(),
         ),
         Err(res) => res,
     }
@@ -136,6 +169,7 @@ pub struct AcceptPost {
 /// Either way the invitation is used once, and the person signs in next.
 pub async fn accept(
     State(auth): State<Auth>,
+    VisitorFormToken(csrf): VisitorFormToken,
     Path(raw): Path<String>,
     Form(post): Form<AcceptPost>,
 ) -> Response {
@@ -146,7 +180,7 @@ pub async fn accept(
     let refuse = |why: String| {
         crate::http::html_page(
             StatusCode::UNPROCESSABLE_ENTITY,
-            accept_view(&opened, &raw, post.name.clone(), Some(why)).render(),
+            accept_view(&opened, &raw, post.name.clone(), Some(why), csrf.clone()).render(),
         )
     };
     let (hash, name) = match &opened.existing {
@@ -295,8 +329,14 @@ async fn limit_address(
     }
 }
 
-fn request_view(email: String, sent: Option<String>, error: Option<String>) -> ResetRequestPage {
+fn request_view(
+    email: String,
+    sent: Option<String>,
+    error: Option<String>,
+    csrf_token: Option<String>,
+) -> ResetRequestPage {
     ResetRequestPage {
+        csrf_token,
         layout: views::layout("Reset your password"),
         email,
         sent,
@@ -304,10 +344,10 @@ fn request_view(email: String, sent: Option<String>, error: Option<String>) -> R
     }
 }
 
-pub async fn reset_request_page() -> Response {
+pub async fn reset_request_page(VisitorFormToken(csrf): VisitorFormToken) -> Response {
     crate::http::html_page(
         StatusCode::OK,
-        request_view(String::new(), None, None).render(),
+        request_view(String::new(), None, None, csrf).render(),
     )
 }
 
@@ -321,6 +361,7 @@ pub struct ResetRequestPost {
 /// depends on the address.
 pub async fn reset_request(
     State(auth): State<Auth>,
+    VisitorFormToken(csrf): VisitorFormToken,
     Form(post): Form<ResetRequestPost>,
 ) -> Response {
     if let Some(limited) = limit_address(
@@ -338,7 +379,13 @@ pub async fn reset_request(
         Err(why) => {
             return crate::http::html_page(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                request_view(post.email, None, Some(format!("Email address: {why}."))).render(),
+                request_view(
+                    post.email,
+                    None,
+                    Some(format!("Email address: {why}.")),
+                    csrf,
+                )
+                .render(),
             );
         }
     };
@@ -355,7 +402,7 @@ pub async fn reset_request(
     );
     crate::http::html_page(
         StatusCode::OK,
-        request_view(String::new(), Some(sent), None).render(),
+        request_view(String::new(), Some(sent), None, None).render(),
     )
 }
 
@@ -423,17 +470,22 @@ async fn open_reset(auth: &Auth, raw: &str) -> Result<(resets::Found, User), Res
     }
 }
 
-fn choose_view(raw: &str, error: Option<String>) -> ResetChoosePage {
+fn choose_view(raw: &str, error: Option<String>, csrf_token: Option<String>) -> ResetChoosePage {
     ResetChoosePage {
+        csrf_token,
         layout: views::layout("Choose a new password"),
         action: format!("/admin/password-reset/{raw}"),
         error,
     }
 }
 
-pub async fn reset_page(State(auth): State<Auth>, Path(raw): Path<String>) -> Response {
+pub async fn reset_page(
+    State(auth): State<Auth>,
+    VisitorFormToken(csrf): VisitorFormToken,
+    Path(raw): Path<String>,
+) -> Response {
     match open_reset(&auth, &raw).await {
-        Ok(_) => crate::http::html_page(StatusCode::OK, choose_view(&raw, None).render()),
+        Ok(_) => crate::http::html_page(StatusCode::OK, choose_view(&raw, None, csrf).render()),
         Err(res) => res,
     }
 }
@@ -450,6 +502,7 @@ pub struct ResetPost {
 /// one transaction. Nobody is signed in.
 pub async fn reset(
     State(auth): State<Auth>,
+    VisitorFormToken(csrf): VisitorFormToken,
     Path(raw): Path<String>,
     Form(post): Form<ResetPost>,
 ) -> Response {
@@ -460,7 +513,7 @@ pub async fn reset(
     let refuse = |why: String| {
         crate::http::html_page(
             StatusCode::UNPROCESSABLE_ENTITY,
-            choose_view(&raw, Some(why)).render(),
+            choose_view(&raw, Some(why), csrf.clone()).render(),
         )
     };
     if post.new_password != post.new_password_again {

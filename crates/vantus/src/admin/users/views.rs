@@ -76,6 +76,8 @@ pub struct UsersPage {
 #[template(path = "admin/users/accept.html")]
 pub struct AcceptPage {
     pub layout: Layout,
+    /// The visitor's session form token, when signed in already (see `public::VisitorFormToken`).
+    pub csrf_token: Option<String>,
     pub tenant: String,
     pub role: String,
     pub email: String,
@@ -90,6 +92,8 @@ pub struct AcceptPage {
 #[template(path = "admin/users/reset_request.html")]
 pub struct ResetRequestPage {
     pub layout: Layout,
+    /// The visitor's session form token, when signed in already (see `public::VisitorFormToken`).
+    pub csrf_token: Option<String>,
     pub email: String,
     /// Set once a request was taken: the same words whether the address has an account.
     pub sent: Option<String>,
@@ -100,6 +104,8 @@ pub struct ResetRequestPage {
 #[template(path = "admin/users/reset_choose.html")]
 pub struct ResetChoosePage {
     pub layout: Layout,
+    /// The visitor's session form token, when signed in already (see `public::VisitorFormToken`).
+    pub csrf_token: Option<String>,
     pub action: String,
     pub error: Option<String>,
 }
