@@ -163,3 +163,31 @@ pub fn link(public_url: &url::Url, path: &str, token: &SecretString) -> String {
         token.expose_secret()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_token_shaped_paths_are_looked_up_and_links_join_cleanly() {
+        let token = random_token().unwrap();
+        assert_eq!(token_from_path(&token), Some(token.as_str()));
+        for bad in [
+            "",
+            "short",
+            &"a".repeat(44),
+            &format!("{}/", &token[..42]),
+            &"é".repeat(22),
+        ] {
+            assert_eq!(token_from_path(bad), None, "{bad}");
+        }
+        let secret = SecretString::from("tok".to_owned());
+        for base in ["https://vantus.test", "https://vantus.test/"] {
+            let url = url::Url::parse(base).unwrap();
+            assert_eq!(
+                link(&url, "/admin/invitations/", &secret),
+                "https://vantus.test/admin/invitations/tok"
+            );
+        }
+    }
+}
