@@ -107,6 +107,23 @@ pub enum AuditAction {
     MembershipRemoved,
     /// The audit log (a filtered part of it) was exported.
     AuditExported,
+    /// An owner or admin invited someone to the tenant (detail: the role, the invitation id;
+    /// never the address).
+    InvitationSent,
+    /// A pending invitation was withdrawn from the users page.
+    InvitationRevoked,
+    /// An invitation was accepted: a new account, or an existing one joining the tenant.
+    InvitationAccepted,
+    /// A member's role in the tenant changed (detail: before and after).
+    RoleChanged,
+    /// An account was disabled (every session ended with it).
+    UserDisabled,
+    /// A disabled account was enabled again.
+    UserEnabled,
+    /// Someone asked for a password-reset link for an existing account.
+    PasswordResetRequested,
+    /// A password was set through a reset link (every session ended with it).
+    PasswordReset,
 }
 
 impl AuditAction {
@@ -137,6 +154,14 @@ impl AuditAction {
             AuditAction::MembershipChanged => "membership.changed",
             AuditAction::MembershipRemoved => "membership.removed",
             AuditAction::AuditExported => "audit.exported",
+            AuditAction::InvitationSent => "invitation.sent",
+            AuditAction::InvitationRevoked => "invitation.revoked",
+            AuditAction::InvitationAccepted => "invitation.accepted",
+            AuditAction::RoleChanged => "member.role_changed",
+            AuditAction::UserDisabled => "user.disabled",
+            AuditAction::UserEnabled => "user.enabled",
+            AuditAction::PasswordResetRequested => "password.reset_requested",
+            AuditAction::PasswordReset => "password.reset",
         }
     }
 
@@ -167,6 +192,14 @@ impl AuditAction {
         AuditAction::AuditExported,
         AuditAction::PasskeyRegistered,
         AuditAction::PasskeyRemoved,
+        AuditAction::InvitationSent,
+        AuditAction::InvitationRevoked,
+        AuditAction::InvitationAccepted,
+        AuditAction::RoleChanged,
+        AuditAction::UserDisabled,
+        AuditAction::UserEnabled,
+        AuditAction::PasswordResetRequested,
+        AuditAction::PasswordReset,
     ];
 }
 

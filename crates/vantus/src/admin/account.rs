@@ -185,13 +185,9 @@ pub async fn change_password(
     if let Err(why) = password::check_policy(&post.new_password, &[&user.email, &user.name]) {
         return refuse(format!("The new password {why}.")).await;
     }
-    let hash = match auth
-        .passwords
-        .hash(&SecretString::from(post.new_password))
-        .await
-    {
+    let hash = match auth.hash_new_password(post.new_password).await {
         Ok(h) => h,
-        Err(e) => return AppError::Internal(e.to_string()).into_response(),
+        Err(res) => return res,
     };
     let me = staff.user_id;
     let max_age = auth.config.auth.session_max_age;

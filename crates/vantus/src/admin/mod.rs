@@ -7,6 +7,7 @@ pub mod account;
 pub mod audit;
 pub mod layout;
 pub mod tenants;
+pub mod users;
 
 use askama::Template;
 use axum::Router;
@@ -72,6 +73,7 @@ pub fn route_table() -> Vec<RouteSpec> {
 fn declare(portal: &mut Portal) {
     crate::auth::routes::declare(portal);
     crate::auth::passkeys::routes::declare(portal);
+    users::declare(portal);
     portal
         .staff::<perm::ViewDashboard, _, _>(Method::GET, "/admin", dashboard)
         .staff::<perm::ViewDashboard, _, _>(Method::GET, "/admin/account", account::page)

@@ -1,13 +1,16 @@
 //! Staff accounts and access: how passwords are checked and stored ([`password`]), who may do
 //! what ([`permission`]), accounts ([`users`]), server-side sessions ([`session`]), the
-//! [`staff::Staff`] extractor every admin handler starts from, passkeys ([`passkeys`]), and
-//! the sign-in routes ([`routes`]).
+//! [`staff::Staff`] extractor every admin handler starts from, passkeys ([`passkeys`]), the
+//! sign-in routes ([`routes`]), and the single-use links sent by email: [`invitations`] and
+//! password [`resets`].
 
 pub mod csrf;
+pub mod invitations;
 pub mod memberships;
 pub mod passkeys;
 pub mod password;
 pub mod permission;
+pub mod resets;
 pub mod routes;
 pub mod routing;
 pub mod session;
@@ -87,6 +90,21 @@ impl Auth {
             cookie,
             passkeys,
         })
+    }
+}
+
+impl Auth {
+    /// The hash to store for a new password that passed the policy, or the 500 to answer when
+    /// hashing itself fails (never the user's mistake).
+    pub async fn hash_new_password(
+        &self,
+        password: String,
+    ) -> Result<String, axum::response::Response> {
+        use axum::response::IntoResponse;
+        self.passwords
+            .hash(&secrecy::SecretString::from(password))
+            .await
+            .map_err(|e| crate::http::errors::AppError::Internal(e.to_string()).into_response())
     }
 }
 

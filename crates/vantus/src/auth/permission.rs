@@ -126,6 +126,8 @@ permissions! {
     ManageMedia => "manage media": [Owner, Admin, Editor];
     /// Inviting users, changing roles, disabling users, revoking their sessions.
     ManageUsers => "manage users": [Owner, Admin];
+    /// Signing any member of the tenant out everywhere (a stolen laptop, a departure).
+    RevokeSessions => "revoke anyone's sessions": [Owner];
     /// Creating tenants, their hosts, and who belongs to them.
     ManageTenants => "manage tenants": [Owner];
     /// Reading the audit log.

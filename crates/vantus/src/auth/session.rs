@@ -19,8 +19,8 @@ use crate::tenancy::TenantScope;
 /// How often `last_seen_at` is written: a busy session would otherwise write on every request.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
-/// A 256-bit random token from the operating system, URL-safe base64 (also a passkey
-/// ceremony's id).
+/// A 256-bit random token from the operating system, URL-safe base64. Sessions, invitations,
+/// password-reset links and passkey ceremonies all use it.
 pub(crate) fn random_token() -> Result<String, sqlx::Error> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)
@@ -28,7 +28,7 @@ pub(crate) fn random_token() -> Result<String, sqlx::Error> {
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
-/// The key a token is stored under.
+/// The key a token is stored under: its SHA-256, hex (a leaked table opens nothing).
 pub(crate) fn key_of(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
@@ -162,6 +162,39 @@ pub async fn list_live(
     ).bind(user).bind(now).bind(now.minus(idle)).fetch_all(c).await)
 }
 
+/// Which live sessions [`end`] ends. Every way of revoking is one of these, so there is one
+/// statement to get right.
+#[derive(Clone, Copy, Debug)]
+pub enum Ending<'a> {
+    /// One session, whoever's it is (sign-out).
+    One(&'a str),
+    /// One session, only if it is `user`'s (the account page names sessions by id).
+    OneOf { user: Uuid, session: &'a str },
+    /// Every session of `user`, but `keep` if given, only in `tenant` if given (disabling a
+    /// user, a password reset, a role change in one tenant, an owner's "sign out everywhere").
+    AllOf {
+        user: Uuid,
+        keep: Option<&'a str>,
+        tenant: Option<Uuid>,
+    },
+}
+
+/// Ends the live sessions `which` names; returns how many ended.
+pub async fn end(conn: &mut Conn<'_>, which: Ending<'_>) -> Result<u64, sqlx::Error> {
+    let (id, user, keep, tenant) = match which {
+        Ending::One(id) => (Some(id), None, None, None),
+        Ending::OneOf { user, session } => (Some(session), Some(user), None, None),
+        Ending::AllOf { user, keep, tenant } => (None, Some(user), keep, tenant),
+    };
+    on_conn!(conn.reborrow(), c => sqlx::query(
+        "UPDATE sessions SET revoked_at = $1
+         WHERE revoked_at IS NULL
+           AND ($2 IS NULL OR id = $2) AND ($3 IS NULL OR user_id = $3)
+           AND ($4 IS NULL OR id <> $4) AND ($5 IS NULL OR tenant_id = $5)"
+    ).bind(Timestamp::now()).bind(id).bind(user).bind(keep).bind(tenant)
+        .execute(c).await.map(|r| r.rows_affected()))
+}
+
 /// Ends one of `user`'s sessions; a session of anyone else is left alone. Returns whether it
 /// was live.
 pub async fn revoke_own(
@@ -169,28 +202,38 @@ pub async fn revoke_own(
     user: Uuid,
     session_id: &str,
 ) -> Result<bool, sqlx::Error> {
-    on_conn!(conn.reborrow(), c => sqlx::query(
-        "UPDATE sessions SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL"
-    ).bind(session_id).bind(user).bind(Timestamp::now()).execute(c).await.map(|r| r.rows_affected() == 1))
+    Ok(end(
+        conn,
+        Ending::OneOf {
+            user,
+            session: session_id,
+        },
+    )
+    .await?
+        == 1)
 }
 
-/// Ends every session of `user` but `keep` (sign out everywhere else; later also after a
-/// password or MFA change). Returns how many ended.
+/// Ends every session of `user` but `keep` (sign out everywhere else; also after a password
+/// or MFA change). Returns how many ended.
 pub async fn revoke_others(
     conn: &mut Conn<'_>,
     user: Uuid,
     keep: &str,
 ) -> Result<u64, sqlx::Error> {
-    on_conn!(conn.reborrow(), c => sqlx::query(
-        "UPDATE sessions SET revoked_at = $3 WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL"
-    ).bind(user).bind(keep).bind(Timestamp::now()).execute(c).await.map(|r| r.rows_affected()))
+    end(
+        conn,
+        Ending::AllOf {
+            user,
+            keep: Some(keep),
+            tenant: None,
+        },
+    )
+    .await
 }
 
 /// Ends one session (sign-out). Returns whether it was live.
 pub async fn revoke(conn: &mut Conn<'_>, session_id: &str) -> Result<bool, sqlx::Error> {
-    on_conn!(conn.reborrow(), c => sqlx::query(
-        "UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL"
-    ).bind(session_id).bind(Timestamp::now()).execute(c).await.map(|r| r.rows_affected() == 1))
+    Ok(end(conn, Ending::One(session_id)).await? == 1)
 }
 
 #[cfg(test)]

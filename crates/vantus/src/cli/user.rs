@@ -12,7 +12,7 @@ use super::{CliError, command_telemetry, load_config};
 use crate::audit::{self, Actor, AuditAction};
 use crate::auth::password::{self, Passwords};
 use crate::auth::permission::Role;
-use crate::auth::users::{self, CreateError, LoginEmail};
+use crate::auth::users::{self, CreateError, LoginEmail, StaffName};
 use crate::content::seed;
 use crate::store;
 use crate::tenancy;
@@ -56,17 +56,10 @@ pub async fn run(config_file: &Option<PathBuf>, cmd: UserCommand) -> Result<(), 
         .parse()
         .map_err(|why: String| failed("--role", &why))?;
     let name = match &args.name {
-        Some(n)
-            if n.trim().is_empty()
-                || n.chars().any(char::is_control)
-                || n.chars().count() > 120 =>
-        {
-            return Err(failed(
-                "--name",
-                &"must be 1 to 120 characters without control characters",
-            ));
-        }
-        Some(n) => n.trim().to_owned(),
+        Some(n) => StaffName::parse(n)
+            .map_err(|why| failed("--name", &why))?
+            .as_str()
+            .to_owned(),
         None => email
             .as_str()
             .split('@')

@@ -18,6 +18,15 @@ pub struct AuthConfig {
     pub login_rate: RateSetting,
     /// Sign-in attempts per account, from anywhere (slows a distributed guess at one account).
     pub login_account_rate: RateSetting,
+    /// How long an invitation link stays usable.
+    pub invitation_ttl: Duration,
+    /// How long a password-reset link stays usable.
+    pub password_reset_ttl: Duration,
+    /// Password-reset requests per client.
+    pub password_reset_rate: RateSetting,
+    /// Password-reset requests per address typed, from anywhere (bounds the emails one
+    /// address can be sent).
+    pub password_reset_account_rate: RateSetting,
 }
 
 /// Argon2id's cost parameters (RFC 9106). The defaults are OWASP's current recommendation:
@@ -45,6 +54,14 @@ impl AuthConfig {
             login_rate: src.or_default("VANTUS_RATE_LIMIT_LOGIN", RateSetting::parse),
             login_account_rate: src
                 .or_default("VANTUS_RATE_LIMIT_LOGIN_ACCOUNT", RateSetting::parse),
+            invitation_ttl: src.duration("VANTUS_INVITATION_TTL"),
+            password_reset_ttl: src.duration("VANTUS_PASSWORD_RESET_TTL"),
+            password_reset_rate: src
+                .or_default("VANTUS_RATE_LIMIT_PASSWORD_RESET", RateSetting::parse),
+            password_reset_account_rate: src.or_default(
+                "VANTUS_RATE_LIMIT_PASSWORD_RESET_ACCOUNT",
+                RateSetting::parse,
+            ),
         }
     }
 }

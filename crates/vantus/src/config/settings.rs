@@ -96,6 +96,14 @@ settings! {
         "Sign-in attempts allowed per client (IP, IPv6 /64) and period; more get 429 with Retry-After.";
     "VANTUS_RATE_LIMIT_LOGIN_ACCOUNT", "rate_limit.login_account", "10/15m", false,
         "Sign-in attempts allowed per account and period, from any client (slows a distributed guess).";
+    "VANTUS_INVITATION_TTL", "auth.invitation_ttl", "7days", false,
+        "How long an invitation link to the portal stays usable; it works once.";
+    "VANTUS_PASSWORD_RESET_TTL", "auth.password_reset_ttl", "1h", false,
+        "How long a password-reset link stays usable; it works once, and a newer one voids it.";
+    "VANTUS_RATE_LIMIT_PASSWORD_RESET", "rate_limit.password_reset", "5/15m", false,
+        "Password-reset requests allowed per client (IP, IPv6 /64) and period; more get 429 with Retry-After.";
+    "VANTUS_RATE_LIMIT_PASSWORD_RESET_ACCOUNT", "rate_limit.password_reset_account", "3/1h", false,
+        "Password-reset requests allowed per address and period, from any client (bounds the emails one inbox gets).";
     "SMTP_URL", "mail.smtp_url", "(none)", true,
         "Where lead notifications are sent: `smtp://user:password@host:587?tls=required` (STARTTLS), `smtps://user:password@host:465` (TLS from the start) or `smtp://host:25` (plain, a local relay only). Or use SMTP_HOST and the settings after it. Unset: emails wait in the outbox and doctor warns.";
     "SMTP_HOST", "mail.smtp_host", "(none)", false,

@@ -62,9 +62,7 @@ pub fn notification(
     envelope: &Envelope<'_>,
     notice: &LeadNotice<'_>,
 ) -> Result<Message, BuildError> {
-    if !is_message_id(envelope.message_id) {
-        return Err(BuildError::MessageId);
-    }
+    let mut builder = headers(envelope, subject(notice))?;
     let text = TextPart {
         n: notice,
         message_id: envelope.message_id,
@@ -75,9 +73,26 @@ pub fn notification(
         message_id: envelope.message_id,
     }
     .render()?;
+    // The lead's own address (the form checked it); a reply goes straight to them. Their name
+    // travels as a display name, which lettre encodes.
+    if let Ok(address) = notice.email.parse::<lettre::Address>() {
+        builder = builder.reply_to(Mailbox::new(Some(one_line(notice.name, 100)), address));
+    }
+    Ok(builder.multipart(MultiPart::alternative_plain_html(text, html))?)
+}
+
+/// A message's headers from typed values: sender, recipients, `subject`, the stable
+/// `Message-ID` of its outbox row, and the user agent. Every email Vantus sends starts here.
+pub(super) fn headers(
+    envelope: &Envelope<'_>,
+    subject: String,
+) -> Result<lettre::message::MessageBuilder, BuildError> {
+    if !is_message_id(envelope.message_id) {
+        return Err(BuildError::MessageId);
+    }
     let mut builder = Message::builder()
         .from(envelope.from.clone())
-        .subject(subject(notice))
+        .subject(subject)
         .message_id(Some(format!(
             "<{}@{}>",
             envelope.message_id,
@@ -87,12 +102,7 @@ pub fn notification(
     for to in envelope.to {
         builder = builder.to(to.clone());
     }
-    // The lead's own address (the form checked it); a reply goes straight to them. Their name
-    // travels as a display name, which lettre encodes.
-    if let Ok(address) = notice.email.parse::<lettre::Address>() {
-        builder = builder.reply_to(Mailbox::new(Some(one_line(notice.name, 100)), address));
-    }
-    Ok(builder.multipart(MultiPart::alternative_plain_html(text, html))?)
+    Ok(builder)
 }
 
 /// `New lead: <name> (<company>)`, on one line and of bounded length.
@@ -111,7 +121,7 @@ pub fn subject(notice: &LeadNotice<'_>) -> String {
 /// `s` with every control character (CR and LF included) a space, runs of space one, and at
 /// most `max` characters. lettre would encode control characters safely anyway; a subject
 /// line is simply easier to read without them.
-fn one_line(s: &str, max: usize) -> String {
+pub(super) fn one_line(s: &str, max: usize) -> String {
     let mut out = String::with_capacity(s.len().min(max * 4));
     let mut count = 0;
     let mut space = false;

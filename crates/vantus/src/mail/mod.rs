@@ -1,4 +1,5 @@
-//! Email: the SMTP transport ([`Mailer`]) and the messages Vantus sends ([`lead`]).
+//! Email: the SMTP transport ([`Mailer`]) and the messages Vantus sends ([`lead`], and
+//! [`account`] for staff about their own account).
 //!
 //! Nothing here is sent directly by a request handler: messages go through the outbox
 //! (`crate::outbox`), whose worker calls [`Mailer::send`]. So a mail server that is down
@@ -11,6 +12,7 @@
 //! TLS is rustls with the process-wide `ring` provider and the system's CA certificates; no
 //! OpenSSL is linked.
 
+pub mod account;
 pub mod address;
 pub mod lead;
 

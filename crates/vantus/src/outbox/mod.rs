@@ -29,7 +29,9 @@ use uuid::Uuid;
 use crate::store::{Conn, Timestamp, multirow, on_conn};
 use crate::tenancy::TenantScope;
 
-pub use payload::{LeadCreated, LeadData, TenantData};
+pub use payload::{
+    Invitation, LeadCreated, LeadData, PasswordResetLink, PasswordWasReset, TenantData,
+};
 pub use worker::{Worker, wake};
 
 /// How a message travels.
@@ -61,6 +63,12 @@ impl Channel {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Topic {
     LeadCreated,
+    /// An invitation to the portal, with its link ([`payload::Invitation`]).
+    Invitation,
+    /// A password-reset link ([`payload::PasswordResetLink`]).
+    PasswordResetLink,
+    /// "Your password was changed" after a reset ([`payload::PasswordWasReset`]).
+    PasswordWasReset,
 }
 
 impl Topic {
@@ -68,12 +76,18 @@ impl Topic {
     pub fn as_str(self) -> &'static str {
         match self {
             Topic::LeadCreated => "lead.created",
+            Topic::Invitation => "user.invited",
+            Topic::PasswordResetLink => "password.reset_link",
+            Topic::PasswordWasReset => "password.was_reset",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "lead.created" => Some(Topic::LeadCreated),
+            "user.invited" => Some(Topic::Invitation),
+            "password.reset_link" => Some(Topic::PasswordResetLink),
+            "password.was_reset" => Some(Topic::PasswordWasReset),
             _ => None,
         }
     }

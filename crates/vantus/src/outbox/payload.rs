@@ -52,3 +52,47 @@ impl LeadCreated {
         serde_json::from_str(text).ok()
     }
 }
+
+/// `user.invited`: an invitation to join a tenant. The link carries the only copy of the
+/// token outside the email (the invitation row keeps its hash); the worker blanks the payload
+/// once the email is sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invitation {
+    pub tenant: TenantData,
+    pub role: String,
+    /// The inviter's name, as the portal shows it.
+    pub invited_by: String,
+    pub link: String,
+    /// RFC 3339.
+    pub expires_at: String,
+}
+
+/// `password.reset_link`: a link to choose a new password (blanked once sent, like an
+/// invitation's).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordResetLink {
+    pub name: String,
+    pub link: String,
+    /// RFC 3339.
+    pub expires_at: String,
+}
+
+/// `password.was_reset`: tells the account's owner that a reset link set a new password, so
+/// a reset they did not ask for is noticed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordWasReset {
+    pub name: String,
+    /// RFC 3339.
+    pub changed_at: String,
+    pub sign_in: String,
+}
+
+/// The JSON of any payload (a struct of strings always serializes).
+pub fn to_json(payload: &impl Serialize) -> serde_json::Value {
+    serde_json::to_value(payload).unwrap_or(serde_json::Value::Null)
+}
+
+/// A stored payload read back as `T`; `None` when it is not one.
+pub fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
+    serde_json::from_str(text).ok()
+}

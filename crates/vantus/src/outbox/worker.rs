@@ -30,6 +30,9 @@
 //! doctor says why. Webhooks are delivered independently of mail, and the other way round.
 //!
 //! Logs name the outbox row and the lead by id only, never a name, address or message.
+//!
+//! An invitation's or a password-reset link's payload holds the link's token, which exists
+//! nowhere else (its tables keep only a hash): once the email is sent, the payload is blanked.
 
 use std::time::{Duration, Instant};
 
@@ -38,10 +41,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::payload::LeadCreated;
+use super::payload::{self, Invitation, LeadCreated, PasswordResetLink, PasswordWasReset};
 use super::{Channel, Topic, webhook};
 use crate::config::{Config, MIN_OUTBOX_LEASE, OutboxConfig};
-use crate::mail::{self, Mailer, lead};
+use crate::mail::account::AccountNotice;
+use crate::mail::{self, Mailer, account, lead};
 use crate::store::{Conn, Db, Timestamp, on_conn};
 
 /// How often a worker looks for due messages when nothing woke it earlier.
@@ -357,6 +361,20 @@ impl Worker {
                 lead::notification(&envelope, &notice)
                     .map_err(|e| Failure::permanent(e.to_string()))?
             }
+            Topic::Invitation | Topic::PasswordResetLink | Topic::PasswordWasReset => {
+                let notice = account_notice(topic, &row.payload).ok_or_else(|| {
+                    Failure::permanent(format!("the payload is not a {} payload", topic.as_str()))
+                })?;
+                let to = mail::parse_recipients(&row.destination).map_err(Failure::permanent)?;
+                let envelope = lead::Envelope {
+                    from: mailer.from(),
+                    to: &to,
+                    message_id: &row.message_id,
+                    host: &self.host,
+                };
+                account::message(&envelope, &notice)
+                    .map_err(|e| Failure::permanent(e.to_string()))?
+            }
         };
         mailer
             .send(message)
@@ -388,9 +406,11 @@ impl Worker {
         let changed = in_write_tx!(&self.db, conn => on_conn!(conn.reborrow(), c => sqlx::query(
             "UPDATE outbox SET status = 'sent', sent_at = $3, attempts = attempts + 1,
                                last_error = NULL, locked_by = NULL, locked_until = NULL,
-                               updated_at = $3
+                               updated_at = $3,
+                               payload = CASE WHEN topic IN ($4, $5) THEN '{}' ELSE payload END
              WHERE id = $1 AND locked_by = $2"
-        ).bind(id).bind(me).bind(now).execute(c).await.map(|r| r.rows_affected())))?;
+        ).bind(id).bind(me).bind(now)
+            .bind(Topic::Invitation.as_str()).bind(Topic::PasswordResetLink.as_str()).execute(c).await.map(|r| r.rows_affected())))?;
         Ok(changed == 1)
     }
 
@@ -433,6 +453,31 @@ impl Worker {
             Err(e) => tracing::debug!(error = %e, "cannot read the outbox gauges"),
         }
     }
+}
+
+/// The account email a payload of `topic` describes; `None` when the payload is not one.
+fn account_notice(topic: Topic, text: &str) -> Option<AccountNotice> {
+    Some(match topic {
+        Topic::Invitation => {
+            let p: Invitation = payload::from_json(text)?;
+            AccountNotice::invitation(
+                &p.invited_by,
+                &p.tenant.name,
+                &p.role,
+                &p.expires_at,
+                &p.link,
+            )
+        }
+        Topic::PasswordResetLink => {
+            let p: PasswordResetLink = payload::from_json(text)?;
+            AccountNotice::password_reset_link(&p.name, &p.expires_at, &p.link)
+        }
+        Topic::PasswordWasReset => {
+            let p: PasswordWasReset = payload::from_json(text)?;
+            AccountNotice::password_was_reset(&p.name, &p.changed_at, &p.sign_in)
+        }
+        Topic::LeadCreated => return None,
+    })
 }
 
 fn count(channel: &str, outcome: &'static str) {

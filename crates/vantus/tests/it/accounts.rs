@@ -2,27 +2,18 @@
 //! database, stores only an argon2id hash, refuses weak passwords and second accounts for an
 //! address, and audits the creation without the address.
 
-use std::collections::HashMap;
-
 use secrecy::SecretString;
 use vantus::auth::password::Passwords;
 use vantus::config::Argon2Settings;
 
 use crate::both_engines;
 use crate::support::staff::{
-    self, PASSWORD, audit_count, cheap_hashing, create_user, form_token, page_as, signed_in,
-    signed_in_with,
+    self, PASSWORD, audit_count, create_user, env, form_token, page_as, sign_in, signed_in,
+    signed_in_as, signed_in_with, spawn_cheap,
 };
 use crate::support::{
-    Engine, ResponseExt, TestApp, TestDb, base_env, open_db, run_binary, run_binary_with_stdin,
+    Engine, ResponseExt, TestApp, TestDb, open_db, run_binary, run_binary_with_stdin,
 };
-
-/// The test database's settings, with cheap hashing (behaviour, not cost, is tested here).
-fn env(db: &TestDb) -> HashMap<String, String> {
-    let mut env = base_env(db);
-    cheap_hashing(&mut env);
-    env
-}
 
 fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -159,18 +150,6 @@ fn session_cookie(res: &reqwest::Response) -> String {
     staff::session_cookie(res)
 }
 
-/// A server whose password hashing is cheap (behaviour, not cost, is tested here).
-async fn spawn_cheap(engine: Engine) -> TestApp {
-    TestApp::spawn_with(engine, cheap_hashing).await
-}
-
-fn sign_in(app: &TestApp, email: &str, password: &str) -> crate::support::TestRequest {
-    app.post_form(
-        "/admin/login",
-        &[("email", email), ("password", password), ("next", "/admin")],
-    )
-}
-
 /// Sign-in: refused the same way for an unknown address and a wrong password; a session
 /// whose token is stored only as a hash; the dashboard behind it; sign-out with its form
 /// token, after which the cookie opens nothing.
@@ -299,10 +278,6 @@ async fn sign_in_attempts_are_limited_per_account(engine: Engine) {
     sign_in(&app, "other@example.com", "wrong password here")
         .await
         .assert_status(401);
-}
-
-async fn signed_in_as(app: &TestApp, email: &str, device: &str) -> String {
-    signed_in_with(app, email, PASSWORD, device).await
 }
 
 /// The account page lists where the user is signed in; one session, or all the others, can

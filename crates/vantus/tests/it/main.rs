@@ -29,3 +29,4 @@ mod restore_hardening;
 mod route_access;
 mod site;
 mod transactions;
+mod users;

@@ -9,8 +9,8 @@ use vantus::tenancy::{self, TenantScope};
 
 use crate::both_engines;
 use crate::support::staff::{
-    account, form_token as csrf, join, new_tenant, page_as as page, post, session_cookie, sign_in,
-    spawn_cheap,
+    account, form_token as csrf, join, new_tenant, page_as as page, post, session_cookie,
+    session_of, spawn_cheap,
 };
 use crate::support::{Engine, ResponseExt, TestApp};
 
@@ -49,8 +49,8 @@ async fn owner_and_admin(app: &TestApp, site: &TenantScope) -> (String, String) 
     account(app, "ada@example.com", "Ada Lovelace", site, Role::Owner).await;
     account(app, "grace@example.com", "Grace Hopper", site, Role::Admin).await;
     (
-        sign_in(app, "ada@example.com").await,
-        sign_in(app, "grace@example.com").await,
+        session_of(app, "ada@example.com").await,
+        session_of(app, "grace@example.com").await,
     )
 }
 
@@ -67,7 +67,7 @@ async fn the_navigation_follows_the_role(engine: Engine) {
         Role::Viewer,
     )
     .await;
-    let viewer = sign_in(&app, "linus@example.com").await;
+    let viewer = session_of(&app, "linus@example.com").await;
 
     let html = page(&app, "/admin", &owner).await;
     assert_eq!(
@@ -150,7 +150,7 @@ async fn switching_tenants_renews_the_session(engine: Engine) {
     let other = new_tenant(&app, "acme", "Acme Ltd").await;
     let foreign = new_tenant(&app, "globex", "Globex").await;
     join(&app, ada, &other, Role::Viewer).await;
-    let cookie = sign_in(&app, "ada@example.com").await;
+    let cookie = session_of(&app, "ada@example.com").await;
     let html = page(&app, "/admin", &cookie).await;
     assert!(
         html.contains(r#"action="/admin/tenant""#),
@@ -426,7 +426,7 @@ async fn owners_manage_tenants(engine: Engine) {
     // An owner of another tenant only finds no such tenant here; a member who is not an
     // owner of it is refused, and told why.
     let olga_id = account(&app, "olga@example.com", "Olga Owner", &site, Role::Owner).await;
-    let olga = sign_in(&app, "olga@example.com").await;
+    let olga = session_of(&app, "olga@example.com").await;
     app.get(&base)
         .header("cookie", &olga)
         .await
@@ -480,7 +480,7 @@ async fn the_audit_log_is_viewed_and_exported_per_tenant(engine: Engine) {
     entries(&app, &site, "lead:", 70).await;
     entries(&app, &other, "secret-of-b:", 5).await;
     entries(&app, &site, "=HYPERLINK(\"http://evil\")", 1).await;
-    let owner = sign_in(&app, "ada@example.com").await;
+    let owner = session_of(&app, "ada@example.com").await;
 
     let first = page(&app, "/admin/audit", &owner).await;
     let one = seqs(&first);

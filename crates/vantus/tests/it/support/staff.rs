@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::{ResponseExt, TestApp, base_env, run_binary_with_stdin};
+use super::{Engine, ResponseExt, TestApp, TestDb, TestRequest, base_env, run_binary_with_stdin};
 
 /// The password every test account gets (passes the policy).
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -15,17 +15,33 @@ pub fn cheap_hashing(env: &mut HashMap<String, String>) {
     env.insert("VANTUS_ARGON2_ITERATIONS".into(), "1".into());
 }
 
-/// The settings the app's command line needs to reach its database, with cheap hashing.
-pub fn cli_env(app: &TestApp) -> HashMap<String, String> {
-    let mut env = base_env(&app.db);
+/// The test database's settings, with cheap hashing (behaviour, not cost, is tested here).
+pub fn env(db: &TestDb) -> HashMap<String, String> {
+    let mut env = base_env(db);
     cheap_hashing(&mut env);
     env
 }
 
-/// `vantus user create` for `email` as `role` in the site tenant, password on stdin.
+/// The settings the app's command line needs to reach its database, with cheap hashing.
+pub fn cli_env(app: &TestApp) -> HashMap<String, String> {
+    env(&app.db)
+}
+
+/// `vantus user create` for "Ada Lovelace" as `role` in the site tenant, password on stdin.
 pub fn create_user(
     env: &HashMap<String, String>,
     email: &str,
+    role: &str,
+    password: &str,
+) -> std::process::Output {
+    create_named(env, email, "Ada Lovelace", role, password)
+}
+
+/// `vantus user create` with a name, the password on stdin.
+pub fn create_named(
+    env: &HashMap<String, String>,
+    email: &str,
+    name: &str,
     role: &str,
     password: &str,
 ) -> std::process::Output {
@@ -38,7 +54,7 @@ pub fn create_user(
             "--role",
             role,
             "--name",
-            "Ada Lovelace",
+            name,
             "--password-stdin",
         ],
         env,
@@ -131,8 +147,20 @@ pub async fn audit_count(app: &TestApp, action: &str) -> i64 {
 }
 
 /// A server whose password hashing is cheap.
-pub async fn spawn_cheap(engine: super::Engine) -> TestApp {
-    TestApp::spawn_with(engine, cheap_hashing).await
+pub async fn spawn_cheap(engine: Engine) -> TestApp {
+    spawn_cheap_with(engine, |_| {}).await
+}
+
+/// [`spawn_cheap`], with more of the environment changed by `adjust`.
+pub async fn spawn_cheap_with(
+    engine: Engine,
+    adjust: impl FnOnce(&mut HashMap<String, String>),
+) -> TestApp {
+    TestApp::spawn_with(engine, |env| {
+        cheap_hashing(env);
+        adjust(env);
+    })
+    .await
 }
 
 /// An account with [`PASSWORD`], a member of `scope` as `role`, made through the library
@@ -180,8 +208,21 @@ pub async fn join(
 }
 
 /// Signs in with [`PASSWORD`]; the session cookie.
-pub async fn sign_in(app: &TestApp, email: &str) -> String {
+pub async fn session_of(app: &TestApp, email: &str) -> String {
     signed_in_with(app, email, PASSWORD, "test").await
+}
+
+/// Signs in with [`PASSWORD`] from `device`; the session cookie.
+pub async fn signed_in_as(app: &TestApp, email: &str, device: &str) -> String {
+    signed_in_with(app, email, PASSWORD, device).await
+}
+
+/// The sign-in form posted, to check its answer.
+pub fn sign_in(app: &TestApp, email: &str, password: &str) -> TestRequest {
+    app.post_form(
+        "/admin/login",
+        &[("email", email), ("password", password), ("next", "/admin")],
+    )
 }
 
 /// Posts a portal form as the holder of `cookie`, with the session's form token.
