@@ -64,6 +64,20 @@ pub enum AuditAction {
     SessionsRevoked,
     /// A staff member changed their password (their other sessions ended with it).
     PasswordChanged,
+    /// A staff member confirmed a TOTP authenticator (and got recovery codes).
+    MfaTotpEnabled,
+    /// A staff member removed their TOTP authenticator.
+    MfaTotpDisabled,
+    /// A staff member replaced their recovery codes.
+    MfaRecoveryCodesRegenerated,
+    /// A recovery code was used to sign in (one fewer is left).
+    MfaRecoveryCodeUsed,
+    /// A second factor was refused at sign-in.
+    LoginMfaFailed,
+    /// A staff member proved their factors again for a sensitive change.
+    Reauthenticated,
+    /// A re-authentication was refused.
+    ReauthFailed,
 }
 
 impl AuditAction {
@@ -83,6 +97,13 @@ impl AuditAction {
             AuditAction::Logout => "logout",
             AuditAction::SessionsRevoked => "sessions.revoked",
             AuditAction::PasswordChanged => "password.changed",
+            AuditAction::MfaTotpEnabled => "mfa.totp_enabled",
+            AuditAction::MfaTotpDisabled => "mfa.totp_disabled",
+            AuditAction::MfaRecoveryCodesRegenerated => "mfa.recovery_codes_regenerated",
+            AuditAction::MfaRecoveryCodeUsed => "mfa.recovery_code_used",
+            AuditAction::LoginMfaFailed => "login.mfa_failed",
+            AuditAction::Reauthenticated => "reauth.succeeded",
+            AuditAction::ReauthFailed => "reauth.failed",
         }
     }
 }

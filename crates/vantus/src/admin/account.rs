@@ -11,9 +11,11 @@ use serde_json::json;
 
 use crate::audit::{self, Actor, AuditAction};
 use crate::auth::Auth;
+use crate::auth::notify::{self, Change};
 use crate::auth::password;
 use crate::auth::permission::perm;
 use crate::auth::session;
+use crate::auth::sign_in::redirect_setting;
 use crate::auth::staff::Staff;
 use crate::auth::users;
 use crate::http::client_ip::ClientIp;
@@ -137,9 +139,10 @@ pub struct PasswordPost {
     new_password_again: String,
 }
 
-/// Changes the password. The current password is the fresh authentication it needs. On
-/// success every other session of the user ends, and this one continues under a new token
-/// (a privilege change never keeps the old one).
+/// Changes the password. The current password is the fresh authentication it needs (and
+/// counts as one: the session's `authenticated_at` is renewed). On success every other
+/// session of the user ends, this one continues under a new token (a privilege change never
+/// keeps the old one), and the user is emailed.
 pub async fn change_password(
     State(auth): State<Auth>,
     ClientIp(ip): ClientIp,
@@ -184,27 +187,20 @@ pub async fn change_password(
         .and_then(|v| v.to_str().ok());
     let started = in_write_tx!(db, conn => {
         users::set_password(conn, me, &hash).await?;
-        let others = session::revoke_others(conn, me, &staff.session.id).await?;
-        session::revoke(conn, &staff.session.id).await?;
-        let fresh = session::start(conn, me, &staff.scope, Some(&ip_text), user_agent, max_age).await?;
+        let (fresh, others) = session::renew(conn, &staff.session, &staff.scope, Some(&ip_text),
+            user_agent, max_age).await?;
+        // The current password was just proved: a fresh authentication.
+        session::mark_authenticated(conn, &fresh.session_id).await?;
         audit::record_for(conn, &staff.scope, &Actor::User(me), AuditAction::PasswordChanged,
             &format!("user:{me}"), json!({ "other_sessions_ended": others })).await?;
+        notify::credential_changed(conn, &staff.scope, me, Change::PasswordChanged).await?;
         Ok::<_, sqlx::Error>(fresh)
     });
-    let started = match started {
-        Ok(s) => s,
-        Err(e) => return AppError::from(e).into_response(),
-    };
-    let mut res = StatusCode::SEE_OTHER.into_response();
-    res.headers_mut()
-        .insert(header::LOCATION, HeaderValue::from_static("/admin/account"));
-    match HeaderValue::from_str(&auth.cookie.set(started.token.expose_secret(), max_age)) {
-        Ok(v) => {
-            res.headers_mut().insert(header::SET_COOKIE, v);
-            res
-        }
-        Err(_) => {
-            AppError::Internal("a session cookie that is not a header value".into()).into_response()
-        }
+    match started {
+        Ok(s) => redirect_setting(
+            "/admin/account",
+            &[auth.cookie.set(s.token.expose_secret(), max_age)],
+        ),
+        Err(e) => AppError::from(e).into_response(),
     }
 }

@@ -2,6 +2,7 @@
 //! permission it needs; there is no other way to a tenant scope on this side.
 
 pub mod account;
+pub mod mfa;
 
 use askama::Template;
 use axum::Router;
@@ -25,6 +26,13 @@ pub fn portal_routes(auth: &Auth) -> Router {
         .route("/admin/account", get(account::page))
         .route("/admin/account/sessions", post(account::revoke))
         .route("/admin/account/password", post(account::change_password))
+        .route("/admin/account/mfa", get(mfa::page).post(mfa::confirm))
+        .route("/admin/account/mfa/reauth", post(mfa::reauth))
+        .route(
+            "/admin/account/mfa/recovery-codes",
+            post(mfa::regenerate_codes),
+        )
+        .route("/admin/account/mfa/disable", post(mfa::disable))
         .layer(axum::middleware::from_fn_with_state(
             auth.clone(),
             csrf::verify,

@@ -1,13 +1,17 @@
 //! Staff accounts and access: how passwords are checked and stored ([`password`]), who may do
 //! what ([`permission`]), accounts ([`users`]), server-side sessions ([`session`]), the
-//! [`staff::Staff`] extractor every admin handler starts from, and the sign-in routes
-//! ([`routes`]).
+//! [`staff::Staff`] extractor every admin handler starts from, the sign-in routes
+//! ([`routes`]), the second factor ([`mfa`]), the one way a session starts ([`sign_in`]), and
+//! the emails about a user's own credentials ([`notify`]).
 
 pub mod csrf;
+pub mod mfa;
+pub mod notify;
 pub mod password;
 pub mod permission;
 pub mod routes;
 pub mod session;
+pub mod sign_in;
 pub mod staff;
 pub mod users;
 
@@ -24,17 +28,20 @@ pub struct SessionCookie {
 
 impl SessionCookie {
     pub fn for_app(app: &App) -> Self {
+        Self::named(app, "__Host-vantus_session", "vantus_session")
+    }
+
+    /// The login challenge's cookie (between the password and the second factor), shaped
+    /// like the session's.
+    pub fn challenge_for(app: &App) -> Self {
+        Self::named(app, "__Host-vantus_mfa_challenge", "vantus_mfa_challenge")
+    }
+
+    fn named(app: &App, secure_name: &'static str, plain_name: &'static str) -> Self {
         let secure = app.config.is_production() || app.config.public_url.scheme() == "https";
-        if secure {
-            SessionCookie {
-                name: "__Host-vantus_session",
-                secure,
-            }
-        } else {
-            SessionCookie {
-                name: "vantus_session",
-                secure,
-            }
+        SessionCookie {
+            name: if secure { secure_name } else { plain_name },
+            secure,
         }
     }
 
@@ -55,22 +62,28 @@ impl SessionCookie {
 }
 
 /// The state of the sign-in routes and of every admin handler: the application, the password
-/// hasher (with its semaphore, one per server) and the cookie's shape.
+/// hasher (with its semaphore, one per server), the cookies' shape and the key TOTP secrets
+/// are sealed with.
 #[derive(Clone)]
 pub struct Auth {
     pub app: App,
     pub passwords: Passwords,
     pub cookie: SessionCookie,
+    pub challenge_cookie: SessionCookie,
+    pub mfa_key: crate::secrets::MfaKey,
 }
 
 impl Auth {
-    pub fn new(app: App) -> Result<Self, password::HashError> {
+    pub fn new(app: App, mfa_key: crate::secrets::MfaKey) -> Result<Self, password::HashError> {
         let passwords = Passwords::new(&app.config.auth)?;
         let cookie = SessionCookie::for_app(&app);
+        let challenge_cookie = SessionCookie::challenge_for(&app);
         Ok(Self {
             app,
             passwords,
             cookie,
+            challenge_cookie,
+            mfa_key,
         })
     }
 }

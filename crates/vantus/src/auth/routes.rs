@@ -1,4 +1,5 @@
-//! Signing in and out: `GET`/`POST /admin/login`, `POST /admin/logout`.
+//! Signing in and out: `GET`/`POST /admin/login`, the second factor at `GET`/`POST
+//! /admin/login/mfa`, `POST /admin/logout`.
 //!
 //! A refused sign-in always gets the same page and status, whether the address has no
 //! account, the password is wrong, or the account is disabled, and it takes as long (see
@@ -12,14 +13,19 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::Auth;
+use super::mfa;
+use super::notify::{self, Change};
 use super::permission::perm;
 use super::session;
+use super::sign_in::{
+    Proof, SignIn, SignedIn, complete_sign_in, redirect_setting, signed_in_response,
+};
 use super::staff::Staff;
 use super::users::{self, LoginEmail};
 use crate::audit::{self, Actor, AuditAction};
@@ -28,7 +34,6 @@ use crate::http::errors::AppError;
 use crate::http::extract::Form;
 use crate::http::rate_limit::{self, Decision, Quota, RouteLimit, client_key};
 use crate::site::layout::{Layout, Section};
-use crate::tenancy;
 
 pub fn routes(auth: &Auth) -> Router<Auth> {
     let rate = auth.config.auth.login_rate;
@@ -41,8 +46,15 @@ pub fn routes(auth: &Auth) -> Router<Auth> {
     Router::new()
         .route(
             "/admin/login",
-            get(login_page)
-                .merge(post(login).route_layer(from_fn_with_state(per_client, rate_limit::limit))),
+            get(login_page).merge(
+                post(login).route_layer(from_fn_with_state(per_client.clone(), rate_limit::limit)),
+            ),
+        )
+        .route(
+            "/admin/login/mfa",
+            get(second_factor_page).merge(
+                post(second_factor).route_layer(from_fn_with_state(per_client, rate_limit::limit)),
+            ),
         )
         .route("/admin/logout", post(logout))
 }
@@ -145,51 +157,165 @@ async fn login(
     let stored = user.as_ref().and_then(|u| u.password_hash.as_deref());
     let matched = auth.passwords.verify(&password, stored).await;
     let user = user.filter(|u| matched && u.disabled_at.is_none());
-    let ip_text = ip.to_string();
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
-    let cookie = auth.cookie;
-    let max_age = auth.config.auth.session_max_age;
     let outcome = in_write_tx!(db, conn => {
         let Some(user) = user else {
             // Who tried is not known for sure: record the client's network, not the address.
             audit::record(conn, &Actor::Public, AuditAction::LoginFailed, "session",
                 json!({ "client": client_key(Some(ip)) })).await?;
-            return Ok::<_, sqlx::Error>(None);
+            return Ok::<_, sqlx::Error>(Step::Refused);
         };
-        let scope = match users::first_tenant(conn, user.id).await? {
-            Some(t) => tenancy::find_by_id(conn, t).await?,
-            None => None,
-        };
-        let Some(scope) = scope else {
-            audit::record(conn, &Actor::User(user.id), AuditAction::LoginFailed, &format!("user:{}", user.id),
-                json!({ "reason": "no tenant" })).await?;
-            return Ok(None);
-        };
-        let started = session::start(conn, user.id, &scope, Some(&ip_text), user_agent, max_age).await?;
-        audit::record_for(conn, &scope, &Actor::User(user.id), AuditAction::LoginSucceeded,
-            &format!("user:{}", user.id), json!({ "client": client_key(Some(ip)) })).await?;
-        Ok(Some(started))
+        // A second factor is asked for before any session exists.
+        if mfa::is_enrolled(conn, user.id).await? {
+            let token = mfa::challenge::create(conn, user.id, &next).await?;
+            return Ok(Step::SecondFactor(token));
+        }
+        let sign_in = SignIn { user: user.id, ip, user_agent, proof: Proof::Password };
+        Ok(match complete_sign_in(conn, &auth, &sign_in).await? {
+            Some(signed) => Step::SignedIn(signed),
+            None => Step::Refused,
+        })
     });
     match outcome {
-        Ok(Some(started)) => {
-            let mut res = StatusCode::SEE_OTHER.into_response();
-            let set = cookie.set(
-                secrecy::ExposeSecret::expose_secret(&started.token),
-                max_age,
-            );
-            match (HeaderValue::from_str(&next), HeaderValue::from_str(&set)) {
-                (Ok(location), Ok(set)) => {
-                    res.headers_mut().insert(header::LOCATION, location);
-                    res.headers_mut().insert(header::SET_COOKIE, set);
-                    res
-                }
-                _ => AppError::Internal("a session cookie that is not a header value".into())
-                    .into_response(),
-            }
+        Ok(Step::SignedIn(signed)) => signed_in_response(&auth, &signed, &next, &[]),
+        Ok(Step::SecondFactor(token)) => redirect_setting(
+            "/admin/login/mfa",
+            &[auth
+                .challenge_cookie
+                .set(token.expose_secret(), mfa::challenge::TTL)],
+        ),
+        Ok(Step::Refused) => refused(typed),
+        Err(e) => AppError::from(e).into_response(),
+    }
+}
+
+/// Where a correct password leads.
+enum Step {
+    Refused,
+    SecondFactor(SecretString),
+    SignedIn(SignedIn),
+}
+
+#[derive(Template)]
+#[template(path = "auth/login_mfa.html")]
+struct SecondFactorPage {
+    layout: Layout,
+    error: Option<&'static str>,
+}
+
+fn second_factor_view(error: Option<&'static str>, status: StatusCode) -> Response {
+    let mut layout = Layout::bare("Two-factor sign-in", Section::None);
+    layout.description = "Enter the code from your authenticator app.".into();
+    crate::http::html_page(status, SecondFactorPage { layout, error }.render())
+}
+
+fn back_to_sign_in(auth: &Auth) -> Response {
+    redirect_setting("/admin/login", &[auth.challenge_cookie.clear()])
+}
+
+/// The second step's form; without a live challenge, back to the password.
+async fn second_factor_page(State(auth): State<Auth>, headers: HeaderMap) -> Response {
+    let Some(token) = session::session_token(&headers, auth.challenge_cookie.name) else {
+        return back_to_sign_in(&auth);
+    };
+    match with_conn!(auth.store.primary(), conn => mfa::challenge::find_live(conn, &token).await) {
+        Ok(Some(_)) => second_factor_view(None, StatusCode::OK),
+        Ok(None) => back_to_sign_in(&auth),
+        Err(e) => AppError::from(e).into_response(),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct SecondFactorPost {
+    code: String,
+}
+
+const CODE_REFUSED: &str = "The code is not right: enter the current 6-digit code from your authenticator app, or an unused recovery code.";
+
+/// What the second step led to.
+enum Second {
+    Expired,
+    Refused,
+    SignedIn(SignedIn, String),
+}
+
+/// Checks the TOTP or recovery code of a live challenge. Each try counts against the challenge
+/// ([`mfa::challenge::MAX_ATTEMPTS`]), against the account (`VANTUS_RATE_LIMIT_LOGIN_ACCOUNT`)
+/// and, through the route layer, against the client.
+async fn second_factor(
+    State(auth): State<Auth>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Form(post): Form<SecondFactorPost>,
+) -> Response {
+    let Some(token) = session::session_token(&headers, auth.challenge_cookie.name) else {
+        return back_to_sign_in(&auth);
+    };
+    let db = auth.store.primary();
+    let challenge = match with_conn!(db, conn => mfa::challenge::find_live(conn, &token).await) {
+        Ok(Some(c)) => c,
+        Ok(None) => return back_to_sign_in(&auth),
+        Err(e) => return AppError::from(e).into_response(),
+    };
+    let rate = auth.config.auth.login_account_rate;
+    if let Decision::Deny { retry_after } = auth
+        .limiter
+        .check(
+            "login-mfa",
+            &challenge.user_id.to_string(),
+            Quota::new(rate.count, rate.period),
+        )
+        .await
+    {
+        return rate_limit::too_many_requests(retry_after);
+    }
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let key = auth.mfa_key.clone();
+    let outcome = in_write_tx!(db, conn => {
+        if !mfa::challenge::count_attempt(conn, &challenge.id).await? {
+            return Ok::<_, sqlx::Error>(Second::Expired);
         }
-        Ok(None) => refused(typed),
+        let me = challenge.user_id;
+        let actor = Actor::User(me);
+        let resource = format!("user:{me}");
+        let disabled = users::find_by_id(conn, me).await?.is_none_or(|u| u.disabled_at.is_some());
+        let factor = if disabled { None } else { mfa::verify(conn, &key, me, &post.code).await? };
+        let Some(factor) = factor else {
+            audit::record(conn, &actor, AuditAction::LoginMfaFailed, &resource,
+                json!({ "client": client_key(Some(ip)), "attempt": challenge.attempts + 1 })).await?;
+            return Ok(Second::Refused);
+        };
+        mfa::challenge::consume(conn, &challenge.id).await?;
+        let proof = match factor {
+            mfa::Factor::Totp => Proof::PasswordAndTotp,
+            mfa::Factor::RecoveryCode => Proof::PasswordAndRecoveryCode,
+        };
+        let sign_in = SignIn { user: me, ip, user_agent, proof };
+        let Some(signed) = complete_sign_in(conn, &auth, &sign_in).await? else {
+            return Ok(Second::Refused);
+        };
+        if factor == mfa::Factor::RecoveryCode {
+            let left = mfa::recovery_codes_left(conn, me).await?;
+            audit::record_for(conn, &signed.scope, &actor, AuditAction::MfaRecoveryCodeUsed,
+                &resource, json!({ "left": left })).await?;
+            notify::credential_changed(conn, &signed.scope, me, Change::RecoveryCodeUsed).await?;
+        }
+        Ok(Second::SignedIn(signed, challenge.next_path.clone()))
+    });
+    match outcome {
+        Ok(Second::SignedIn(signed, next)) => signed_in_response(
+            &auth,
+            &signed,
+            &safe_next(Some(&next)),
+            &[auth.challenge_cookie.clear()],
+        ),
+        Ok(Second::Refused) => second_factor_view(Some(CODE_REFUSED), StatusCode::UNAUTHORIZED),
+        Ok(Second::Expired) => back_to_sign_in(&auth),
         Err(e) => AppError::from(e).into_response(),
     }
 }

@@ -62,9 +62,7 @@ pub fn notification(
     envelope: &Envelope<'_>,
     notice: &LeadNotice<'_>,
 ) -> Result<Message, BuildError> {
-    if !is_message_id(envelope.message_id) {
-        return Err(BuildError::MessageId);
-    }
+    let mut builder = headers(envelope, subject(notice))?;
     let text = TextPart {
         n: notice,
         message_id: envelope.message_id,
@@ -75,9 +73,26 @@ pub fn notification(
         message_id: envelope.message_id,
     }
     .render()?;
+    // The lead's own address (the form checked it); a reply goes straight to them. Their name
+    // travels as a display name, which lettre encodes.
+    if let Ok(address) = notice.email.parse::<lettre::Address>() {
+        builder = builder.reply_to(Mailbox::new(Some(one_line(notice.name, 100)), address));
+    }
+    Ok(builder.multipart(MultiPart::alternative_plain_html(text, html))?)
+}
+
+/// A message's headers from its envelope: sender, recipients, subject, the stable
+/// `Message-ID`. Refuses a message id not of the outbox's form.
+pub(crate) fn headers(
+    envelope: &Envelope<'_>,
+    subject: String,
+) -> Result<lettre::message::MessageBuilder, BuildError> {
+    if !is_message_id(envelope.message_id) {
+        return Err(BuildError::MessageId);
+    }
     let mut builder = Message::builder()
         .from(envelope.from.clone())
-        .subject(subject(notice))
+        .subject(subject)
         .message_id(Some(format!(
             "<{}@{}>",
             envelope.message_id,
@@ -87,12 +102,7 @@ pub fn notification(
     for to in envelope.to {
         builder = builder.to(to.clone());
     }
-    // The lead's own address (the form checked it); a reply goes straight to them. Their name
-    // travels as a display name, which lettre encodes.
-    if let Ok(address) = notice.email.parse::<lettre::Address>() {
-        builder = builder.reply_to(Mailbox::new(Some(one_line(notice.name, 100)), address));
-    }
-    Ok(builder.multipart(MultiPart::alternative_plain_html(text, html))?)
+    Ok(builder)
 }
 
 /// `New lead: <name> (<company>)`, on one line and of bounded length.

@@ -11,6 +11,7 @@
 //! TLS is rustls with the process-wide `ring` provider and the system's CA certificates; no
 //! OpenSSL is linked.
 
+pub mod credential;
 pub mod lead;
 
 use std::time::Duration;

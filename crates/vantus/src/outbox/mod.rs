@@ -29,7 +29,7 @@ use uuid::Uuid;
 use crate::store::{Conn, Timestamp, multirow, on_conn};
 use crate::tenancy::TenantScope;
 
-pub use payload::{LeadCreated, LeadData, TenantData};
+pub use payload::{CredentialChanged, LeadCreated, LeadData, TenantData};
 pub use worker::{Worker, wake};
 
 /// How a message travels.
@@ -61,6 +61,8 @@ impl Channel {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Topic {
     LeadCreated,
+    /// A staff member's own credentials changed (email to them only).
+    CredentialChanged,
 }
 
 impl Topic {
@@ -68,12 +70,14 @@ impl Topic {
     pub fn as_str(self) -> &'static str {
         match self {
             Topic::LeadCreated => "lead.created",
+            Topic::CredentialChanged => "account.credential_changed",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "lead.created" => Some(Topic::LeadCreated),
+            "account.credential_changed" => Some(Topic::CredentialChanged),
             _ => None,
         }
     }

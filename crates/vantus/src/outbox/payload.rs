@@ -52,3 +52,27 @@ impl LeadCreated {
         serde_json::from_str(text).ok()
     }
 }
+
+/// `account.credential_changed`: what changed on a staff member's own account. No secret and
+/// no code, only what and when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialChanged {
+    /// `auth::notify::Change`'s code, e.g. `totp_enabled`.
+    pub change: String,
+    /// The sentence the email says it with.
+    pub sentence: String,
+    pub name: String,
+    pub tenant: String,
+    /// RFC 3339.
+    pub at: String,
+}
+
+impl CredentialChanged {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn from_json(text: &str) -> Option<Self> {
+        serde_json::from_str(text).ok()
+    }
+}

@@ -38,7 +38,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::payload::LeadCreated;
+use super::payload::{CredentialChanged, LeadCreated};
 use super::{Channel, Topic, webhook};
 use crate::config::{Config, MIN_OUTBOX_LEASE, OutboxConfig};
 use crate::mail::{self, Mailer, lead};
@@ -355,6 +355,26 @@ impl Worker {
                     host: &self.host,
                 };
                 lead::notification(&envelope, &notice)
+                    .map_err(|e| Failure::permanent(e.to_string()))?
+            }
+            Topic::CredentialChanged => {
+                let payload = CredentialChanged::from_json(&row.payload).ok_or_else(|| {
+                    Failure::permanent("the payload is not an account.credential_changed payload")
+                })?;
+                let to = mail::parse_recipients(&row.destination).map_err(Failure::permanent)?;
+                let envelope = lead::Envelope {
+                    from: mailer.from(),
+                    to: &to,
+                    message_id: &row.message_id,
+                    host: &self.host,
+                };
+                let notice = mail::credential::CredentialNotice {
+                    name: &payload.name,
+                    tenant: &payload.tenant,
+                    sentence: &payload.sentence,
+                    at: &payload.at,
+                };
+                mail::credential::notice(&envelope, &notice)
                     .map_err(|e| Failure::permanent(e.to_string()))?
             }
         };

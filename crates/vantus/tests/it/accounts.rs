@@ -9,6 +9,7 @@ use vantus::auth::password::Passwords;
 use vantus::config::Argon2Settings;
 
 use crate::both_engines;
+use crate::support::staff::{self, form_token, page_as};
 use crate::support::{
     Engine, ResponseExt, TestApp, TestDb, base_env, open_db, run_binary, run_binary_with_stdin,
 };
@@ -29,21 +30,7 @@ fn create(
     role: &str,
     password: &str,
 ) -> std::process::Output {
-    run_binary_with_stdin(
-        &[
-            "user",
-            "create",
-            "--email",
-            email,
-            "--role",
-            role,
-            "--name",
-            "Ada Lovelace",
-            "--password-stdin",
-        ],
-        env,
-        format!("{password}\n").as_bytes(),
-    )
+    staff::create_user(env, email, role, password)
 }
 
 fn stderr(o: &std::process::Output) -> String {
@@ -192,36 +179,16 @@ async fn spawn_cheap(engine: Engine) -> TestApp {
     .await
 }
 
-/// Whether `cookie` opens the dashboard (else it is sent to sign in).
+/// Whether `cookie` opens the dashboard; when not, it is sent to sign in.
 async fn signed_in(app: &TestApp, cookie: &str) -> bool {
-    let res = app.get("/admin").header("cookie", cookie).await;
-    match res.status().as_u16() {
-        200 => true,
-        303 => {
-            res.assert_redirect_to("/admin/login?next=%2Fadmin");
-            false
-        }
-        other => panic!("GET /admin answered {other}"),
+    let open = staff::signed_in(app, cookie).await;
+    if !open {
+        app.get("/admin")
+            .header("cookie", cookie)
+            .await
+            .assert_redirect_to("/admin/login?next=%2Fadmin");
     }
-}
-
-/// A portal page as the holder of `cookie` sees it (it must answer 200).
-async fn page_as(app: &TestApp, path: &str, cookie: &str) -> String {
-    app.get(path)
-        .header("cookie", cookie)
-        .await
-        .assert_status(200)
-        .html()
-        .await
-}
-
-/// The session's form token, as a portal page carries it.
-fn form_token(page: &str) -> String {
-    let after = page
-        .split(r#"name="csrf_token" value=""#)
-        .nth(1)
-        .expect("a form token");
-    after.split('"').next().unwrap().to_owned()
+    open
 }
 
 fn sign_in(app: &TestApp, email: &str, password: &str) -> crate::support::TestRequest {

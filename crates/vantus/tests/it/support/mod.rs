@@ -9,6 +9,7 @@
 //! * [`process`]: [`binary`] and [`ServeProcess`] run the compiled `vantus` executable, for
 //!   exit codes, signals and logs; the same verbs.
 //! * [`wait`]: [`eventually`], the one polling loop.
+//! * [`staff`]: signed-in checks, pages as a cookie's holder sees them, form tokens.
 //! * [`smtp`]: a real SMTP server (`aiosmtpd`) whose delivered messages a test reads back.
 //! * [`TestApp::spawn_replica`]: a second server on the same database.
 //! * `both_engines!(test_fn)` runs one async test body against SQLite and PostgreSQL.
@@ -21,6 +22,7 @@ pub mod pg_cluster;
 pub mod process;
 pub mod sinks;
 pub mod smtp;
+pub mod staff;
 pub mod wait;
 
 use std::collections::HashMap;
