@@ -284,6 +284,14 @@ async fn totp_enrolment_and_the_second_sign_in_step(engine: Engine) {
         .await
         .assert_redirect_to("/admin/login");
 
+    // Finished challenges do not pile up: a new one clears the user's used and exhausted ones.
+    sign_in(&app, "ada@example.com", "Laptop")
+        .await
+        .assert_status(303);
+    let finished =
+        "SELECT count(*) FROM login_challenges WHERE consumed_at IS NOT NULL OR attempts >= 5";
+    assert_eq!(count(&app, finished).await, 0);
+
     // The user was told about enrolment and the used recovery code; no secret in the mails.
     let db = app.server().app.store.primary();
     let mails: Vec<(String, String)> = vantus::on_db!(db, p => sqlx::query_as(
