@@ -124,6 +124,20 @@ pub enum AuditAction {
     PasswordResetRequested,
     /// A password was set through a reset link (every session ended with it).
     PasswordReset,
+    /// A staff member confirmed a TOTP authenticator (and got recovery codes).
+    MfaTotpEnabled,
+    /// A staff member removed their TOTP authenticator.
+    MfaTotpDisabled,
+    /// A staff member replaced their recovery codes.
+    MfaRecoveryCodesRegenerated,
+    /// A recovery code was used to sign in (one fewer is left).
+    MfaRecoveryCodeUsed,
+    /// A second factor was refused at sign-in.
+    LoginMfaFailed,
+    /// A staff member proved their factors again for a sensitive change.
+    Reauthenticated,
+    /// A re-authentication was refused.
+    ReauthFailed,
 }
 
 impl AuditAction {
@@ -162,6 +176,13 @@ impl AuditAction {
             AuditAction::UserEnabled => "user.enabled",
             AuditAction::PasswordResetRequested => "password.reset_requested",
             AuditAction::PasswordReset => "password.reset",
+            AuditAction::MfaTotpEnabled => "mfa.totp_enabled",
+            AuditAction::MfaTotpDisabled => "mfa.totp_disabled",
+            AuditAction::MfaRecoveryCodesRegenerated => "mfa.recovery_codes_regenerated",
+            AuditAction::MfaRecoveryCodeUsed => "mfa.recovery_code_used",
+            AuditAction::LoginMfaFailed => "login.mfa_failed",
+            AuditAction::Reauthenticated => "reauth.succeeded",
+            AuditAction::ReauthFailed => "reauth.failed",
         }
     }
 
@@ -200,6 +221,13 @@ impl AuditAction {
         AuditAction::UserEnabled,
         AuditAction::PasswordResetRequested,
         AuditAction::PasswordReset,
+        AuditAction::MfaTotpEnabled,
+        AuditAction::MfaTotpDisabled,
+        AuditAction::MfaRecoveryCodesRegenerated,
+        AuditAction::MfaRecoveryCodeUsed,
+        AuditAction::LoginMfaFailed,
+        AuditAction::Reauthenticated,
+        AuditAction::ReauthFailed,
     ];
 }
 

@@ -17,6 +17,50 @@ pub use crate::fsutil::{create_private_dir_all, private_new_file};
 /// File name of the generated development secret inside the data folder.
 pub const SECRET_FILE: &str = "secret.key";
 
+/// File name of the generated development MFA key (`VANTUS_MFA_KEY`) inside the data folder.
+pub const MFA_KEY_FILE: &str = "mfa.key";
+
+/// The key that encrypts TOTP secrets at rest. Never printed; see [`crate::auth::mfa`].
+#[derive(Clone)]
+pub struct MfaKey(std::sync::Arc<secrecy::SecretBox<[u8; 32]>>);
+
+impl MfaKey {
+    /// A key from its bytes (tests, tools); servers get theirs from [`resolve_mfa_key`].
+    pub fn from_bytes(key: [u8; 32]) -> Self {
+        MfaKey(std::sync::Arc::new(secrecy::SecretBox::new(Box::new(key))))
+    }
+
+    pub fn expose(&self) -> &[u8; 32] {
+        self.0.expose_secret()
+    }
+}
+
+impl std::fmt::Debug for MfaKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MfaKey(***)")
+    }
+}
+
+/// Resolves `VANTUS_MFA_KEY`, or in development loads (first: generates) `mfa.key` in the data
+/// folder, exactly like the signing secret: no key is ever built in.
+pub fn resolve_mfa_key(
+    source: &crate::config::MfaKeySource,
+    data_dir: &Path,
+) -> Result<MfaKey, ConfigError> {
+    use crate::config::MfaKeySource;
+    match source {
+        MfaKeySource::Configured(k) => Ok(MfaKey(k.clone())),
+        MfaKeySource::GeneratedInDataDir => {
+            let text = load_or_generate_file(data_dir, MFA_KEY_FILE, "VANTUS_MFA_KEY", |k| {
+                crate::config::parse_mfa_key(k).is_ok()
+            })?;
+            let key = crate::config::parse_mfa_key(&text)
+                .map_err(|why| ConfigError::new("VANTUS_MFA_KEY", why))?;
+            Ok(MfaKey::from_bytes(key))
+        }
+    }
+}
+
 /// The resolved secret. Wrapped so it can never reach a log line or a `Debug` print.
 #[derive(Clone)]
 pub struct SecretKey(SecretString);
@@ -43,27 +87,36 @@ pub fn ensure_data_dir(dir: &Path) -> Result<(), ConfigError> {
 pub fn resolve(source: &SecretSource, data_dir: &Path) -> Result<SecretKey, ConfigError> {
     match source {
         SecretSource::Configured(s) => Ok(SecretKey(s.clone())),
-        SecretSource::GeneratedInDataDir => load_or_generate(data_dir),
+        SecretSource::GeneratedInDataDir => {
+            load_or_generate_file(data_dir, SECRET_FILE, "VANTUS_SECRET_KEY", |k| {
+                crate::config::check_secret_strength(k).is_ok()
+            })
+            .map(|k| SecretKey(SecretString::from(k)))
+        }
     }
 }
 
-fn load_or_generate(data_dir: &Path) -> Result<SecretKey, ConfigError> {
+/// Loads the key file `file` in the data folder, or first generates it: 32 random bytes, hex,
+/// mode 0600. `valid` says whether a file found is intact; errors name `setting`.
+fn load_or_generate_file(
+    data_dir: &Path,
+    file: &str,
+    setting: &'static str,
+    valid: fn(&str) -> bool,
+) -> Result<String, ConfigError> {
     // Check the folder first: a read-only or misplaced data folder is the real problem to
     // report, not the key file inside it.
     ensure_data_dir(data_dir)?;
-    let path = data_dir.join(SECRET_FILE);
+    let path = data_dir.join(file);
     let err = |what: &str, e: std::io::Error| {
-        ConfigError::new(
-            "VANTUS_SECRET_KEY",
-            format!("{what} {}: {e}", path.display()),
-        )
+        ConfigError::new(setting, format!("{what} {}: {e}", path.display()))
     };
     match fs::read_to_string(&path) {
         Ok(existing) => {
             let key = existing.trim().to_owned();
-            if crate::config::check_secret_strength(&key).is_err() {
+            if !valid(&key) {
                 return Err(ConfigError::new(
-                    "VANTUS_SECRET_KEY",
+                    setting,
                     format!(
                         "the generated key file {} is damaged; delete it to generate a new one",
                         path.display()
@@ -71,19 +124,19 @@ fn load_or_generate(data_dir: &Path) -> Result<SecretKey, ConfigError> {
                 ));
             }
             restrict_permissions(&path).map_err(|e| err("cannot restrict permissions of", e))?;
-            Ok(SecretKey(SecretString::from(key)))
+            Ok(key)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut bytes = [0u8; 32];
             getrandom::fill(&mut bytes).map_err(|e| {
                 ConfigError::new(
-                    "VANTUS_SECRET_KEY",
+                    setting,
                     format!("the operating system's random source failed: {e}"),
                 )
             })?;
             let key = hex::encode(bytes);
             write_private(&path, key.as_bytes()).map_err(|e| err("cannot write", e))?;
-            Ok(SecretKey(SecretString::from(key)))
+            Ok(key)
         }
         Err(e) => Err(err("cannot read", e)),
     }

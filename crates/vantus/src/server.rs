@@ -113,6 +113,7 @@ pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
         tracing::warn!("{warning}");
     }
     let secret = secrets::resolve(&config.secret, &config.data_dir)?;
+    let mfa_key = secrets::resolve_mfa_key(&config.auth.mfa_key, &config.data_dir)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -189,7 +190,7 @@ pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
     let site = Site::new(app.clone(), generation);
     let _ = app_cell.set(app.clone());
     let _ = store_cell.set(app.store.clone());
-    let auth = crate::auth::Auth::new(app.clone()).map_err(|e| {
+    let auth = crate::auth::Auth::new(app.clone(), mfa_key).map_err(|e| {
         ConfigError::new(
             "VANTUS_ARGON2_MEMORY_KIB",
             format!("with the other argon2 settings: {e}"),

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::layout::{Area, Shell, when};
 use crate::audit::{AuditAction, Change};
 use crate::auth::Auth;
+use crate::auth::notify;
 use crate::auth::passkeys;
 use crate::auth::password;
 use crate::auth::permission::perm;
@@ -154,9 +155,10 @@ pub struct PasswordPost {
     new_password_again: String,
 }
 
-/// Changes the password. The current password is the fresh authentication it needs. On
-/// success every other session of the user ends, and this one continues under a new token
-/// (a privilege change never keeps the old one).
+/// Changes the password. The current password is the fresh authentication it needs (and
+/// counts as one: the session's `authenticated_at` is renewed). On success every other
+/// session of the user ends, this one continues under a new token (a privilege change never
+/// keeps the old one), and the user is emailed.
 pub async fn change_password(
     State(auth): State<Auth>,
     ClientIp(ip): ClientIp,
@@ -197,11 +199,13 @@ pub async fn change_password(
         .and_then(|v| v.to_str().ok());
     let started = in_write_tx!(db, conn => {
         users::set_password(conn, me, &hash).await?;
-        let others = session::revoke_others(conn, me, &staff.session.id).await?;
-        session::revoke(conn, &staff.session.id).await?;
-        let fresh = session::start(conn, me, &staff.scope, Some(&ip_text), user_agent, max_age).await?;
+        let (fresh, others) = session::renew(conn, &staff.session, &staff.scope, Some(&ip_text),
+            user_agent, max_age).await?;
+        // The current password was just proved: a fresh authentication.
+        session::mark_authenticated(conn, &fresh.session_id).await?;
         staff.audit().record(conn, AuditAction::PasswordChanged, &format!("user:{me}"),
             Change::none().with("other_sessions_ended", others)).await?;
+        notify::credential_changed(conn, &staff.scope, me, notify::Change::PasswordChanged).await?;
         Ok::<_, sqlx::Error>(fresh)
     });
     match started {

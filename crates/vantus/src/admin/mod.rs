@@ -6,6 +6,7 @@
 pub mod account;
 pub mod audit;
 pub mod layout;
+pub mod mfa;
 pub mod tenants;
 pub mod users;
 
@@ -86,6 +87,19 @@ fn declare(portal: &mut Portal) {
             Method::POST,
             "/admin/account/password",
             account::change_password,
+        )
+        .staff::<perm::ViewDashboard, _, _>(Method::GET, "/admin/account/mfa", mfa::page)
+        .staff::<perm::ViewDashboard, _, _>(Method::POST, "/admin/account/mfa", mfa::confirm)
+        .staff::<perm::ViewDashboard, _, _>(Method::POST, "/admin/account/mfa/reauth", mfa::reauth)
+        .staff::<perm::ViewDashboard, _, _>(
+            Method::POST,
+            "/admin/account/mfa/recovery-codes",
+            mfa::regenerate_codes,
+        )
+        .staff::<perm::ViewDashboard, _, _>(
+            Method::POST,
+            "/admin/account/mfa/disable",
+            mfa::disable,
         )
         .staff::<perm::ViewDashboard, _, _>(Method::POST, "/admin/tenant", tenants::switch)
         .staff::<perm::ManageTenants, _, _>(Method::GET, "/admin/tenants", tenants::list)

@@ -1,12 +1,15 @@
 //! Staff accounts and access: how passwords are checked and stored ([`password`]), who may do
 //! what ([`permission`]), accounts ([`users`]), server-side sessions ([`session`]), the
 //! [`staff::Staff`] extractor every admin handler starts from, passkeys ([`passkeys`]), the
-//! sign-in routes ([`routes`]), and the single-use links sent by email: [`invitations`] and
-//! password [`resets`].
+//! sign-in routes ([`routes`]), the second factor ([`mfa`]), the one way a session starts
+//! ([`sign_in`]), the emails about a user's own credentials ([`notify`]), and the single-use
+//! links sent by email: [`invitations`] and password [`resets`].
 
 pub mod csrf;
 pub mod invitations;
 pub mod memberships;
+pub mod mfa;
+pub mod notify;
 pub mod passkeys;
 pub mod password;
 pub mod permission;
@@ -14,6 +17,7 @@ pub mod resets;
 pub mod routes;
 pub mod routing;
 pub mod session;
+pub mod sign_in;
 pub mod staff;
 pub mod users;
 
@@ -32,17 +36,20 @@ pub struct SessionCookie {
 
 impl SessionCookie {
     pub fn for_app(app: &App) -> Self {
+        Self::named(app, "__Host-vantus_session", "vantus_session")
+    }
+
+    /// The login challenge's cookie (between the password and the second factor), shaped
+    /// like the session's.
+    pub fn challenge_for(app: &App) -> Self {
+        Self::named(app, "__Host-vantus_mfa_challenge", "vantus_mfa_challenge")
+    }
+
+    fn named(app: &App, secure_name: &'static str, plain_name: &'static str) -> Self {
         let secure = app.config.is_production() || app.config.public_url.scheme() == "https";
-        if secure {
-            SessionCookie {
-                name: "__Host-vantus_session",
-                secure,
-            }
-        } else {
-            SessionCookie {
-                name: "vantus_session",
-                secure,
-            }
+        SessionCookie {
+            name: if secure { secure_name } else { plain_name },
+            secure,
         }
     }
 
@@ -63,18 +70,21 @@ impl SessionCookie {
 }
 
 /// The state of the sign-in routes and of every admin handler: the application, the password
-/// hasher (with its semaphore, one per server), the cookie's shape, and the passkey relying
-/// party (`None` when the public URL's host is an IP address, which WebAuthn refuses).
+/// hasher (with its semaphore, one per server), the cookies' shape, the key TOTP secrets are
+/// sealed with, and the passkey relying party (`None` when the public URL's host is an IP
+/// address, which WebAuthn refuses).
 #[derive(Clone)]
 pub struct Auth {
     pub app: App,
     pub passwords: Passwords,
     pub cookie: SessionCookie,
     pub passkeys: Option<Arc<passkeys::RelyingParty>>,
+    pub challenge_cookie: SessionCookie,
+    pub mfa_key: crate::secrets::MfaKey,
 }
 
 impl Auth {
-    pub fn new(app: App) -> Result<Self, password::HashError> {
+    pub fn new(app: App, mfa_key: crate::secrets::MfaKey) -> Result<Self, password::HashError> {
         let passwords = Passwords::new(&app.config.auth)?;
         let cookie = SessionCookie::for_app(&app);
         let passkeys = match passkeys::RelyingParty::for_public_url(&app.config.public_url) {
@@ -84,11 +94,14 @@ impl Auth {
                 None
             }
         };
+        let challenge_cookie = SessionCookie::challenge_for(&app);
         Ok(Self {
             app,
             passwords,
             cookie,
             passkeys,
+            challenge_cookie,
+            mfa_key,
         })
     }
 }

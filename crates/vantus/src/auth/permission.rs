@@ -140,6 +140,14 @@ permissions! {
 mod tests {
     use super::*;
 
+    /// config cannot name `Role` (it sits below auth), so it validates
+    /// VANTUS_MFA_REQUIRED_ROLES against its own list: the same names.
+    #[test]
+    fn config_knows_every_role_name() {
+        let names: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names, crate::config::ROLE_NAMES);
+    }
+
     /// The table in docs/operations/roles.md, as (label, roles with ✓).
     fn documented() -> Vec<(String, Vec<Role>)> {
         let doc = include_str!("../../../../docs/operations/roles.md");

@@ -1,4 +1,5 @@
-//! Signing in and out: `GET`/`POST /admin/login`, `POST /admin/logout`.
+//! Signing in and out: `GET`/`POST /admin/login`, the second factor at `GET`/`POST
+//! /admin/login/mfa`, `POST /admin/logout`.
 //!
 //! A refused sign-in always gets the same page and status, whether the address has no
 //! account, the password is wrong, or the account is disabled, and it takes as long (see
@@ -10,14 +11,19 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::Auth;
+use super::mfa;
+use super::notify;
 use super::permission::perm;
 use super::routing::Portal;
 use super::session;
+use super::sign_in::{
+    Proof, SignIn, SignedIn, complete_sign_in, redirect_setting, signed_in_response,
+};
 use super::staff::Staff;
 use super::users::{self, LoginEmail};
 use crate::audit::{self, Actor, AuditAction, Change};
@@ -26,7 +32,6 @@ use crate::http::errors::AppError;
 use crate::http::extract::Form;
 use crate::http::rate_limit::{self, Decision, Quota, RouteLimit, client_key};
 use crate::site::layout::{Layout, Section};
-use crate::tenancy;
 
 /// The per-client limit of sign-in attempts (`VANTUS_RATE_LIMIT_LOGIN`), shared by every way
 /// of signing in (password, passkey): one budget, whichever door is tried.
@@ -47,6 +52,15 @@ pub fn declare(portal: &mut Portal) {
         .public_layered(Method::POST, "/admin/login", login, |route, auth| {
             route.route_layer(from_fn_with_state(login_limit(auth), rate_limit::limit))
         })
+        .public(Method::GET, "/admin/login/mfa", second_factor_page)
+        .public_layered(
+            Method::POST,
+            "/admin/login/mfa",
+            second_factor,
+            |route, auth| {
+                route.route_layer(from_fn_with_state(login_limit(auth), rate_limit::limit))
+            },
+        )
         .staff::<perm::ViewDashboard, _, _>(Method::POST, "/admin/logout", logout);
 }
 
@@ -155,72 +169,166 @@ async fn login(
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
-    let max_age = auth.config.auth.session_max_age;
     let outcome = in_write_tx!(db, conn => {
         let Some(user) = user else {
             // Who tried is not known for sure: record the client's network, not the address.
-            let ctx = audit::Context::new(Actor::Public, None, origin.clone());
-            ctx.record(conn, AuditAction::LoginFailed, "session",
-                Change::none().with("client", client_key(Some(ip)))).await?;
-            return Ok::<_, sqlx::Error>(None);
+            audit::Context::new(Actor::Public, None, origin.clone()).record(conn,
+                AuditAction::LoginFailed, "session", Change::none().with("client", client_key(Some(ip)))).await?;
+            return Ok::<_, sqlx::Error>(Step::Refused);
         };
-        start_session(conn, user.id, ip, &origin, user_agent, max_age, Change::none()).await
+        // A second factor is asked for before any session exists.
+        if mfa::is_enrolled(conn, user.id).await? {
+            let token = mfa::challenge::create(conn, user.id, &next).await?;
+            return Ok(Step::SecondFactor(token));
+        }
+        let sign_in = SignIn { user: user.id, ip, origin: &origin, user_agent, proof: Proof::Password, facts: Change::none() };
+        Ok(match complete_sign_in(conn, &auth, &sign_in).await? {
+            Some(signed) => Step::SignedIn(signed),
+            None => Step::Refused,
+        })
     });
     match outcome {
-        Ok(Some(started)) => match HeaderValue::from_str(&next) {
-            Ok(location) => {
-                let mut res = StatusCode::SEE_OTHER.into_response();
-                res.headers_mut().insert(header::LOCATION, location);
-                with_session_cookie(&auth, &started, res)
-            }
-            Err(_) => {
-                AppError::Internal("a next path that is not a header value".into()).into_response()
-            }
-        },
-        Ok(None) => refused(typed),
+        Ok(Step::SignedIn(signed)) => signed_in_response(&auth, &signed, &next, &[]),
+        Ok(Step::SecondFactor(token)) => redirect_setting(
+            "/admin/login/mfa",
+            &[auth
+                .challenge_cookie
+                .set(token.expose_secret(), mfa::challenge::TTL)],
+        ),
+        Ok(Step::Refused) => refused(typed),
         Err(e) => AppError::from(e).into_response(),
     }
 }
 
-/// Starts the session of `user`, whose sign-in was verified (password, passkey), in the first
-/// tenant they work in, and records `login.succeeded` with `detail` and the client's network,
-/// in the caller's transaction. `None`, recorded as `login.failed`, when they work in none.
-pub(crate) async fn start_session(
-    conn: &mut crate::store::Conn<'_>,
-    user: uuid::Uuid,
-    ip: std::net::IpAddr,
-    origin: &audit::RequestOrigin,
-    user_agent: Option<&str>,
-    max_age: std::time::Duration,
-    facts: Change,
-) -> Result<Option<session::Started>, sqlx::Error> {
-    let scope = match users::first_tenant(conn, user).await? {
-        Some(t) => tenancy::find_by_id(conn, t).await?,
-        None => None,
+/// Where a correct password leads.
+enum Step {
+    Refused,
+    SecondFactor(SecretString),
+    SignedIn(SignedIn),
+}
+
+#[derive(Template)]
+#[template(path = "auth/login_mfa.html")]
+struct SecondFactorPage {
+    layout: Layout,
+    error: Option<&'static str>,
+}
+
+fn second_factor_view(error: Option<&'static str>, status: StatusCode) -> Response {
+    let mut layout = Layout::bare("Two-factor sign-in", Section::None);
+    layout.description = "Enter the code from your authenticator app.".into();
+    crate::http::html_page(status, SecondFactorPage { layout, error }.render())
+}
+
+fn back_to_sign_in(auth: &Auth) -> Response {
+    redirect_setting("/admin/login", &[auth.challenge_cookie.clear()])
+}
+
+/// The second step's form; without a live challenge, back to the password.
+async fn second_factor_page(State(auth): State<Auth>, headers: HeaderMap) -> Response {
+    let Some(token) = session::session_token(&headers, auth.challenge_cookie.name) else {
+        return back_to_sign_in(&auth);
     };
-    let resource = format!("user:{user}");
-    let Some(scope) = scope else {
-        let ctx = audit::Context::new(Actor::User(user), None, origin.clone());
-        ctx.record(
-            conn,
-            AuditAction::LoginFailed,
-            &resource,
-            facts.with("reason", "no tenant"),
+    match with_conn!(auth.store.primary(), conn => mfa::challenge::find_live(conn, &token).await) {
+        Ok(Some(_)) => second_factor_view(None, StatusCode::OK),
+        Ok(None) => back_to_sign_in(&auth),
+        Err(e) => AppError::from(e).into_response(),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct SecondFactorPost {
+    code: String,
+}
+
+const CODE_REFUSED: &str = "The code is not right: enter the current 6-digit code from your authenticator app, or an unused recovery code.";
+
+/// What the second step led to.
+enum Second {
+    Expired,
+    Refused,
+    SignedIn(SignedIn, String),
+}
+
+/// Checks the TOTP or recovery code of a live challenge. Each try counts against the challenge
+/// ([`mfa::challenge::MAX_ATTEMPTS`]), against the account (`VANTUS_RATE_LIMIT_LOGIN_ACCOUNT`)
+/// and, through the route layer, against the client.
+async fn second_factor(
+    State(auth): State<Auth>,
+    ClientIp(ip): ClientIp,
+    origin: audit::RequestOrigin,
+    headers: HeaderMap,
+    Form(post): Form<SecondFactorPost>,
+) -> Response {
+    let Some(token) = session::session_token(&headers, auth.challenge_cookie.name) else {
+        return back_to_sign_in(&auth);
+    };
+    let db = auth.store.primary();
+    let challenge = match with_conn!(db, conn => mfa::challenge::find_live(conn, &token).await) {
+        Ok(Some(c)) => c,
+        Ok(None) => return back_to_sign_in(&auth),
+        Err(e) => return AppError::from(e).into_response(),
+    };
+    let rate = auth.config.auth.login_account_rate;
+    if let Decision::Deny { retry_after } = auth
+        .limiter
+        .check(
+            "login-mfa",
+            &challenge.user_id.to_string(),
+            Quota::new(rate.count, rate.period),
         )
-        .await?;
-        return Ok(None);
-    };
-    let ip_text = ip.to_string();
-    let started = session::start(conn, user, &scope, Some(&ip_text), user_agent, max_age).await?;
-    let ctx = audit::Context::new(Actor::User(user), Some(scope), origin.clone());
-    ctx.record(
-        conn,
-        AuditAction::LoginSucceeded,
-        &resource,
-        facts.with("client", client_key(Some(ip))),
-    )
-    .await?;
-    Ok(Some(started))
+        .await
+    {
+        return rate_limit::too_many_requests(retry_after);
+    }
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let key = auth.mfa_key.clone();
+    let outcome = in_write_tx!(db, conn => {
+        if !mfa::challenge::count_attempt(conn, &challenge.id).await? {
+            return Ok::<_, sqlx::Error>(Second::Expired);
+        }
+        let me = challenge.user_id;
+        let actor = Actor::User(me);
+        let resource = format!("user:{me}");
+        let disabled = users::find_by_id(conn, me).await?.is_none_or(|u| u.disabled_at.is_some());
+        let factor = if disabled { None } else { mfa::verify(conn, &key, me, &post.code).await? };
+        let Some(factor) = factor else {
+            audit::Context::new(actor, None, origin.clone()).record(conn, AuditAction::LoginMfaFailed,
+                &resource, Change::none().with("client", client_key(Some(ip)))
+                    .with("attempt", challenge.attempts + 1)).await?;
+            return Ok(Second::Refused);
+        };
+        mfa::challenge::consume(conn, &challenge.id).await?;
+        let proof = match factor {
+            mfa::Factor::Totp => Proof::PasswordAndTotp,
+            mfa::Factor::RecoveryCode => Proof::PasswordAndRecoveryCode,
+        };
+        let sign_in = SignIn { user: me, ip, origin: &origin, user_agent, proof, facts: Change::none() };
+        let Some(signed) = complete_sign_in(conn, &auth, &sign_in).await? else {
+            return Ok(Second::Refused);
+        };
+        if factor == mfa::Factor::RecoveryCode {
+            let left = mfa::recovery_codes_left(conn, me).await?;
+            audit::Context::new(actor, Some(signed.scope.clone()), origin.clone()).record(conn,
+                AuditAction::MfaRecoveryCodeUsed, &resource, Change::none().with("left", left)).await?;
+            notify::credential_changed(conn, &signed.scope, me, notify::Change::RecoveryCodeUsed).await?;
+        }
+        Ok(Second::SignedIn(signed, challenge.next_path.clone()))
+    });
+    match outcome {
+        Ok(Second::SignedIn(signed, next)) => signed_in_response(
+            &auth,
+            &signed,
+            &safe_next(Some(&next)),
+            &[auth.challenge_cookie.clear()],
+        ),
+        Ok(Second::Refused) => second_factor_view(Some(CODE_REFUSED), StatusCode::UNAUTHORIZED),
+        Ok(Second::Expired) => back_to_sign_in(&auth),
+        Err(e) => AppError::from(e).into_response(),
+    }
 }
 
 /// `res` with the `Set-Cookie` header that hands a started session to the browser.

@@ -60,16 +60,33 @@ pub struct Session {
     pub user_name: String,
     /// As stored; [`crate::auth::permission::Role`] parses it.
     pub role: String,
+    /// When the user last proved a factor in this session (sign-in, re-authentication,
+    /// password change); MFA changes need it within `VANTUS_REAUTH_WINDOW`.
+    pub authenticated_at: Option<Timestamp>,
+    /// The user's role requires MFA and they have none: [`crate::auth::staff::Staff`] sends
+    /// them to enrolment and nowhere else.
+    pub must_enrol_mfa: bool,
+}
+
+impl Session {
+    /// Whether the last proof of a factor is within `window`.
+    pub fn is_fresh(&self, window: Duration) -> bool {
+        self.authenticated_at
+            .is_some_and(|t| t > Timestamp::now().minus(window))
+    }
 }
 
 /// What signing in hands the browser: the cookie's token.
 pub struct Started {
     pub token: SecretString,
     pub session_id: String,
+    /// The new session's form token, for a page rendered in the same response.
+    pub csrf_token: String,
 }
 
 /// Starts a session for `user` working in `scope`, on `conn` (the caller's transaction, so
-/// the audit entry of the sign-in commits with it).
+/// the audit entry of the sign-in commits with it). Starting one is a proof of a factor, so
+/// `authenticated_at` is now.
 pub async fn start(
     conn: &mut Conn<'_>,
     user: Uuid,
@@ -97,15 +114,17 @@ pub async fn start_until(
     let now = Timestamp::now();
     // A user agent is the client's to choose: bounded before it is stored.
     let user_agent = user_agent.map(|ua| ua.chars().take(200).collect::<String>());
+    let csrf_token = random_token()?;
     on_conn!(conn.reborrow(), c => sqlx::query(
         "INSERT INTO sessions (id, user_id, tenant_id, csrf_token, ip, user_agent, created_at,
-                               last_seen_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)"
-    ).bind(&id).bind(user).bind(scope.id()).bind(random_token()?).bind(ip).bind(user_agent)
+                               last_seen_at, expires_at, authenticated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $7)"
+    ).bind(&id).bind(user).bind(scope.id()).bind(&csrf_token).bind(ip).bind(user_agent)
         .bind(now).bind(expires).execute(c).await.map(|_| ()))?;
     Ok(Started {
         token: SecretString::from(token),
         session_id: id,
+        csrf_token,
     })
 }
 
@@ -121,7 +140,7 @@ pub async fn find_live(
     let idle_since = now.minus(idle);
     let found: Option<Session> = on_conn!(conn.reborrow(), c => sqlx::query_as(
         "SELECT s.id, s.user_id, s.tenant_id, s.csrf_token, s.created_at, s.last_seen_at,
-                s.expires_at, u.name AS user_name, m.role
+                s.expires_at, u.name AS user_name, m.role, s.authenticated_at, s.must_enrol_mfa
          FROM sessions s
          JOIN users u ON u.id = s.user_id
          JOIN memberships m ON m.user_id = s.user_id AND m.tenant_id = s.tenant_id
@@ -136,6 +155,44 @@ pub async fn find_live(
         ).bind(&s.id).bind(now).execute(c).await.map(|_| ()))?;
     }
     Ok(found)
+}
+
+/// Records that the session's user just proved a factor again (re-authentication, password).
+pub async fn mark_authenticated(conn: &mut Conn<'_>, session_id: &str) -> Result<(), sqlx::Error> {
+    on_conn!(conn.reborrow(), c => sqlx::query(
+        "UPDATE sessions SET authenticated_at = $2 WHERE id = $1"
+    ).bind(session_id).bind(Timestamp::now()).execute(c).await.map(|_| ()))
+}
+
+/// Marks (or clears) the session as one that may only enrol a second factor.
+pub async fn set_must_enrol(
+    conn: &mut Conn<'_>,
+    session_id: &str,
+    must: bool,
+) -> Result<(), sqlx::Error> {
+    on_conn!(conn.reborrow(), c => sqlx::query(
+        "UPDATE sessions SET must_enrol_mfa = $2 WHERE id = $1"
+    ).bind(session_id).bind(must).execute(c).await.map(|_| ()))
+}
+
+/// After a change to the user's credentials: ends every other session of theirs and this one,
+/// and continues under a new token (a privilege change never keeps the old one). The new
+/// session keeps the old one's `authenticated_at`. Returns it and how many others ended.
+pub async fn renew(
+    conn: &mut Conn<'_>,
+    old: &Session,
+    scope: &TenantScope,
+    ip: Option<&str>,
+    user_agent: Option<&str>,
+    max_age: Duration,
+) -> Result<(Started, u64), sqlx::Error> {
+    let others = revoke_others(conn, old.user_id, &old.id).await?;
+    revoke(conn, &old.id).await?;
+    let fresh = start(conn, old.user_id, scope, ip, user_agent, max_age).await?;
+    on_conn!(conn.reborrow(), c => sqlx::query(
+        "UPDATE sessions SET authenticated_at = $2 WHERE id = $1"
+    ).bind(&fresh.session_id).bind(old.authenticated_at).execute(c).await.map(|_| ()))?;
+    Ok((fresh, others))
 }
 
 /// One of a user's live sessions, as the account page lists it.

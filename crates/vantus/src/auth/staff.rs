@@ -2,6 +2,10 @@
 //! A handler names the permission it needs as `P` (`Staff<perm::EditContent>`); the extractor
 //! loads the session from its cookie, and answers for the handler when there is none (a
 //! redirect to sign-in for a page, 401 for JSON) or when the role lacks `P` (403).
+//!
+//! A session marked "must enrol" (the role requires a second factor the user lacks; see
+//! [`super::sign_in`]) reaches only [`ALLOWED_WHILE_ENROLLING`]: every other portal route,
+//! present or future, redirects to enrolment (403 for JSON) without its handler running.
 
 use std::marker::PhantomData;
 
@@ -79,6 +83,41 @@ fn sign_in_first(parts: &Parts) -> Response {
     res
 }
 
+/// What a session that must enrol a second factor may reach: the enrolment page and its
+/// forms, and signing out.
+pub const ALLOWED_WHILE_ENROLLING: &[(&str, &str)] = &[
+    ("GET", "/admin/account/mfa"),
+    ("HEAD", "/admin/account/mfa"),
+    ("POST", "/admin/account/mfa"),
+    ("POST", "/admin/account/mfa/reauth"),
+    ("POST", "/admin/logout"),
+];
+
+fn allowed_while_enrolling(parts: &Parts) -> bool {
+    let path = parts.uri.path();
+    ALLOWED_WHILE_ENROLLING
+        .iter()
+        .any(|(m, p)| parts.method.as_str() == *m && path == *p)
+}
+
+/// A must-enrol session elsewhere: a page goes to enrolment, JSON gets 403.
+fn enrol_first(parts: &Parts) -> Response {
+    if wants_json(parts) {
+        return (
+            StatusCode::FORBIDDEN,
+            axum::Json(serde_json::json!({"error": {"message":
+                "your role requires two-factor sign-in: enrol at /admin/account/mfa first"}})),
+        )
+            .into_response();
+    }
+    let mut res = StatusCode::SEE_OTHER.into_response();
+    res.headers_mut().insert(
+        header::LOCATION,
+        HeaderValue::from_static("/admin/account/mfa"),
+    );
+    res
+}
+
 fn urlencode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
@@ -121,6 +160,9 @@ where
             .is_some_and(|v| v.0 == session.id);
         if csrf::changes_state(&parts.method) && !verified {
             return Err(csrf::expired());
+        }
+        if session.must_enrol_mfa && !allowed_while_enrolling(parts) {
+            return Err(enrol_first(parts));
         }
         if !role.can(P::PERMISSION) {
             return Err(AppError::Forbidden(format!(

@@ -1,9 +1,64 @@
-//! Staff accounts: how passwords are hashed.
+//! Staff accounts: how passwords are hashed, sessions last, and who needs a second factor.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
+use secrecy::SecretBox;
+
+use super::Environment;
 use super::leads::RateSetting;
 use super::source::Source;
+
+/// The role names `VANTUS_MFA_REQUIRED_ROLES` may list: `auth::permission::Role`'s (config sits
+/// below auth, so it cannot name the type; a test in `auth::permission` keeps the two equal).
+pub const ROLE_NAMES: &[&str] = &["owner", "admin", "editor", "sales", "viewer"];
+
+/// Where the key that encrypts TOTP secrets comes from. Like the signing secret: configured
+/// (required in production), or in development generated once into the data folder.
+#[derive(Clone)]
+pub enum MfaKeySource {
+    Configured(Arc<SecretBox<[u8; 32]>>),
+    GeneratedInDataDir,
+}
+
+impl std::fmt::Debug for MfaKeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MfaKeySource::Configured(_) => f.write_str("Configured(***)"),
+            MfaKeySource::GeneratedInDataDir => f.write_str("GeneratedInDataDir"),
+        }
+    }
+}
+
+/// Reads a 32-byte key given as 64 hex characters or as base64 (standard or URL-safe, padded
+/// or not). The error never repeats the value.
+pub fn parse_mfa_key(raw: &str) -> Result<[u8; 32], String> {
+    let raw = raw.trim();
+    let bytes = if raw.len() == 64 && raw.bytes().all(|b| b.is_ascii_hexdigit()) {
+        hex::decode(raw).ok()
+    } else {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let url = base64::engine::general_purpose::URL_SAFE;
+        let unpadded = raw.trim_end_matches('=');
+        b64.decode(raw)
+            .or_else(|_| url.decode(raw))
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(unpadded))
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(unpadded))
+            .ok()
+    };
+    match bytes.map(<[u8; 32]>::try_from) {
+        Some(Ok(key)) => Ok(key),
+        Some(Err(v)) => Err(format!(
+            "must be 32 bytes, not {}; generate one with `openssl rand -hex 32`",
+            v.len()
+        )),
+        None => Err(
+            "is neither 64 hex characters nor base64; generate one with `openssl rand -hex 32`"
+                .to_owned(),
+        ),
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct AuthConfig {
@@ -27,6 +82,12 @@ pub struct AuthConfig {
     /// Password-reset requests per address typed, from anywhere (bounds the emails one
     /// address can be sent).
     pub password_reset_account_rate: RateSetting,
+    /// The key that encrypts TOTP secrets (`VANTUS_MFA_KEY`).
+    pub mfa_key: MfaKeySource,
+    /// Roles whose members must have a second factor (names from [`ROLE_NAMES`]).
+    pub mfa_required_roles: Vec<String>,
+    /// How recent the last proof of a factor must be for an MFA change.
+    pub reauth_window: Duration,
 }
 
 /// Argon2id's cost parameters (RFC 9106). The defaults are OWASP's current recommendation:
@@ -39,7 +100,7 @@ pub struct Argon2Settings {
 }
 
 impl AuthConfig {
-    pub(super) fn parse(src: &Source<'_>) -> Self {
+    pub(super) fn parse(src: &Source<'_>, env: Environment) -> Self {
         Self {
             argon2: Argon2Settings {
                 // Below 8 MiB argon2id is weaker than the guidance allows; above 1 GiB one
@@ -62,6 +123,54 @@ impl AuthConfig {
                 "VANTUS_RATE_LIMIT_PASSWORD_RESET_ACCOUNT",
                 RateSetting::parse,
             ),
+            mfa_key: mfa_key(src, env),
+            mfa_required_roles: required_roles(src),
+            reauth_window: src.duration("VANTUS_REAUTH_WINDOW"),
         }
+    }
+}
+
+fn mfa_key(src: &Source<'_>, env: Environment) -> MfaKeySource {
+    match src.optional("VANTUS_MFA_KEY", parse_mfa_key) {
+        Some(key) => MfaKeySource::Configured(Arc::new(SecretBox::new(Box::new(key)))),
+        None => {
+            if env == Environment::Production && !src.is_broken("VANTUS_MFA_KEY") {
+                src.problem(
+                    "VANTUS_MFA_KEY",
+                    "is required in production (or VANTUS_MFA_KEY_FILE): 32 random bytes as 64 hex characters, e.g. `openssl rand -hex 32`; it encrypts the staff's TOTP secrets",
+                );
+            }
+            MfaKeySource::GeneratedInDataDir
+        }
+    }
+}
+
+fn required_roles(src: &Source<'_>) -> Vec<String> {
+    let name = "VANTUS_MFA_REQUIRED_ROLES";
+    let parse = |raw: &str| -> Result<Vec<String>, String> {
+        if raw.trim().eq_ignore_ascii_case("none") {
+            return Ok(Vec::new());
+        }
+        raw.split(',')
+            .map(|r| r.trim().to_lowercase())
+            .filter(|r| !r.is_empty())
+            .map(|r| {
+                if ROLE_NAMES.contains(&r.as_str()) {
+                    Ok(r)
+                } else {
+                    Err(format!(
+                        "\"{r}\" is not a role; the roles are {}",
+                        ROLE_NAMES.join(", ")
+                    ))
+                }
+            })
+            .collect()
+    };
+    match src.raw_or_empty(name) {
+        Some(raw) => parse(&raw).unwrap_or_else(|why| {
+            src.problem(name, why);
+            parse(super::settings::default_of(name)).unwrap_or_default()
+        }),
+        None => parse(super::settings::default_of(name)).unwrap_or_default(),
     }
 }

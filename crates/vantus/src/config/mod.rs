@@ -36,7 +36,7 @@ use std::path::PathBuf;
 use secrecy::SecretString;
 use url::Url;
 
-pub use auth::{Argon2Settings, AuthConfig};
+pub use auth::{Argon2Settings, AuthConfig, MfaKeySource, ROLE_NAMES, parse_mfa_key};
 pub use backup::{BackupConfig, BackupLocation, S3Config, Schedule};
 pub use database::{DatabaseConfig, DatabaseUrl};
 pub use http::{Cidr, HttpConfig};
@@ -237,7 +237,7 @@ impl Config {
             data_dir,
             http: HttpConfig::parse(src),
             leads: LeadsConfig::parse(src),
-            auth: AuthConfig::parse(src),
+            auth: AuthConfig::parse(src, env),
             mail: MailConfig::parse(src),
             webhooks: WebhookConfig::parse(src),
             outbox: OutboxConfig::parse(src),

@@ -92,6 +92,12 @@ settings! {
         "A portal session unused this long ends; the person signs in again.";
     "VANTUS_SESSION_MAX_AGE", "auth.session_max_age", "12h", false,
         "A portal session ends this long after sign-in, however much it is used.";
+    "VANTUS_MFA_KEY", "auth.mfa_key", "(generated in development)", true,
+        "32-byte key that encrypts staff TOTP secrets at rest (XChaCha20-Poly1305), as 64 hex characters or base64 (`openssl rand -hex 32`). Required in production; in development a random key is kept in the data folder. Losing it means every user re-enrols.";
+    "VANTUS_MFA_REQUIRED_ROLES", "auth.mfa_required_roles", "owner,admin", false,
+        "Comma-separated roles that must use a second factor; such a user who has none is sent to enrolment after the password. Empty (or `none`): no role must.";
+    "VANTUS_REAUTH_WINDOW", "auth.reauth_window", "5m", false,
+        "Enabling or disabling TOTP and regenerating recovery codes need a sign-in (or re-authentication) this recent; older sessions are asked for the password (and a code) first.";
     "VANTUS_RATE_LIMIT_LOGIN", "rate_limit.login", "10/5m", false,
         "Sign-in attempts allowed per client (IP, IPv6 /64) and period; more get 429 with Retry-After.";
     "VANTUS_RATE_LIMIT_LOGIN_ACCOUNT", "rate_limit.login_account", "10/15m", false,

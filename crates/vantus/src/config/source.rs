@@ -107,6 +107,16 @@ impl<'a> Source<'a> {
         self.file.get(toml_key).cloned()
     }
 
+    /// Like [`Source::raw`], but an environment variable set to the empty string reads as `""`
+    /// (an explicit empty list, e.g. "no role needs MFA"), not as unset.
+    pub(super) fn raw_or_empty(&self, name: &'static str) -> Option<String> {
+        if self.env.get(name).is_some_and(|v| v.is_empty()) {
+            self.read.borrow_mut().insert(name);
+            return Some(String::new());
+        }
+        self.raw(name)
+    }
+
     /// An optional setting, parsed; `None` when unset or invalid (the problem is recorded).
     pub(super) fn optional<T>(
         &self,

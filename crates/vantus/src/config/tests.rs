@@ -96,11 +96,17 @@ fn production_rejects_weak_secret_and_missing_public_url() {
     .unwrap_err();
     assert_eq!(e.setting, "VANTUS_SECRET_KEY");
     assert!(e.problem.contains("predictable"), "{e}");
-    let e = load(&[("VANTUS_ENV", "production"), ("VANTUS_SECRET_KEY", STRONG)]).unwrap_err();
+    let e = load(&[
+        ("VANTUS_ENV", "production"),
+        ("VANTUS_SECRET_KEY", STRONG),
+        ("VANTUS_MFA_KEY", MFA_KEY),
+    ])
+    .unwrap_err();
     assert_eq!(e.setting, "VANTUS_PUBLIC_URL");
     let ok = load(&[
         ("VANTUS_ENV", "production"),
         ("VANTUS_SECRET_KEY", STRONG),
+        ("VANTUS_MFA_KEY", MFA_KEY),
         ("VANTUS_PUBLIC_URL", "https://vantus.example.com"),
     ]);
     assert!(ok.is_ok());
@@ -268,6 +274,7 @@ fn every_problem_is_reported_at_once() {
         ("VANTUS_CONFIG", toml_file.to_str().unwrap()),
         ("VANTUS_ENV", "production"),
         ("VANTUS_SECRET_KEY", STRONG),
+        ("VANTUS_MFA_KEY", MFA_KEY),
         ("VANTUS_BODY_LIMIT", "big"),
         ("VANTUS_REQUEST_TIMEOUT", "soon"),
         ("VANTUS_LOG_FORMAT", "xml"),
@@ -304,6 +311,10 @@ fn a_problem_is_reported_once_not_again_by_what_depends_on_it() {
         ("VANTUS_ENV", "production"),
         ("VANTUS_PUBLIC_URL", "https://x.test"),
         ("VANTUS_SECRET_KEY_FILE", "/nonexistent/secret"),
+        (
+            "VANTUS_MFA_KEY",
+            "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0",
+        ),
         ("DATABASE_URL", "mysql://h/db"),
         ("DATABASE_REPLICA_URLS", "postgres://r/db"),
         ("VANTUS_BACKUP_SCHEDULE", "0 3 * * *"),
@@ -518,4 +529,48 @@ fn outbox_retry_settings() {
     assert_eq!(e.setting, "VANTUS_OUTBOX_LEASE", "{e}");
     let e = load(&[("VANTUS_OUTBOX_MAX_ATTEMPTS", "0")]).unwrap_err();
     assert_eq!(e.setting, "VANTUS_OUTBOX_MAX_ATTEMPTS", "{e}");
+}
+
+const MFA_KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
+#[test]
+fn production_needs_an_mfa_key_of_32_bytes_in_hex_or_base64() {
+    let e = load(&[
+        ("VANTUS_ENV", "production"),
+        ("VANTUS_SECRET_KEY", STRONG),
+        ("VANTUS_PUBLIC_URL", "https://vantus.example.com"),
+    ])
+    .unwrap_err();
+    assert_eq!(e.setting, "VANTUS_MFA_KEY");
+    assert!(e.problem.contains("required in production"), "{e}");
+    for bad in ["short", "00ff", "zz".repeat(32).as_str(), "AAAA"] {
+        let e = load(&[("VANTUS_MFA_KEY", bad)]).unwrap_err();
+        assert_eq!(e.setting, "VANTUS_MFA_KEY");
+        assert!(!e.problem.contains(bad), "never echoed: {e}");
+    }
+    let hex = super::parse_mfa_key(MFA_KEY).unwrap();
+    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, hex);
+    assert_eq!(super::parse_mfa_key(&b64).unwrap(), hex);
+    let dev = load(&[]).unwrap();
+    assert!(matches!(
+        dev.auth.mfa_key,
+        super::MfaKeySource::GeneratedInDataDir
+    ));
+}
+
+#[test]
+fn mfa_required_roles_default_to_owner_and_admin_and_name_unknown_roles() {
+    assert_eq!(
+        load(&[]).unwrap().auth.mfa_required_roles,
+        ["owner", "admin"]
+    );
+    let none = load(&[("VANTUS_MFA_REQUIRED_ROLES", "")]).unwrap();
+    assert!(none.auth.mfa_required_roles.is_empty());
+    let some = load(&[("VANTUS_MFA_REQUIRED_ROLES", "Owner, sales")]).unwrap();
+    assert_eq!(some.auth.mfa_required_roles, ["owner", "sales"]);
+    let e = load(&[("VANTUS_MFA_REQUIRED_ROLES", "owner,root")]).unwrap_err();
+    assert_eq!(e.setting, "VANTUS_MFA_REQUIRED_ROLES");
+    assert!(e.problem.contains("\"root\" is not a role"), "{e}");
+    let w = load(&[("VANTUS_REAUTH_WINDOW", "1s")]).unwrap();
+    assert_eq!(w.auth.reauth_window, std::time::Duration::from_secs(1));
 }

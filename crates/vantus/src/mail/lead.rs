@@ -83,7 +83,7 @@ pub fn notification(
 
 /// A message's headers from typed values: sender, recipients, `subject`, the stable
 /// `Message-ID` of its outbox row, and the user agent. Every email Vantus sends starts here.
-pub(super) fn headers(
+pub(crate) fn headers(
     envelope: &Envelope<'_>,
     subject: String,
 ) -> Result<lettre::message::MessageBuilder, BuildError> {

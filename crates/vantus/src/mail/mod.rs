@@ -14,6 +14,7 @@
 
 pub mod account;
 pub mod address;
+pub mod credential;
 pub mod lead;
 
 use std::time::Duration;

@@ -30,7 +30,8 @@ use crate::store::{Conn, Timestamp, multirow, on_conn};
 use crate::tenancy::TenantScope;
 
 pub use payload::{
-    Invitation, LeadCreated, LeadData, PasswordResetLink, PasswordWasReset, TenantData,
+    CredentialChanged, Invitation, LeadCreated, LeadData, PasswordResetLink, PasswordWasReset,
+    TenantData,
 };
 pub use worker::{Worker, wake};
 
@@ -69,6 +70,8 @@ pub enum Topic {
     PasswordResetLink,
     /// "Your password was changed" after a reset ([`payload::PasswordWasReset`]).
     PasswordWasReset,
+    /// A staff member's own credentials changed (email to them only).
+    CredentialChanged,
 }
 
 impl Topic {
@@ -79,6 +82,7 @@ impl Topic {
             Topic::Invitation => "user.invited",
             Topic::PasswordResetLink => "password.reset_link",
             Topic::PasswordWasReset => "password.was_reset",
+            Topic::CredentialChanged => "account.credential_changed",
         }
     }
 
@@ -88,6 +92,7 @@ impl Topic {
             "user.invited" => Some(Topic::Invitation),
             "password.reset_link" => Some(Topic::PasswordResetLink),
             "password.was_reset" => Some(Topic::PasswordWasReset),
+            "account.credential_changed" => Some(Topic::CredentialChanged),
             _ => None,
         }
     }

@@ -96,3 +96,27 @@ pub fn to_json(payload: &impl Serialize) -> serde_json::Value {
 pub fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
     serde_json::from_str(text).ok()
 }
+
+/// `account.credential_changed`: what changed on a staff member's own account. No secret and
+/// no code, only what and when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialChanged {
+    /// `auth::notify::Change`'s code, e.g. `totp_enabled`.
+    pub change: String,
+    /// The sentence the email says it with.
+    pub sentence: String,
+    pub name: String,
+    pub tenant: String,
+    /// RFC 3339.
+    pub at: String,
+}
+
+impl CredentialChanged {
+    pub fn to_json(&self) -> serde_json::Value {
+        to_json(self)
+    }
+
+    pub fn from_json(text: &str) -> Option<Self> {
+        from_json(text)
+    }
+}

@@ -41,7 +41,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::payload::{self, Invitation, LeadCreated, PasswordResetLink, PasswordWasReset};
+use super::payload::{
+    self, CredentialChanged, Invitation, LeadCreated, PasswordResetLink, PasswordWasReset,
+};
 use super::{Channel, Topic, webhook};
 use crate::config::{Config, MIN_OUTBOX_LEASE, OutboxConfig};
 use crate::mail::account::AccountNotice;
@@ -375,6 +377,26 @@ impl Worker {
                 account::message(&envelope, &notice)
                     .map_err(|e| Failure::permanent(e.to_string()))?
             }
+            Topic::CredentialChanged => {
+                let payload = CredentialChanged::from_json(&row.payload).ok_or_else(|| {
+                    Failure::permanent("the payload is not an account.credential_changed payload")
+                })?;
+                let to = mail::parse_recipients(&row.destination).map_err(Failure::permanent)?;
+                let envelope = lead::Envelope {
+                    from: mailer.from(),
+                    to: &to,
+                    message_id: &row.message_id,
+                    host: &self.host,
+                };
+                let notice = mail::credential::CredentialNotice {
+                    name: &payload.name,
+                    tenant: &payload.tenant,
+                    sentence: &payload.sentence,
+                    at: &payload.at,
+                };
+                mail::credential::notice(&envelope, &notice)
+                    .map_err(|e| Failure::permanent(e.to_string()))?
+            }
         };
         mailer
             .send(message)
@@ -476,7 +498,7 @@ fn account_notice(topic: Topic, text: &str) -> Option<AccountNotice> {
             let p: PasswordWasReset = payload::from_json(text)?;
             AccountNotice::password_was_reset(&p.name, &p.changed_at, &p.sign_in)
         }
-        Topic::LeadCreated => return None,
+        Topic::LeadCreated | Topic::CredentialChanged => return None,
     })
 }
 

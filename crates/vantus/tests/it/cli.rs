@@ -107,6 +107,9 @@ fn version_prints_text_and_json() {
     assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
 }
 
+const MFA_KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
+/// Production refuses to start without each secret: VANTUS_SECRET_KEY, VANTUS_MFA_KEY.
 #[test]
 fn production_without_secrets_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
@@ -118,16 +121,23 @@ fn production_without_secrets_refuses_to_start() {
             "VANTUS_PUBLIC_URL".to_owned(),
             "https://vantus.example.com".to_owned(),
         ),
+        ("VANTUS_MFA_KEY".to_owned(), MFA_KEY.to_owned()),
     ]);
     let o = run_binary(&["serve"], &env);
     assert_config_error(&o, "VANTUS_SECRET_KEY");
     env.insert("VANTUS_SECRET_KEY".into(), "short".into());
     assert_config_error(&run_binary(&["serve"], &env), "VANTUS_SECRET_KEY");
     env.insert("VANTUS_SECRET_KEY".into(), STRONG_SECRET.into());
+    // The key that seals TOTP secrets is required too, and is never generated in production.
+    env.remove("VANTUS_MFA_KEY");
+    assert_config_error(&run_binary(&["serve"], &env), "VANTUS_MFA_KEY");
+    env.insert("VANTUS_MFA_KEY".into(), "not a key".into());
+    assert_config_error(&run_binary(&["serve"], &env), "VANTUS_MFA_KEY");
+    env.insert("VANTUS_MFA_KEY".into(), MFA_KEY.into());
     env.remove("VANTUS_PUBLIC_URL");
     assert_config_error(&run_binary(&["serve"], &env), "VANTUS_PUBLIC_URL");
     assert!(
-        !dir.path().join("secret.key").exists(),
+        !dir.path().join("secret.key").exists() && !dir.path().join("mfa.key").exists(),
         "production never generates a secret"
     );
 }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use crate::support::{Engine, TestDb, base_env, run_binary};
 
 const SECRET: &str = "5f2d8c1a9e4b7036d1c8f5a2e9b4d7c0";
+const MFA_KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
 
 fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -76,6 +77,7 @@ async fn doctor_reports_an_invalid_configuration_and_checks_the_rest(engine: Eng
         &[
             ("VANTUS_ENV", "production"),
             ("VANTUS_SECRET_KEY", SECRET),
+            ("VANTUS_MFA_KEY", MFA_KEY),
             ("VANTUS_PUBLIC_URL", "https://vantus.example.com"),
         ],
     );
@@ -141,6 +143,42 @@ async fn doctor_reports_an_invalid_configuration_and_checks_the_rest(engine: Eng
 }
 
 crate::both_engines!(doctor_reports_an_invalid_configuration_and_checks_the_rest);
+
+/// Production refuses to start without VANTUS_MFA_KEY (the key that seals TOTP secrets), by
+/// name, and `doctor` reports it as a critical configuration finding.
+async fn production_refuses_to_start_without_vantus_mfa_key(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let env = with(
+        &db,
+        &[
+            ("VANTUS_ENV", "production"),
+            ("VANTUS_SECRET_KEY", SECRET),
+            ("VANTUS_PUBLIC_URL", "https://vantus.example.com"),
+        ],
+    );
+    let o = run_binary(&["serve"], &env);
+    assert_eq!(o.status.code(), Some(78), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("configuration error: VANTUS_MFA_KEY: is required in production"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !db.data_dir().join("mfa.key").exists(),
+        "production never generates the key"
+    );
+    let o = run_binary(&["doctor", "--json"], &env);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let config = findings_of(&report, "config");
+    assert!(
+        config.iter().any(|f| f["severity"] == "critical"
+            && f["finding"].as_str().unwrap().starts_with("VANTUS_MFA_KEY")),
+        "{report:#}"
+    );
+}
+
+crate::both_engines!(production_refuses_to_start_without_vantus_mfa_key);
 
 /// A broken DATABASE_URL stops the database checks: doctor never falls back to the default
 /// SQLite file and creates it.

@@ -3,6 +3,7 @@
 use crate::support::{Engine, TestDb, base_env, run_binary};
 
 const SECRET: &str = "5f2d8c1a9e4b7036d1c8f5a2e9b4d7c0";
+const MFA_KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
 
 /// A production configuration on `db` (strong secret, https public URL), plus `extra`.
 fn production_env(
@@ -13,6 +14,7 @@ fn production_env(
     for (k, v) in [
         ("VANTUS_ENV", "production"),
         ("VANTUS_SECRET_KEY", SECRET),
+        ("VANTUS_MFA_KEY", MFA_KEY),
         ("VANTUS_PUBLIC_URL", "https://vantus.example.com"),
     ]
     .iter()

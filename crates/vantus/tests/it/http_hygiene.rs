@@ -199,6 +199,10 @@ async fn production_adds_hsts(engine: Engine) {
             "7d2f9c4e1a8b3650f2e7d4c9a1b6e3f0".into(),
         );
         env.insert(
+            "VANTUS_MFA_KEY".into(),
+            "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0".into(),
+        );
+        env.insert(
             "VANTUS_PUBLIC_URL".into(),
             "https://vantus.example.com".into(),
         );

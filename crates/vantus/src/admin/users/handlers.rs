@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use super::rules::{self, Change, Refused, Target};
 use super::views::{self, InvitationRow, MemberRow, UsersPage, role_options, when};
-use crate::audit::{self, Actor, AuditAction};
 use crate::admin::layout::{Area, Shell};
+use crate::audit::{self, Actor, AuditAction};
 use crate::auth::Auth;
 use crate::auth::invitations;
 use crate::auth::permission::{Permission, Role, perm};

@@ -20,8 +20,9 @@ use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 use super::{Refusal, RelyingParty};
 use crate::audit::{self, Actor, AuditAction, Change};
 use crate::auth::permission::perm;
-use crate::auth::routes::{login_limit, safe_next, start_session, with_session_cookie};
+use crate::auth::routes::{login_limit, safe_next, with_session_cookie};
 use crate::auth::routing::Portal;
+use crate::auth::sign_in::{Proof, SignIn, complete_sign_in};
 use crate::auth::staff::Staff;
 use crate::auth::{Auth, session, users};
 use crate::http::client_ip::ClientIp;
@@ -213,7 +214,6 @@ async fn sign_in_finish(
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
-    let max_age = auth.config.auth.session_max_age;
     let outcome = in_write_tx!(auth.store.primary(), conn => {
         let verified = match super::finish_sign_in(conn, rp, &body.ceremony, &body.credential).await? {
             Ok(v) => v,
@@ -233,15 +233,26 @@ async fn sign_in_finish(
                     .with("method", "passkey").with("reason", "disabled")).await?;
             return Ok(None);
         }
-        start_session(conn, user, ip, &origin, user_agent, max_age, Change::none()
-            .with("method", "passkey").with("passkey", verified.passkey_id.to_string())).await
+        let sign_in = SignIn { user, ip, origin: &origin, user_agent, proof: Proof::Passkey,
+            facts: Change::none().with("method", "passkey")
+                .with("passkey", verified.passkey_id.to_string()) };
+        complete_sign_in(conn, &auth, &sign_in).await
     });
     match outcome {
-        Ok(Some(started)) => with_session_cookie(
-            &auth,
-            &started,
-            axum::Json(json!({ "redirect": next })).into_response(),
-        ),
+        Ok(Some(signed)) => {
+            // A passkey is a second factor itself, so enrolment is only asked of an account
+            // that lost it meanwhile; the script goes wherever the session may.
+            let to = if signed.must_enrol {
+                "/admin/account/mfa"
+            } else {
+                next.as_str()
+            };
+            with_session_cookie(
+                &auth,
+                &signed.started,
+                axum::Json(json!({ "redirect": to })).into_response(),
+            )
+        }
         Ok(None) => (
             StatusCode::UNAUTHORIZED,
             axum::Json(json!({ "error": { "message": REFUSED } })),

@@ -9,6 +9,7 @@
 //! * [`process`]: [`binary`] and [`ServeProcess`] run the compiled `vantus` executable, for
 //!   exit codes, signals and logs; the same verbs.
 //! * [`wait`]: [`eventually`], the one polling loop.
+//! * [`staff`]: signed-in checks, pages as a cookie's holder sees them, form tokens.
 //! * [`smtp`]: a real SMTP server (`aiosmtpd`) whose delivered messages a test reads back.
 //! * [`staff`]: accounts made with the CLI, signed in, and their pages' form tokens.
 //! * [`TestApp::spawn_replica`]: a second server on the same database.
@@ -73,6 +74,9 @@ pub fn base_env(db: &TestDb) -> HashMap<String, String> {
         ("DATABASE_CONNECT_TIMEOUT".to_owned(), "5s".to_owned()),
         ("VANTUS_DRAIN_TIMEOUT".to_owned(), "10s".to_owned()),
         ("RUST_LOG".to_owned(), "warn".to_owned()),
+        // Tests sign in as owners without a second factor; tests/it/mfa.rs sets the default
+        // (owner,admin) back where the requirement itself is tested.
+        ("VANTUS_MFA_REQUIRED_ROLES".to_owned(), String::new()),
     ])
 }
 
