@@ -89,7 +89,11 @@
   async function signIn(box) {
     var status = box.querySelector("[data-passkey-status]");
     say(status, "Waiting for your passkey…");
-    var started = await post("/admin/login/passkey/start");
+    // The same ceremony serves the sign-in page (a passkey alone) and the second step after a
+    // password (the box names its own endpoints).
+    var start = box.getAttribute("data-start") || "/admin/login/passkey/start";
+    var finish = box.getAttribute("data-finish") || "/admin/login/passkey/finish";
+    var started = await post(start);
     var pk = started.options.publicKey;
     pk.challenge = fromB64url(pk.challenge);
     pk.allowCredentials = withIds(pk.allowCredentials);
@@ -111,7 +115,7 @@
         extensions: {},
       },
     };
-    var done = await post("/admin/login/passkey/finish", body);
+    var done = await post(finish, body);
     say(status, "Signed in.");
     window.location.assign(done.redirect || "/admin");
   }

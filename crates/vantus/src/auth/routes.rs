@@ -212,12 +212,31 @@ enum Step {
 struct SecondFactorPage {
     layout: Layout,
     error: Option<&'static str>,
+    /// Offer a passkey as the second factor (the server has a relying party).
+    passkeys: bool,
 }
 
-fn second_factor_view(error: Option<&'static str>, status: StatusCode) -> Response {
+fn second_factor_view(error: Option<&'static str>, status: StatusCode, passkeys: bool) -> Response {
     let mut layout = Layout::bare("Two-factor sign-in", Section::None);
     layout.description = "Enter the code from your authenticator app.".into();
-    crate::http::html_page(status, SecondFactorPage { layout, error }.render())
+    crate::http::html_page(
+        status,
+        SecondFactorPage {
+            layout,
+            error,
+            passkeys,
+        }
+        .render(),
+    )
+}
+
+/// Whether the second step offers a passkey: the server has a relying party and `user` has one.
+async fn offers_passkey(auth: &Auth, user: uuid::Uuid) -> Result<bool, sqlx::Error> {
+    if auth.passkeys.is_none() {
+        return Ok(false);
+    }
+    let n = with_conn!(auth.store.primary(), conn => super::passkeys::count_for(conn, user).await)?;
+    Ok(n > 0)
 }
 
 fn back_to_sign_in(auth: &Auth) -> Response {
@@ -230,7 +249,10 @@ async fn second_factor_page(State(auth): State<Auth>, headers: HeaderMap) -> Res
         return back_to_sign_in(&auth);
     };
     match with_conn!(auth.store.primary(), conn => mfa::challenge::find_live(conn, &token).await) {
-        Ok(Some(_)) => second_factor_view(None, StatusCode::OK),
+        Ok(Some(c)) => match offers_passkey(&auth, c.user_id).await {
+            Ok(passkeys) => second_factor_view(None, StatusCode::OK, passkeys),
+            Err(e) => AppError::from(e).into_response(),
+        },
         Ok(None) => back_to_sign_in(&auth),
         Err(e) => AppError::from(e).into_response(),
     }
@@ -325,7 +347,12 @@ async fn second_factor(
             &safe_next(Some(&next)),
             &[auth.challenge_cookie.clear()],
         ),
-        Ok(Second::Refused) => second_factor_view(Some(CODE_REFUSED), StatusCode::UNAUTHORIZED),
+        Ok(Second::Refused) => {
+            let passkeys = offers_passkey(&auth, challenge.user_id)
+                .await
+                .unwrap_or(false);
+            second_factor_view(Some(CODE_REFUSED), StatusCode::UNAUTHORIZED, passkeys)
+        }
         Ok(Second::Expired) => back_to_sign_in(&auth),
         Err(e) => AppError::from(e).into_response(),
     }

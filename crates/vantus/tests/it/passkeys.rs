@@ -443,7 +443,82 @@ async fn one_accounts_passkey_never_signs_in_another(engine: Engine) {
     assert_eq!(verified.user_id, grace);
 }
 
+/// A passkey is also the second factor after a password: the password alone no longer opens
+/// a session, the second step offers the passkey, and its assertion (for this account only)
+/// starts the session; the challenge is then used up.
+async fn a_passkey_is_the_second_factor_after_a_password(engine: Engine) {
+    let (app, _cookie, mut key) = owner_with_passkey(engine).await;
+    let res = app
+        .post_form(
+            "/admin/login",
+            &[("email", "ada@example.com"), ("password", PASSWORD)],
+        )
+        .await
+        .assert_redirect_to("/admin/login/mfa");
+    let challenge = session_cookie_named(&res, "vantus_mfa_challenge");
+    let page = app
+        .get("/admin/login/mfa")
+        .header("cookie", &challenge)
+        .await
+        .assert_status(200)
+        .html()
+        .await;
+    assert!(page.contains("/admin/login/mfa/passkey/start"), "{page}");
+    // Without the challenge there is nothing to prove.
+    app.post_json("/admin/login/mfa/passkey/start", &json!({}))
+        .await
+        .assert_status(401);
+    let started = app
+        .post_json("/admin/login/mfa/passkey/start", &json!({}))
+        .header("cookie", &challenge)
+        .await
+        .assert_status(200)
+        .json_value()
+        .await;
+    let allowed = started["options"]["publicKey"]["allowCredentials"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert_eq!(
+        allowed, 1,
+        "the account's own passkey is asked for: {started}"
+    );
+    let credential = key.assert(&started["options"]);
+    let done = app
+        .post_json(
+            "/admin/login/mfa/passkey/finish",
+            &json!({ "ceremony": started["ceremony"], "credential": credential }),
+        )
+        .header("cookie", &challenge)
+        .await
+        .assert_status(200);
+    let cookie = session_cookie(&done);
+    assert!(signed_in(&app, &cookie).await);
+    assert_eq!(
+        audit_count(&app, "login.succeeded").await,
+        2,
+        "the first sign-in and this one"
+    );
+    // The challenge is used up: a second finish is refused.
+    let again = app
+        .post_json("/admin/login/mfa/passkey/start", &json!({}))
+        .header("cookie", &challenge)
+        .await;
+    again.assert_status(401);
+}
+
+/// The `name=value` of the cookie called `name` (or ending in it) among a response's cookies.
+fn session_cookie_named(res: &reqwest::Response, name: &str) -> String {
+    res.headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").to_owned())
+        .find(|kv| kv.split('=').next().is_some_and(|k| k.ends_with(name)))
+        .unwrap_or_else(|| panic!("no {name} cookie"))
+}
+
 both_engines!(
+    a_passkey_is_the_second_factor_after_a_password,
     a_registered_passkey_is_the_whole_sign_in,
     ceremonies_are_shared_used_once_and_expire,
     forged_answers_are_refused,

@@ -55,7 +55,22 @@ pub fn declare(portal: &mut Portal) {
         )
         // Not limited itself: each finish uses up a ceremony, and starting one is limited, so
         // an attempt costs one unit of the budget, as a password attempt does.
-        .public(Method::POST, "/admin/login/passkey/finish", sign_in_finish);
+        .public(Method::POST, "/admin/login/passkey/finish", sign_in_finish)
+        // The second factor after a password: the same, for the account of the login
+        // challenge (its cookie), and each finish also counts against the challenge.
+        .public_layered(
+            Method::POST,
+            "/admin/login/mfa/passkey/start",
+            second_factor_start,
+            |route, auth| {
+                route.route_layer(from_fn_with_state(login_limit(auth), rate_limit::limit))
+            },
+        )
+        .public(
+            Method::POST,
+            "/admin/login/mfa/passkey/finish",
+            second_factor_finish,
+        );
 }
 
 /// The relying party, or 404 when this server offers no passkeys (an IP-address public URL).
@@ -252,6 +267,126 @@ async fn sign_in_finish(
                 &signed.started,
                 axum::Json(json!({ "redirect": to })).into_response(),
             )
+        }
+        Ok(None) => (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({ "error": { "message": REFUSED } })),
+        )
+            .into_response(),
+        Err(e) => AppError::from(e).into_response(),
+    }
+}
+
+/// The live login challenge of the request (the password step passed), or the answer to give.
+async fn live_challenge(
+    auth: &Auth,
+    headers: &HeaderMap,
+) -> Result<crate::auth::mfa::challenge::Challenge, Response> {
+    let expired = || {
+        (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(
+                json!({ "error": { "message": "Sign in with your password again.",
+                                          "redirect": "/admin/login" } }),
+            ),
+        )
+            .into_response()
+    };
+    let Some(token) = session::session_token(headers, auth.challenge_cookie.name) else {
+        return Err(expired());
+    };
+    match with_conn!(auth.store.primary(), conn =>
+        crate::auth::mfa::challenge::find_live(conn, &token).await)
+    {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => Err(expired()),
+        Err(e) => Err(AppError::from(e).into_response()),
+    }
+}
+
+/// `POST /admin/login/mfa/passkey/start`: options to prove the second factor with one of the
+/// challenged account's passkeys (404 when it has none).
+async fn second_factor_start(State(auth): State<Auth>, headers: HeaderMap) -> Response {
+    let rp = match relying_party(&auth) {
+        Ok(rp) => rp,
+        Err(e) => return e.into_response(),
+    };
+    let challenge = match live_challenge(&auth, &headers).await {
+        Ok(c) => c,
+        Err(res) => return res,
+    };
+    let user = challenge.user_id;
+    match in_write_tx!(auth.store.primary(), conn => super::start_second_factor(conn, rp, user).await)
+    {
+        Ok(Some((options, ceremony))) => started(ceremony, options),
+        Ok(None) => AppError::NotFound.into_response(),
+        Err(e) => AppError::from(e).into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct SecondFactorFinish {
+    ceremony: String,
+    credential: PublicKeyCredential,
+}
+
+/// `POST /admin/login/mfa/passkey/finish`: the password was right and now the passkey is:
+/// the session starts (audited with the proof `password+passkey`) and the challenge ends.
+async fn second_factor_finish(
+    State(auth): State<Auth>,
+    ClientIp(ip): ClientIp,
+    origin: audit::RequestOrigin,
+    headers: HeaderMap,
+    Json(body): Json<SecondFactorFinish>,
+) -> Response {
+    let rp = match relying_party(&auth) {
+        Ok(rp) => rp,
+        Err(e) => return e.into_response(),
+    };
+    let challenge = match live_challenge(&auth, &headers).await {
+        Ok(c) => c,
+        Err(res) => return res,
+    };
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let user = challenge.user_id;
+    let outcome = in_write_tx!(auth.store.primary(), conn => {
+        if !crate::auth::mfa::challenge::count_attempt(conn, &challenge.id).await? {
+            return Ok::<_, sqlx::Error>(None);
+        }
+        let verified = match super::verify_second_factor(conn, rp, user, &body.ceremony, &body.credential).await? {
+            Ok(v) => v,
+            Err(refusal) => {
+                audit::Context::new(Actor::User(user), None, origin.clone())
+                    .record(conn, AuditAction::LoginMfaFailed, &format!("user:{user}"), Change::none()
+                        .with("client", client_key(Some(ip))).with("method", "passkey")
+                        .with("reason", format!("{refusal:?}"))).await?;
+                return Ok(None);
+            }
+        };
+        let active = users::find_by_id(conn, user).await?.is_some_and(|u| u.disabled_at.is_none());
+        if !active {
+            return Ok(None);
+        }
+        crate::auth::mfa::challenge::consume(conn, &challenge.id).await?;
+        let sign_in = SignIn { user, ip, origin: &origin, user_agent, proof: Proof::PasswordAndPasskey,
+            facts: Change::none().with("passkey", verified.passkey_id.to_string()) };
+        Ok(complete_sign_in(conn, &auth, &sign_in).await?.map(|s| (s, challenge.next_path.clone())))
+    });
+    match outcome {
+        Ok(Some((signed, next))) => {
+            let to = if signed.must_enrol {
+                "/admin/account/mfa".to_owned()
+            } else {
+                safe_next(Some(&next))
+            };
+            let res = with_session_cookie(
+                &auth,
+                &signed.started,
+                axum::Json(json!({ "redirect": to })).into_response(),
+            );
+            crate::auth::sign_in::with_cookies(res, &[auth.challenge_cookie.clear()])
         }
         Ok(None) => (
             StatusCode::UNAUTHORIZED,
