@@ -506,6 +506,41 @@ async fn a_passkey_is_the_second_factor_after_a_password(engine: Engine) {
     again.assert_status(401);
 }
 
+/// Adding or removing a passkey needs a recent proof of the user's factors: past
+/// `VANTUS_REAUTH_WINDOW` both are refused with 403 until the user re-authenticates.
+async fn passkey_changes_need_a_fresh_authentication(engine: Engine) {
+    let app = TestApp::spawn_with(engine, |env| {
+        passkey_env(env);
+        env.insert("VANTUS_REAUTH_WINDOW".into(), "1s".into());
+    })
+    .await;
+    let cookie = account(&app, "ada@example.com", "owner", "Laptop browser").await;
+    let mut key = SoftAuthenticator::new(ORIGIN);
+    register(&app, &cookie, &mut key, "Key")
+        .await
+        .assert_status(200);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let csrf = form_token(&page_as(&app, "/admin/account", &cookie).await);
+    app.post_json("/admin/account/passkeys/register/start", &json!({}))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .await
+        .assert_status(403);
+    let id = user_id(&app, "ada@example.com").await;
+    let passkey: uuid::Uuid = vantus::on_db!(app.server().app.store.primary(), p =>
+        sqlx::query_scalar("SELECT id FROM passkeys WHERE user_id = $1").bind(id).fetch_one(p).await)
+    .unwrap();
+    let passkey = passkey.to_string();
+    app.post_form(
+        "/admin/account/passkeys/remove",
+        &[("csrf_token", csrf.as_str()), ("passkey", passkey.as_str())],
+    )
+    .header("cookie", &cookie)
+    .await
+    .assert_status(403);
+    assert_eq!(passkey_count(&app, id).await, 1, "nothing was removed");
+}
+
 /// The `name=value` of the cookie called `name` (or ending in it) among a response's cookies.
 fn session_cookie_named(res: &reqwest::Response, name: &str) -> String {
     res.headers()
@@ -518,6 +553,7 @@ fn session_cookie_named(res: &reqwest::Response, name: &str) -> String {
 }
 
 both_engines!(
+    passkey_changes_need_a_fresh_authentication,
     a_passkey_is_the_second_factor_after_a_password,
     a_registered_passkey_is_the_whole_sign_in,
     ceremonies_are_shared_used_once_and_expire,

@@ -4,9 +4,8 @@
 //! starting a sign-in, which has no session yet, shares the password sign-in's rate limit.
 //!
 //! Adding or removing a passkey changes how the account can be entered, so, like a password
-//! change, it ends every other session of the user.
-// TODO(mfa): ask for a recent authentication before adding or removing a passkey once the MFA
-// step provides one.
+//! change, it ends every other session of the user, and it needs a recent proof of the
+//! user's factors (`VANTUS_REAUTH_WINDOW`; the two-factor page re-authenticates).
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -94,7 +93,25 @@ fn refused_field(refusal: Refusal) -> Response {
 }
 
 /// `POST /admin/account/passkeys/register/start`: creation options for the signed-in user.
+/// Refuses a change of factors on a session whose last proof is older than the re-auth window.
+fn needs_fresh_authentication(auth: &Auth, staff: &Staff<perm::ViewDashboard>) -> Option<Response> {
+    if staff.session.is_fresh(auth.config.auth.reauth_window) {
+        return None;
+    }
+    Some(
+        AppError::Forbidden(
+            "Confirm it is you first: re-enter your password on the two-factor page \
+             (/admin/account/mfa), then add or remove the passkey."
+                .into(),
+        )
+        .into_response(),
+    )
+}
+
 async fn register_start(State(auth): State<Auth>, staff: Staff<perm::ViewDashboard>) -> Response {
+    if let Some(refused) = needs_fresh_authentication(&auth, &staff) {
+        return refused;
+    }
     let rp = match relying_party(&auth) {
         Ok(rp) => rp,
         Err(e) => return e.into_response(),
@@ -128,6 +145,9 @@ async fn register_finish(
     staff: Staff<perm::ViewDashboard>,
     Json(body): Json<RegisterFinish>,
 ) -> Response {
+    if let Some(refused) = needs_fresh_authentication(&auth, &staff) {
+        return refused;
+    }
     let rp = match relying_party(&auth) {
         Ok(rp) => rp,
         Err(e) => return e.into_response(),
@@ -163,6 +183,9 @@ async fn remove(
     staff: Staff<perm::ViewDashboard>,
     Form(post): Form<RemovePost>,
 ) -> Response {
+    if let Some(refused) = needs_fresh_authentication(&auth, &staff) {
+        return refused;
+    }
     let Ok(id) = post.passkey.parse::<Uuid>() else {
         return AppError::bad_request("passkey", "must name one of your passkeys").into_response();
     };
