@@ -309,6 +309,18 @@ impl Change {
         self
     }
 
+    /// A detail already written as a JSON object (its keys kept as they are).
+    pub fn from_detail(detail: serde_json::Value) -> Self {
+        match detail {
+            serde_json::Value::Object(extra) => Self {
+                extra,
+                ..Self::default()
+            },
+            serde_json::Value::Null => Self::default(),
+            other => Self::none().with("detail", other),
+        }
+    }
+
     fn into_detail(self) -> serde_json::Value {
         let mut detail = self.extra;
         if !self.before.is_null() || !self.after.is_null() {

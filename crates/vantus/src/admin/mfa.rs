@@ -14,10 +14,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use serde_json::json;
 use uuid::Uuid;
 
-use crate::audit::{self, Actor, AuditAction};
+use crate::audit::{self, AuditAction};
 use crate::auth::Auth;
 use crate::auth::mfa::{self, totp};
 use crate::auth::notify::{self, Change};
@@ -220,15 +219,15 @@ async fn record_change(
     )
     .await?;
     let me = staff.user_id;
-    audit::record_for(
-        conn,
-        &staff.scope,
-        &Actor::User(me),
-        action,
-        &format!("user:{me}"),
-        json!({ "other_sessions_ended": others }),
-    )
-    .await?;
+    staff
+        .audit()
+        .record(
+            conn,
+            action,
+            &format!("user:{me}"),
+            audit::Change::none().with("other_sessions_ended", others),
+        )
+        .await?;
     notify::credential_changed(conn, &staff.scope, me, change).await?;
     Ok(started)
 }
@@ -412,8 +411,8 @@ pub async fn reauth(State(auth): State<Auth>, staff: Me, Form(post): Form<Reauth
                 None => Some(refused("code", "The code is not right: enter the current 6-digit code, or an unused recovery code.")),
                 Some(mfa::Factor::RecoveryCode) => {
                     let left = mfa::recovery_codes_left(conn, me).await?;
-                    audit::record_for(conn, &staff.scope, &Actor::User(me), AuditAction::MfaRecoveryCodeUsed,
-                        &format!("user:{me}"), json!({ "left": left })).await?;
+                    staff.audit().record(conn, AuditAction::MfaRecoveryCodeUsed,
+                        &format!("user:{me}"), audit::Change::none().with("left", left)).await?;
                     notify::credential_changed(conn, &staff.scope, me, Change::RecoveryCodeUsed).await?;
                     None
                 }
@@ -423,8 +422,8 @@ pub async fn reauth(State(auth): State<Auth>, staff: Me, Form(post): Form<Reauth
             None
         };
         let action = if error.is_some() { AuditAction::ReauthFailed } else { AuditAction::Reauthenticated };
-        audit::record_for(conn, &staff.scope, &Actor::User(me), action, &format!("user:{me}"),
-            json!({ "field": error.as_ref().map(|e| e.field) })).await?;
+        staff.audit().record(conn, action, &format!("user:{me}"),
+            audit::Change::none().with("field", error.as_ref().map(|e| e.field))).await?;
         if error.is_none() {
             session::mark_authenticated(conn, &staff.session.id).await?;
         }

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::rules::{self, Change, Refused, Target};
 use super::views::{self, InvitationRow, MemberRow, UsersPage, role_options, when};
 use crate::admin::layout::{Area, Shell};
-use crate::audit::{self, Actor, AuditAction};
+use crate::audit::{self, AuditAction};
 use crate::auth::Auth;
 use crate::auth::invitations;
 use crate::auth::permission::{Permission, Role, perm};
@@ -197,9 +197,9 @@ pub async fn invite(
             lead_id: None,
             payload: payload::to_json(&mail),
         }).await?;
-        audit::record_for(conn, scope, &Actor::User(me), AuditAction::InvitationSent,
+        staff.audit().record_in(conn, scope, AuditAction::InvitationSent,
             &format!("invitation:{}", created.id),
-            json!({ "role": role.as_str(), "expires_at": created.expires_at.to_rfc3339_seconds() })).await?;
+            audit::Change::from_detail(json!({ "role": role.as_str(), "expires_at": created.expires_at.to_rfc3339_seconds() }))).await?;
         Ok(true)
     });
     match done {
@@ -232,13 +232,12 @@ pub async fn revoke_invitation(
     let Some(id) = id_of(&raw) else {
         return AppError::NotFound.into_response();
     };
-    let me = staff.user_id;
     let done = in_write_tx!(auth.store.primary(), conn => {
         if !invitations::revoke(conn, &staff.scope, id).await? {
             return Ok::<_, sqlx::Error>(false);
         }
-        audit::record_for(conn, &staff.scope, &Actor::User(me), AuditAction::InvitationRevoked,
-            &format!("invitation:{id}"), json!({})).await?;
+        staff.audit().record(conn, AuditAction::InvitationRevoked,
+            &format!("invitation:{id}"), audit::Change::none()).await?;
         Ok(true)
     });
     match done {
@@ -304,8 +303,9 @@ async fn change<P>(auth: &Auth, staff: &Staff<P>, raw_id: &str, change: Change) 
         return AppError::NotFound.into_response();
     };
     let actor = (staff.user_id, staff.role, staff.session.id.as_str());
+    let ctx = staff.audit();
     let outcome = in_write_tx!(auth.store.primary(), conn => {
-        apply(conn, actor, &staff.scope, id, change).await
+        apply(conn, actor, &ctx, &staff.scope, id, change).await
     });
     match outcome {
         Ok(Outcome::Done(done)) => views::see_other(&format!("/admin/users?done={done}")),
@@ -322,6 +322,7 @@ async fn change<P>(auth: &Auth, staff: &Staff<P>, raw_id: &str, change: Change) 
 async fn apply(
     conn: &mut Conn<'_>,
     (actor, actor_role, current): (Uuid, Role, &str),
+    ctx: &audit::Context,
     scope: &TenantScope,
     id: Uuid,
     change: Change,
@@ -409,13 +410,12 @@ async fn apply(
             )
         }
     };
-    audit::record_for(
+    ctx.record_in(
         conn,
         scope,
-        &Actor::User(actor),
         action,
         &format!("user:{id}"),
-        detail,
+        audit::Change::from_detail(detail),
     )
     .await?;
     Ok(Outcome::Done(done))

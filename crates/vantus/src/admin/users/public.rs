@@ -24,7 +24,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::views::{self, AcceptPage, DonePage, ResetChoosePage, ResetRequestPage};
-use crate::audit::{self, Actor, AuditAction};
+use crate::audit::{self, Actor, AuditAction, Change};
 use crate::auth::invitations::{self, Found, Standing, token_from_path};
 use crate::auth::permission::Role;
 use crate::auth::session::{self, Ending};
@@ -169,6 +169,7 @@ pub struct AcceptPost {
 /// Either way the invitation is used once, and the person signs in next.
 pub async fn accept(
     State(auth): State<Auth>,
+    origin: audit::RequestOrigin,
     VisitorFormToken(csrf): VisitorFormToken,
     Path(raw): Path<String>,
     Form(post): Form<AcceptPost>,
@@ -245,8 +246,9 @@ pub async fn accept(
                     return Err(NotAccepted::Conflict("This invitation's address cannot be used."));
                 };
                 let id = users::create(conn, &email, &name, hash.as_deref(), scope, role).await?;
-                audit::record_for(conn, scope, &Actor::User(id), AuditAction::UserCreated,
-                    &format!("user:{id}"), json!({ "role": role.as_str(), "via": "invitation" })).await?;
+                audit::Context::new(Actor::User(id), Some(scope.clone()), origin.clone())
+                    .record(conn, AuditAction::UserCreated, &format!("user:{id}"),
+                        Change::from_detail(json!({ "role": role.as_str(), "via": "invitation" }))).await?;
                 (id, true)
             }
         };
@@ -254,9 +256,9 @@ pub async fn accept(
             // Accepted (or withdrawn) meanwhile: roll everything back.
             return Err(NotAccepted::Gone);
         }
-        audit::record_for(conn, scope, &Actor::User(user), AuditAction::InvitationAccepted,
-            &format!("invitation:{}", invitation.id),
-            json!({ "user": user.to_string(), "role": role.as_str(), "account_created": created })).await?;
+        audit::Context::new(Actor::User(user), Some(scope.clone()), origin.clone())
+            .record(conn, AuditAction::InvitationAccepted, &format!("invitation:{}", invitation.id),
+                Change::from_detail(json!({ "user": user.to_string(), "role": role.as_str(), "account_created": created }))).await?;
         Ok(())
     });
     match accepted {
@@ -361,6 +363,7 @@ pub struct ResetRequestPost {
 /// depends on the address.
 pub async fn reset_request(
     State(auth): State<Auth>,
+    origin: audit::RequestOrigin,
     VisitorFormToken(csrf): VisitorFormToken,
     Form(post): Form<ResetRequestPost>,
 ) -> Response {
@@ -392,7 +395,7 @@ pub async fn reset_request(
     let ttl = auth.config.auth.password_reset_ttl;
     let task_auth = auth.clone();
     tokio::spawn(async move {
-        if let Err(e) = send_reset_link(&task_auth, &email, ttl).await {
+        if let Err(e) = send_reset_link(&task_auth, &email, ttl, &origin).await {
             tracing::error!(error = %e, "a password-reset link could not be queued");
         }
     });
@@ -412,6 +415,7 @@ async fn send_reset_link(
     auth: &Auth,
     email: &LoginEmail,
     ttl: std::time::Duration,
+    origin: &audit::RequestOrigin,
 ) -> Result<(), sqlx::Error> {
     let base = auth.config.public_url.clone();
     let queued = in_write_tx!(auth.store.primary(), conn => {
@@ -433,9 +437,9 @@ async fn send_reset_link(
             lead_id: None,
             payload: payload::to_json(&mail),
         }).await?;
-        audit::record_for(conn, &scope, &Actor::Public, AuditAction::PasswordResetRequested,
-            &format!("user:{}", user.id),
-            json!({ "expires_at": created.expires_at.to_rfc3339_seconds() })).await?;
+        audit::Context::new(Actor::Public, Some(scope.clone()), origin.clone())
+            .record(conn, AuditAction::PasswordResetRequested, &format!("user:{}", user.id),
+                Change::from_detail(json!({ "expires_at": created.expires_at.to_rfc3339_seconds() }))).await?;
         Ok::<_, sqlx::Error>(true)
     })?;
     if queued {
@@ -502,6 +506,7 @@ pub struct ResetPost {
 /// one transaction. Nobody is signed in.
 pub async fn reset(
     State(auth): State<Auth>,
+    origin: audit::RequestOrigin,
     VisitorFormToken(csrf): VisitorFormToken,
     Path(raw): Path<String>,
     Form(post): Form<ResetPost>,
@@ -553,11 +558,11 @@ pub async fn reset(
                     lead_id: None,
                     payload: payload::to_json(&notice),
                 }).await?;
-                audit::record_for(conn, scope, &Actor::User(user.id), AuditAction::PasswordReset,
-                    &resource, detail).await?;
+                audit::Context::new(Actor::User(user.id), Some(scope.clone()), origin.clone())
+                    .record(conn, AuditAction::PasswordReset, &resource, Change::from_detail(detail)).await?;
             }
-            None => audit::record(conn, &Actor::User(user.id), AuditAction::PasswordReset,
-                &resource, detail).await?,
+            None => audit::Context::new(Actor::User(user.id), None, origin.clone())
+                .record(conn, AuditAction::PasswordReset, &resource, Change::from_detail(detail)).await?,
         }
         Ok(true)
     });
