@@ -149,7 +149,7 @@ test('an owner invites an editor, who accepts, signs in, and may not manage user
   const ownerContext = await browser.newContext({ viewport: { width: 1440, height: 900 } });
   const owner = await ownerContext.newPage();
   await signIn(owner, OWNER);
-  await owner.getByRole('link', { name: 'Users and invitations' }).click();
+  await owner.getByRole('navigation').getByRole('link', { name: 'Users', exact: true }).click();
   await owner.waitForURL((u) => u.pathname === '/admin/users');
   await owner.screenshot({ path: path.join(artifacts, 'users-page.png'), fullPage: true });
   await assertValidHtml(ownerContext, `${server.base}/admin/users`);
