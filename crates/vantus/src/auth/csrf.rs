@@ -19,9 +19,10 @@ use super::session;
 use super::session::session_token;
 use crate::http::errors::AppError;
 
-/// The request's form token matched its session's (the session id).
+/// The request's form token matched this session's: the session as the layer loaded it, so
+/// [`Staff`](super::staff::Staff) does not look it up a second time.
 #[derive(Clone, Debug)]
-pub struct Verified(pub String);
+pub struct Verified(pub session::Session);
 
 /// Whether `method` can change state (and so needs the token).
 pub fn changes_state(method: &Method) -> bool {
@@ -95,7 +96,7 @@ pub async fn verify(State(auth): State<Auth>, req: Request<Body>, next: Next) ->
     if !presented.is_some_and(|t| same_token(&t, &session.csrf_token)) {
         return expired();
     }
-    parts.extensions.insert(Verified(session.id));
+    parts.extensions.insert(Verified(session));
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
 }

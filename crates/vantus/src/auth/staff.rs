@@ -136,8 +136,18 @@ where
             return Err(sign_in_first(parts));
         };
         let idle = auth.app.config.auth.session_idle;
+        // A state-changing request was verified by the portal's form-token layer, which loaded
+        // the session already (for this cookie, in this request); otherwise load it here.
+        let verified = parts
+            .extensions
+            .get::<csrf::Verified>()
+            .map(|v| v.0.clone());
         let found = with_conn!(auth.app.store.primary(), conn => {
-            match session::find_live(conn, &token, idle).await? {
+            let live = match verified.clone() {
+                Some(s) => Some(s),
+                None => session::find_live(conn, &token, idle).await?,
+            };
+            match live {
                 Some(s) => {
                     let scope = tenancy::find_by_id(conn, s.tenant_id).await?;
                     Ok::<_, sqlx::Error>(scope.map(|scope| (s, scope)))
@@ -154,11 +164,7 @@ where
         };
         // Fail closed: a state-changing request reaches a handler only with its form token
         // checked by the portal's layer (a route mounted outside it gets 403, not a pass).
-        let verified = parts
-            .extensions
-            .get::<csrf::Verified>()
-            .is_some_and(|v| v.0 == session.id);
-        if csrf::changes_state(&parts.method) && !verified {
+        if csrf::changes_state(&parts.method) && verified.is_none() {
             return Err(csrf::expired());
         }
         if session.must_enrol_mfa && !allowed_while_enrolling(parts) {
