@@ -18,6 +18,8 @@ pub enum Change {
     TotpDisabled,
     RecoveryCodesRegenerated,
     RecoveryCodeUsed,
+    PasskeyAdded,
+    PasskeyRemoved,
 }
 
 impl Change {
@@ -29,6 +31,8 @@ impl Change {
             Change::TotpDisabled => "totp_disabled",
             Change::RecoveryCodesRegenerated => "recovery_codes_regenerated",
             Change::RecoveryCodeUsed => "recovery_code_used",
+            Change::PasskeyAdded => "passkey_added",
+            Change::PasskeyRemoved => "passkey_removed",
         }
     }
 
@@ -42,6 +46,8 @@ impl Change {
                 "New recovery codes were generated; the old ones no longer work."
             }
             Change::RecoveryCodeUsed => "A recovery code was used to sign in.",
+            Change::PasskeyAdded => "A passkey was added to your account.",
+            Change::PasskeyRemoved => "A passkey was removed from your account.",
         }
     }
 }

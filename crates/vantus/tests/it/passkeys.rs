@@ -448,6 +448,15 @@ async fn one_accounts_passkey_never_signs_in_another(engine: Engine) {
 /// starts the session; the challenge is then used up.
 async fn a_passkey_is_the_second_factor_after_a_password(engine: Engine) {
     let (app, _cookie, mut key) = owner_with_passkey(engine).await;
+    // The owner was told about the new passkey.
+    let told: Vec<String> = vantus::on_db!(app.server().app.store.primary(), p =>
+        sqlx::query_scalar("SELECT payload FROM outbox WHERE topic = 'account.credential_changed'")
+            .fetch_all(p).await)
+    .unwrap();
+    assert!(
+        told.iter().any(|p| p.contains("passkey_added")),
+        "a credential-change email is queued: {told:?}"
+    );
     let res = app
         .post_form(
             "/admin/login",

@@ -161,6 +161,7 @@ async fn register_finish(
         let others = session::revoke_others(conn, me, &staff.session.id).await?;
         staff.audit().record(conn, AuditAction::PasskeyRegistered, &format!("user:{me}"),
             Change::none().with("passkey", id.to_string()).with("other_sessions_ended", others)).await?;
+        crate::auth::notify::credential_changed(conn, &staff.scope, me, crate::auth::notify::Change::PasskeyAdded).await?;
         Ok(Ok(id))
     });
     match done {
@@ -197,6 +198,7 @@ async fn remove(
         let others = session::revoke_others(conn, me, &staff.session.id).await?;
         staff.audit().record(conn, AuditAction::PasskeyRemoved, &format!("user:{me}"),
             Change::none().with("passkey", id.to_string()).with("other_sessions_ended", others)).await?;
+        crate::auth::notify::credential_changed(conn, &staff.scope, me, crate::auth::notify::Change::PasskeyRemoved).await?;
         Ok(true)
     });
     match done {
