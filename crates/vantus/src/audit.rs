@@ -138,6 +138,8 @@ pub enum AuditAction {
     Reauthenticated,
     /// A re-authentication was refused.
     ReauthFailed,
+    /// An owner or admin removed a member's second factors (lost phone and codes).
+    MfaReset,
 }
 
 impl AuditAction {
@@ -183,6 +185,7 @@ impl AuditAction {
             AuditAction::LoginMfaFailed => "login.mfa_failed",
             AuditAction::Reauthenticated => "reauth.succeeded",
             AuditAction::ReauthFailed => "reauth.failed",
+            AuditAction::MfaReset => "mfa.reset",
         }
     }
 
@@ -228,6 +231,7 @@ impl AuditAction {
         AuditAction::LoginMfaFailed,
         AuditAction::Reauthenticated,
         AuditAction::ReauthFailed,
+        AuditAction::MfaReset,
     ];
 }
 

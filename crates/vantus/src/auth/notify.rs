@@ -20,6 +20,7 @@ pub enum Change {
     RecoveryCodeUsed,
     PasskeyAdded,
     PasskeyRemoved,
+    MfaReset,
 }
 
 impl Change {
@@ -33,6 +34,7 @@ impl Change {
             Change::RecoveryCodeUsed => "recovery_code_used",
             Change::PasskeyAdded => "passkey_added",
             Change::PasskeyRemoved => "passkey_removed",
+            Change::MfaReset => "mfa_reset",
         }
     }
 
@@ -48,6 +50,9 @@ impl Change {
             Change::RecoveryCodeUsed => "A recovery code was used to sign in.",
             Change::PasskeyAdded => "A passkey was added to your account.",
             Change::PasskeyRemoved => "A passkey was removed from your account.",
+            Change::MfaReset => {
+                "An administrator removed your two-factor sign-in (authenticator app, recovery codes and passkeys); set it up again when you next sign in."
+            }
         }
     }
 }

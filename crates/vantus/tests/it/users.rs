@@ -786,7 +786,76 @@ async fn an_existing_account_joins_with_its_own_password(engine: Engine) {
     assert!(page_as(&app, "/admin", &bob).await.contains("Beta"));
 }
 
+/// A member who lost their phone and recovery codes: an admin removes their second factors;
+/// they are signed out, told by email, and sign in with the password again (then enrol). An
+/// admin may not reset an owner's, and nobody resets their own here.
+async fn a_members_second_factor_is_reset(engine: Engine) {
+    let app = spawn_cheap(engine).await;
+    three_members(&app);
+    let grace_id = user_id(&app, "grace@example.com").await;
+    let ada_id = user_id(&app, "ada@example.com").await;
+    let alan_id = user_id(&app, "alan@example.com").await;
+    let phone = signed_in_as(&app, "grace@example.com", "Phone").await;
+    let grace = uuid::Uuid::parse_str(&grace_id).unwrap();
+    // Grace's TOTP and codes, as enrolment leaves them (their content does not matter here).
+    let now = vantus::store::Timestamp::now();
+    let db = app.server().app.store.primary();
+    vantus::on_db!(db, p => sqlx::query(
+        "INSERT INTO mfa_totp (user_id, secret_sealed, confirmed_at, created_at, updated_at)
+         VALUES ($1, 'sealed', $2, $2, $2)").bind(grace).bind(now).execute(p).await.map(|_| ()))
+    .unwrap();
+    vantus::on_db!(db, p => sqlx::query(
+        "INSERT INTO mfa_recovery_codes (id, user_id, code_hash, created_at) VALUES ($1, $2, 'h', $3)")
+        .bind(uuid::Uuid::now_v7()).bind(grace).bind(now).execute(p).await.map(|_| ()))
+    .unwrap();
+    let alan = signed_in_as(&app, "alan@example.com", "Desk").await;
+    let (page, alan_csrf) = users_page(&app, &alan).await;
+    assert!(
+        page.contains(&format!("/admin/users/{grace_id}/mfa")),
+        "{page}"
+    );
+    for (target, status) in [(ada_id, 403), (alan_id, 409)] {
+        post_as(
+            &app,
+            &format!("/admin/users/{target}/mfa"),
+            &alan,
+            &alan_csrf,
+            &[],
+        )
+        .await
+        .assert_status(status);
+    }
+    post_as(
+        &app,
+        &format!("/admin/users/{grace_id}/mfa"),
+        &alan,
+        &alan_csrf,
+        &[],
+    )
+    .await
+    .assert_redirect_to("/admin/users?done=mfa");
+    assert!(!signed_in(&app, &phone).await, "signed out everywhere");
+    let left: i64 = vantus::on_db!(app.server().app.store.primary(), p =>
+        sqlx::query_scalar("SELECT (SELECT count(*) FROM mfa_totp WHERE user_id = $1)
+                                 + (SELECT count(*) FROM mfa_recovery_codes WHERE user_id = $1)")
+            .bind(grace).fetch_one(p).await)
+    .unwrap();
+    assert_eq!(left, 0, "TOTP and recovery codes are gone");
+    let detail: serde_json::Value =
+        serde_json::from_str(&audit_details(&app, "mfa.reset").await[0]).unwrap();
+    assert_eq!(detail["totp_removed"], true, "{detail}");
+    assert_eq!(detail["sessions_ended"], 1, "{detail}");
+    let told: Vec<String> = vantus::on_db!(app.server().app.store.primary(), p =>
+        sqlx::query_scalar("SELECT payload FROM outbox WHERE topic = 'account.credential_changed'")
+            .fetch_all(p).await)
+    .unwrap();
+    assert!(told.iter().any(|p| p.contains("mfa_reset")), "{told:?}");
+    // The password alone signs her in again (editors need no second factor by default).
+    signed_in_as(&app, "grace@example.com", "Phone").await;
+}
+
 both_engines!(
+    a_members_second_factor_is_reset,
     an_existing_account_joins_with_its_own_password,
     the_invitation_email_is_delivered_and_its_link_forgotten,
     invitations_work_once_and_expire,

@@ -46,6 +46,9 @@ fn notice(done: Option<&str>) -> Option<&'static str> {
         "disabled" => "The account was disabled and signed out everywhere.",
         "enabled" => "The account was enabled again.",
         "sessions" => "That member was signed out everywhere.",
+        "mfa" => {
+            "That member's two-factor sign-in was removed; they set it up again at their next sign-in."
+        }
         _ => return None,
     })
 }
@@ -281,6 +284,17 @@ pub async fn enable(
     change(&auth, &staff, &raw, Change::Enable).await
 }
 
+/// Removes a member's second factors (they lost their phone and their recovery codes): they
+/// are signed out everywhere and enrol again after their password. Owners and admins, never
+/// on oneself, and only an owner resets an owner.
+pub async fn reset_mfa(
+    State(auth): State<Auth>,
+    staff: Staff<perm::ManageUsers>,
+    Path(raw): Path<String>,
+) -> Response {
+    change(&auth, &staff, &raw, Change::ResetMfa).await
+}
+
 /// Signs a member out everywhere (one's own current session stays, when it is oneself).
 pub async fn end_sessions(
     State(auth): State<Auth>,
@@ -390,6 +404,31 @@ async fn apply(
                 AuditAction::UserEnabled,
                 json!({ "before": { "status": status(target.disabled) }, "after": { "status": "active" } }),
                 "enabled",
+            )
+        }
+        Change::ResetMfa => {
+            let had_totp = crate::auth::mfa::disable(conn, id).await?;
+            let passkeys = crate::auth::passkeys::remove_all(conn, id).await?;
+            let ended = session::end(
+                conn,
+                Ending::AllOf {
+                    user: id,
+                    keep: None,
+                    tenant: None,
+                },
+            )
+            .await?;
+            crate::auth::notify::credential_changed(
+                conn,
+                scope,
+                id,
+                crate::auth::notify::Change::MfaReset,
+            )
+            .await?;
+            (
+                AuditAction::MfaReset,
+                json!({ "totp_removed": had_totp, "passkeys_removed": passkeys, "sessions_ended": ended }),
+                "mfa",
             )
         }
         Change::EndSessions => {

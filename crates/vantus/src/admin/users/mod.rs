@@ -62,6 +62,7 @@ pub fn declare(portal: &mut Portal) {
         )
         .staff::<Manage, _, _>(Method::POST, "/admin/users/{id}/disable", handlers::disable)
         .staff::<Manage, _, _>(Method::POST, "/admin/users/{id}/enable", handlers::enable)
+        .staff::<Manage, _, _>(Method::POST, "/admin/users/{id}/mfa", handlers::reset_mfa)
         .staff::<perm::RevokeSessions, _, _>(
             Method::POST,
             "/admin/users/{id}/sessions",

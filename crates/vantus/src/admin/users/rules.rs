@@ -18,6 +18,9 @@ pub enum Change {
     Enable,
     /// End every session of the member (the permission to do so is checked by the extractor).
     EndSessions,
+    /// Remove the member's second factors (TOTP, recovery codes, passkeys) when they lost
+    /// them: they sign in with the password and enrol again.
+    ResetMfa,
 }
 
 /// The member as the check needs them.
@@ -49,7 +52,7 @@ pub fn check(
     let target_is_owner = target.role == Role::Owner;
     if target_is_owner && actor_role != Role::Owner && change != Change::EndSessions {
         return Err(Refused::NotAllowed(
-            "Only an owner can change, disable or enable an owner.".into(),
+            "Only an owner can change, disable, enable or reset an owner.".into(),
         ));
     }
     let last_owner = target_is_owner && !target.disabled && active_owners <= 1;
@@ -75,6 +78,13 @@ pub fn check(
             if last_owner {
                 return Err(Refused::Conflict(
                     "This is the last active owner: it cannot be disabled.".into(),
+                ));
+            }
+        }
+        Change::ResetMfa => {
+            if target.id == actor {
+                return Err(Refused::Conflict(
+                    "Manage your own two-factor sign-in on your account page.".into(),
                 ));
             }
         }

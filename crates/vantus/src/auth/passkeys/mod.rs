@@ -194,6 +194,14 @@ pub async fn remove(conn: &mut Conn<'_>, user: Uuid, id: Uuid) -> Result<bool, s
     ).bind(id).bind(user).execute(c).await.map(|r| r.rows_affected() == 1))
 }
 
+/// Removes every passkey of `user` (an administrator's reset of their second factors); how
+/// many there were.
+pub async fn remove_all(conn: &mut Conn<'_>, user: Uuid) -> Result<u64, sqlx::Error> {
+    on_conn!(conn.reborrow(), c => sqlx::query(
+        "DELETE FROM passkeys WHERE user_id = $1"
+    ).bind(user).execute(c).await.map(|r| r.rows_affected()))
+}
+
 /// A stored passkey with its owner.
 struct Stored {
     id: Uuid,
