@@ -304,6 +304,23 @@ pub async fn end_sessions(
     change(&auth, &staff, &raw, Change::EndSessions).await
 }
 
+/// Ends every session of `user` in every tenant, but `keep`; how many.
+async fn end_everywhere(
+    conn: &mut Conn<'_>,
+    user: Uuid,
+    keep: Option<&str>,
+) -> Result<u64, sqlx::Error> {
+    session::end(
+        conn,
+        Ending::AllOf {
+            user,
+            keep,
+            tenant: None,
+        },
+    )
+    .await
+}
+
 /// What [`apply`] did.
 enum Outcome {
     Done(&'static str),
@@ -383,15 +400,7 @@ async fn apply(
         }
         Change::Disable => {
             users::set_disabled(conn, id, true).await?;
-            let ended = session::end(
-                conn,
-                Ending::AllOf {
-                    user: id,
-                    keep: None,
-                    tenant: None,
-                },
-            )
-            .await?;
+            let ended = end_everywhere(conn, id, None).await?;
             (
                 AuditAction::UserDisabled,
                 json!({ "before": { "status": status(target.disabled) }, "after": { "status": "disabled" }, "sessions_ended": ended }),
@@ -409,15 +418,7 @@ async fn apply(
         Change::ResetMfa => {
             let had_totp = crate::auth::mfa::disable(conn, id).await?;
             let passkeys = crate::auth::passkeys::remove_all(conn, id).await?;
-            let ended = session::end(
-                conn,
-                Ending::AllOf {
-                    user: id,
-                    keep: None,
-                    tenant: None,
-                },
-            )
-            .await?;
+            let ended = end_everywhere(conn, id, None).await?;
             crate::auth::notify::credential_changed(
                 conn,
                 scope,
@@ -433,15 +434,7 @@ async fn apply(
         }
         Change::EndSessions => {
             let keep = (id == actor).then_some(current);
-            let ended = session::end(
-                conn,
-                Ending::AllOf {
-                    user: id,
-                    keep,
-                    tenant: None,
-                },
-            )
-            .await?;
+            let ended = end_everywhere(conn, id, keep).await?;
             (
                 AuditAction::SessionsRevoked,
                 json!({ "by": "owner", "sessions": ended }),
