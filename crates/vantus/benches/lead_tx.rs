@@ -121,7 +121,7 @@ async fn run() -> Result<(), Error> {
     }
     latencies.sort_unstable();
     let pct = |p: usize| latencies[(latencies.len() - 1) * p / 100].as_secs_f64() * 1000.0;
-    println!(
+    vantus::say!(
         "{}",
         serde_json::json!({
             "kind": "lead_tx",

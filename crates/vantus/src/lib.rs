@@ -19,7 +19,7 @@
 //! | telemetry | [`telemetry`] | logs, metrics, traces, error reports |
 //! | store | [`store`], [`secrets`] | pools, connections, migrations, replicas; the secret key |
 //! | config | [`config`] | typed settings, validated once |
-//! | leaf | [`build`], [`lifecycle`], [`slug`], [`fsutil`] | no imports from the crate |
+//! | leaf | [`build`], [`console`], [`lifecycle`], [`slug`], [`fsutil`] | no imports from the crate |
 
 #[macro_use]
 pub mod store;
@@ -30,6 +30,7 @@ pub mod auth;
 pub mod build;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod content;
 pub mod fsutil;
 pub mod health;

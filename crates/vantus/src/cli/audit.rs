@@ -55,14 +55,14 @@ pub async fn run(config_file: &Option<PathBuf>, cmd: AuditCommand) -> Result<(),
             )
         })?;
     if args.json {
-        println!("{}", verdict_json(&verdict));
+        crate::say!("{}", verdict_json(&verdict));
     }
     match verdict {
         Verdict::Intact { rows, head } => {
             if !args.json {
                 match head {
-                    Some(h) => println!("audit chain intact: {rows} rows checked, newest {h}"),
-                    None => println!("audit chain intact: the audit log is empty"),
+                    Some(h) => crate::say!("audit chain intact: {rows} rows checked, newest {h}"),
+                    None => crate::say!("audit chain intact: the audit log is empty"),
                 }
             }
             Ok(())

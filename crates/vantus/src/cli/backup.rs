@@ -85,12 +85,12 @@ pub async fn run(config_file: &Option<PathBuf>, args: BackupArgs) -> Result<(), 
     db.close().await;
     let report = result?;
     if args.json {
-        println!(
+        crate::say!(
             "{}",
             serde_json::to_string_pretty(&report).expect("report serializes")
         );
     } else {
-        println!(
+        crate::say!(
             "backup written: {}\n  {} bytes, {} tables, {} rows, {} media files, {:.1} s{}\n  sha256 {}",
             report.location,
             report.bytes,
@@ -106,10 +106,10 @@ pub async fn run(config_file: &Option<PathBuf>, args: BackupArgs) -> Result<(), 
             report.sha256
         );
         if let Some(head) = &report.audit_head {
-            println!("  audit chain head {head}");
+            crate::say!("  audit chain head {head}");
         }
         for p in &report.pruned {
-            println!("  pruned {p}");
+            crate::say!("  pruned {p}");
         }
     }
     Ok(())

@@ -82,20 +82,22 @@ pub async fn run(config_file: &Option<PathBuf>, cmd: DbCommand) -> Result<(), Cl
     target.close().await;
     let report = result?;
     if args.json {
-        println!(
+        crate::say!(
             "{}",
             serde_json::to_string_pretty(&report).expect("report serializes")
         );
     } else if report.dry_run {
-        println!(
+        crate::say!(
             "dry run: {} → {} (target is {})",
-            report.source_engine, report.target_engine, report.target_state
+            report.source_engine,
+            report.target_engine,
+            report.target_state
         );
         for (table, rows) in &report.plan {
-            println!("  {table:<24} {rows:>10} rows");
+            crate::say!("  {table:<24} {rows:>10} rows");
         }
     } else {
-        println!(
+        crate::say!(
             "copied {} rows {} → {}{} in {:.1} s",
             report.copied_rows,
             report.source_engine,
@@ -131,9 +133,10 @@ async fn generate(config_file: &Option<PathBuf>, args: GenerateArgs) -> Result<(
         .map_err(|e| CliError::Failed(e.to_string()))?;
     let generated = crate::ops::generate::run(&db, args.content_items, args.audit_rows).await?;
     db.close().await;
-    println!(
+    crate::say!(
         "generated {} content items and {} audit rows",
-        generated.content_items, generated.audit_rows
+        generated.content_items,
+        generated.audit_rows
     );
     Ok(())
 }

@@ -21,7 +21,7 @@ pub async fn run(config_file: &Option<PathBuf>, args: DoctorArgs) -> Result<(), 
     let _logs = command_telemetry(&config);
     let report = doctor::run(&config, &problems).await;
     if args.json {
-        println!(
+        crate::say!(
             "{}",
             serde_json::to_string_pretty(&report).expect("report serializes")
         );

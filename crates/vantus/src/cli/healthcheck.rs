@@ -53,7 +53,7 @@ pub async fn run(args: HealthcheckArgs) -> Result<(), CliError> {
     let body = res.text().await.unwrap_or_default();
     let summary: String = body.chars().take(400).collect();
     if status.is_success() {
-        println!("ready: {url} answered {status}");
+        crate::say!("ready: {url} answered {status}");
         Ok(())
     } else {
         Err(CliError::Failed(format!(

@@ -45,7 +45,7 @@ pub async fn run(
                 .await
                 .map_err(failed);
             export.map(|e| {
-                println!(
+                crate::say!(
                     "{}",
                     serde_json::to_string_pretty(&e).expect("an export serializes")
                 )
@@ -55,9 +55,11 @@ pub async fn run(
             .await
             .map_err(failed)
             .map(|e| {
-                println!(
+                crate::say!(
                     "erased {} submission(s) and {} queued notification(s) in {} tenant(s)",
-                    e.submissions, e.messages, e.tenants
+                    e.submissions,
+                    e.messages,
+                    e.tenants
                 )
             }),
     };

@@ -30,7 +30,7 @@ pub async fn run(
             } else {
                 "applied"
             };
-            println!("{version:>6}  {state:<8} {description}");
+            crate::say!("{version:>6}  {state:<8} {description}");
         }
         db.close().await;
         return Ok(());
@@ -41,7 +41,7 @@ pub async fn run(
         .await
         .map_err(|e| failed(&e))?;
     db.close().await;
-    println!(
+    crate::say!(
         "migrations: {} applied now, {} known; site content: {seeded} item(s) added ({})",
         before.len(),
         migrate::known().len(),

@@ -64,25 +64,34 @@ async fn status(db: &Db, args: &StatusArgs) -> Result<(), CliError> {
     .map_err(|e| failed("read", e))?;
     if args.json {
         let report = serde_json::json!({ "counts": counts, "messages": entries });
-        println!(
+        crate::say!(
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_else(|_| report.to_string())
         );
         return Ok(());
     }
-    println!(
+    crate::say!(
         "outbox: {} pending, {} retrying, {} dead, {} sent",
-        counts.pending, counts.retrying, counts.dead, counts.sent
+        counts.pending,
+        counts.retrying,
+        counts.dead,
+        counts.sent
     );
     if entries.is_empty() {
         return Ok(());
     }
-    println!(
+    crate::say!(
         "\n{:<36}  {:<12}  {:<7}  {:<12}  {:<8}  {:>8}  {:<27}  LAST ERROR",
-        "ID", "TENANT", "CHANNEL", "TOPIC", "STATE", "ATTEMPTS", "NEXT ATTEMPT"
+        "ID",
+        "TENANT",
+        "CHANNEL",
+        "TOPIC",
+        "STATE",
+        "ATTEMPTS",
+        "NEXT ATTEMPT"
     );
     for e in &entries {
-        println!(
+        crate::say!(
             "{:<36}  {:<12}  {:<7}  {:<12}  {:<8}  {:>8}  {:<27}  {}",
             e.id,
             e.tenant,
@@ -100,7 +109,7 @@ async fn status(db: &Db, args: &StatusArgs) -> Result<(), CliError> {
     }
     let undelivered = counts.pending + counts.retrying + counts.dead;
     if undelivered > entries.len() as i64 {
-        println!(
+        crate::say!(
             "(the oldest {} of {undelivered} undelivered; --limit shows more)",
             entries.len()
         );
@@ -119,7 +128,7 @@ async fn retry(db: &Db, args: &RetryArgs) -> Result<(), CliError> {
             Ok::<_, sqlx::Error>(n)
         })
         .map_err(|e| failed("requeue in", e))?;
-        println!("requeued {n} dead message(s) for delivery now");
+        crate::say!("requeued {n} dead message(s) for delivery now");
         return Ok(());
     }
     let raw = args.id.as_deref().unwrap_or_default();
@@ -139,7 +148,7 @@ async fn retry(db: &Db, args: &RetryArgs) -> Result<(), CliError> {
     .map_err(|e| failed("requeue in", e))?;
     match done {
         Requeue::Requeued => {
-            println!("requeued {id} for delivery now");
+            crate::say!("requeued {id} for delivery now");
             Ok(())
         }
         Requeue::NotFound => Err(CliError::Failed(format!(

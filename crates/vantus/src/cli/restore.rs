@@ -114,13 +114,13 @@ pub async fn run(config_file: &Option<PathBuf>, args: RestoreArgs) -> Result<(),
 
 fn print_report(report: &RestoreReport, args: &RestoreArgs) {
     if args.json {
-        println!(
+        crate::say!(
             "{}",
             serde_json::to_string_pretty(report).expect("report serializes")
         );
         return;
     }
-    println!(
+    crate::say!(
         "{} {} (made {} on {}, schema {}) into {}: {} rows in {:.1} s{}",
         if args.verify_only {
             "restore drill of"
@@ -142,9 +142,9 @@ fn print_report(report: &RestoreReport, args: &RestoreArgs) {
     );
     print_checks(&report.tables);
     if let Some(head) = &report.audit_head {
-        println!("audit chain head in the archive: {head}");
+        crate::say!("audit chain head in the archive: {head}");
     }
-    println!(
+    crate::say!(
         "verdict: {}",
         if report.verified() {
             "every table matches the manifest"

@@ -17,7 +17,7 @@ pub fn run(args: RoutesArgs) -> Result<(), CliError> {
     let table = crate::admin::route_table();
     if args.json {
         let rows: Vec<serde_json::Value> = table.iter().map(|r| r.to_json()).collect();
-        println!("{}", serde_json::Value::Array(rows));
+        crate::say!("{}", serde_json::Value::Array(rows));
         return Ok(());
     }
     let width = table.iter().map(|r| r.path.len()).max().unwrap_or(0);
@@ -26,7 +26,7 @@ pub fn run(args: RoutesArgs) -> Result<(), CliError> {
             Access::Public => "public".to_owned(),
             Access::Staff(p) => format!("staff who may {}", p.label()),
         };
-        println!("{:<7}{:<width$}  {access}", r.method.as_str(), r.path);
+        crate::say!("{:<7}{:<width$}  {access}", r.method.as_str(), r.path);
     }
     Ok(())
 }

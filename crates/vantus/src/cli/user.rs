@@ -104,7 +104,7 @@ pub async fn run(config_file: &Option<PathBuf>, cmd: UserCommand) -> Result<(), 
     .await;
     db.close().await;
     let (id, scope) = outcome?;
-    println!("created the {role} account {id} in tenant {}", scope.slug());
+    crate::say!("created the {role} account {id} in tenant {}", scope.slug());
     Ok(())
 }
 

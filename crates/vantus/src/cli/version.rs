@@ -13,7 +13,7 @@ pub struct VersionArgs {
 pub fn run(args: VersionArgs) -> Result<(), CliError> {
     let version = VERSION;
     if args.json {
-        println!(
+        crate::say!(
             "{}",
             serde_json::json!({
                 "name": "vantus",
@@ -23,7 +23,7 @@ pub fn run(args: VersionArgs) -> Result<(), CliError> {
             })
         );
     } else {
-        println!("vantus {version} ({GIT_SHA})");
+        crate::say!("vantus {version} ({GIT_SHA})");
     }
     Ok(())
 }

@@ -84,12 +84,15 @@ impl TableCheck {
 
 /// Prints a verification table for people.
 pub fn print_checks(checks: &[TableCheck]) {
-    println!(
+    crate::say!(
         "{:<24} {:>10} {:>10}  {:<16} verdict",
-        "table", "expected", "actual", "sha256"
+        "table",
+        "expected",
+        "actual",
+        "sha256"
     );
     for c in checks {
-        println!(
+        crate::say!(
             "{:<24} {:>10} {:>10}  {:<16} {}",
             c.table,
             c.expected_rows,

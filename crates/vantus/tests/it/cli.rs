@@ -107,6 +107,33 @@ fn version_prints_text_and_json() {
     assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
 }
 
+/// A reader that stops early (`vantus routes | head -1`) ends a printing command quietly:
+/// success, nothing on standard error, no panic. The pipe's read end is closed before the
+/// command starts, so its first write fails every time.
+#[test]
+fn a_closed_pipe_ends_printing_commands_quietly() {
+    for words in [
+        &["routes"][..],
+        &["routes", "--json"],
+        &["version", "--json"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = Command::new(binary())
+            .args(words)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{words:?}: {:?}\n{}",
+            o.status,
+            stderr(&o)
+        );
+        assert_eq!(stderr(&o), "", "{words:?}");
+    }
+}
+
 const MFA_KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
 
 /// Production refuses to start without each secret: VANTUS_SECRET_KEY, VANTUS_MFA_KEY.

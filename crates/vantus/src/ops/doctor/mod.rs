@@ -190,9 +190,9 @@ pub async fn run(config: &Config, problems: &ConfigErrors) -> Report {
 
 /// Prints the report for people.
 pub fn print(report: &Report) {
-    println!("vantus doctor ({} mode)\n", report.environment);
+    crate::say!("vantus doctor ({} mode)\n", report.environment);
     for f in &report.findings {
-        println!(
+        crate::say!(
             "[{:<8}] {:<20} {}",
             f.severity.label().to_uppercase(),
             f.check,
@@ -200,15 +200,15 @@ pub fn print(report: &Report) {
         );
         if f.severity != Severity::Ok {
             if !f.impact.is_empty() {
-                println!("{:32}impact: {}", "", f.impact);
+                crate::say!("{:32}impact: {}", "", f.impact);
             }
             if !f.fix.is_empty() {
-                println!("{:32}fix:    {}", "", f.fix);
+                crate::say!("{:32}fix:    {}", "", f.fix);
             }
         }
     }
     let count = |s| report.findings.iter().filter(|f| f.severity == s).count();
-    println!(
+    crate::say!(
         "\n{} critical, {} high, {} medium, {} ok: overall {}",
         count(Severity::Critical),
         count(Severity::High),
