@@ -5,6 +5,9 @@
 local threads = {}
 local counter = 0
 local prefix
+-- WRK_SPREAD_CLIENTS=1: every request claims its own client (X-Forwarded-For from a trusted
+-- proxy), so per-client rate limits never apply to the load, only to a scenario's own probes.
+local spread = os.getenv("WRK_SPREAD_CLIENTS") == "1"
 local lead = '{"name":"Ada Lovelace","email":"ada@example.com","company":"Analytical Engines Ltd",' ..
   '"message":"Rolling restart probe: a lead that must not be lost.","consent":true}'
 acked, get_ok, failed, s502, s503, s504 = 0, 0, 0, 0, 0, 0
@@ -21,11 +24,16 @@ end
 
 function request()
   counter = counter + 1
+  local client = nil
+  if spread then
+    client = string.format("10.%d.%d.%d", id or 0, math.floor(counter / 256) % 256, counter % 256)
+  end
   if counter % 10 == 0 then
     return wrk.format("POST", "/api/leads",
-      { ["Content-Type"] = "application/json", ["Idempotency-Key"] = prefix .. counter }, lead)
+      { ["Content-Type"] = "application/json", ["Idempotency-Key"] = prefix .. counter,
+        ["X-Forwarded-For"] = client }, lead)
   end
-  return wrk.format("GET", "/", { ["Accept"] = "text/html" })
+  return wrk.format("GET", "/", { ["Accept"] = "text/html", ["X-Forwarded-For"] = client })
 end
 
 -- A thread has many connections in flight, so an answer is told apart by what it is: the

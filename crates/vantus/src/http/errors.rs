@@ -55,6 +55,8 @@ impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
         if crate::store::is_connection_error(&e) {
             AppError::Unavailable(format!("database unreachable: {e}"))
+        } else if crate::store::is_storage_full(&e) {
+            AppError::Unavailable(format!("database storage full, writes refused: {e}"))
         } else {
             AppError::Internal(format!("database: {e}"))
         }

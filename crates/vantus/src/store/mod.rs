@@ -329,6 +329,7 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<Db, ConnectError> {
             let pool = SqlitePoolOptions::new()
                 .max_connections(cfg.max_connections)
                 .acquire_timeout(PRIMARY_ACQUIRE_TIMEOUT)
+                .before_acquire(|conn, _| Box::pin(async move { Ok(outside_transaction(conn)) }))
                 .connect_with(options)
                 .await
                 .map_err(|source| ConnectError::Open {
@@ -342,6 +343,7 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<Db, ConnectError> {
             let pool = PgPoolOptions::new()
                 .max_connections(cfg.max_connections)
                 .acquire_timeout(PRIMARY_ACQUIRE_TIMEOUT)
+                .before_acquire(|conn, _| Box::pin(async move { Ok(outside_transaction(conn)) }))
                 .connect_with(options)
                 .await
                 .map_err(|source| ConnectError::Open {
@@ -351,6 +353,20 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<Db, ConnectError> {
             Ok(Db::Postgres(pool))
         }
     }
+}
+
+/// Whether a pooled connection may be lent again: not while sqlx still counts it inside a
+/// transaction. A COMMIT that fails (SQLite's "database or disk is full") leaves sqlx's
+/// transaction depth raised; the ROLLBACK queued when the transaction drops then fails too
+/// (SQLite has already ended the transaction), and the depth never comes down. Lent again,
+/// such a connection fails every later `BEGIN` ("non-zero transaction depth"), so the pool
+/// closes it instead and opens a fresh one: writes recover when space is freed.
+fn outside_transaction<C: sqlx::Connection>(conn: &C) -> bool {
+    let clean = !conn.is_in_transaction();
+    if !clean {
+        tracing::warn!("closing a database connection left inside a failed transaction");
+    }
+    clean
 }
 
 /// Opens a database that must already exist: a SQLite path that is not there is an error
@@ -411,6 +427,13 @@ pub fn is_connection_error(e: &sqlx::Error) -> bool {
         c.starts_with("08")
             || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "53300" | "55000" | "3D000" | "40001")
     }))
+}
+
+/// Whether the database refused a write because its storage is full: SQLite's SQLITE_FULL
+/// (13), PostgreSQL's `disk_full` (53100). The service is unavailable for writes until an
+/// operator frees space; reads go on.
+pub fn is_storage_full(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| matches!(c.as_ref(), "13" | "53100")))
 }
 
 /// The primary pool plus optional read replicas.
