@@ -52,6 +52,11 @@ impl IdempotencyKey {
     pub fn as_str(&self) -> &str {
         &self.key
     }
+
+    /// The SHA-256 (hex) of the request the key was first used for.
+    pub fn request_hash(&self) -> &str {
+        &self.request_hash
+    }
 }
 
 /// What claiming a key found.

@@ -24,6 +24,7 @@ mod observability;
 mod outbox;
 mod passkeys;
 mod portal;
+mod properties;
 mod rate_limits;
 mod replicas;
 mod restore_hardening;

@@ -10,6 +10,7 @@
 //!   exit codes, signals and logs; the same verbs.
 //! * [`wait`]: [`eventually`], the one polling loop.
 //! * [`staff`]: signed-in checks, pages as a cookie's holder sees them, form tokens.
+//! * [`redis`]: a real Redis on its own port, which a test may stop and start again.
 //! * [`smtp`]: a real SMTP server (`aiosmtpd`) whose delivered messages a test reads back.
 //! * [`staff`]: accounts made with the CLI, signed in, and their pages' form tokens.
 //! * [`TestApp::spawn_replica`]: a second server on the same database.
@@ -21,6 +22,7 @@ pub mod app;
 pub mod db;
 pub mod pg_cluster;
 pub mod process;
+pub mod redis;
 pub mod sinks;
 pub mod smtp;
 pub mod soft_authenticator;
