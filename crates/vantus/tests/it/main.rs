@@ -15,6 +15,7 @@ mod harness_selftest;
 mod health;
 mod http_hardening;
 mod http_hygiene;
+mod invalidation;
 mod jobs;
 mod lead_durability;
 mod leads;
