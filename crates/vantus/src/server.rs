@@ -39,8 +39,6 @@ use crate::store::{self, ConnectError, Db, ReplicaSet, Store};
 use crate::telemetry::metrics;
 use crate::{content, http, leads, secrets, site};
 
-/// How often each process checks the database for content changed elsewhere.
-const GENERATION_POLL: Duration = Duration::from_secs(1);
 /// How often replicas are probed for health and lag.
 const REPLICA_PROBE: Duration = Duration::from_secs(2);
 
@@ -403,23 +401,12 @@ async fn spawn_background(app: &App, site: &Site, stop: &CancellationToken) -> J
     if !scheduler.is_empty() {
         scheduler.spawn(stop.clone());
     }
-    {
-        let site = site.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(GENERATION_POLL) => {}
-                    _ = stop.cancelled() => return,
-                }
-                match site.refresh_generation().await {
-                    Ok(true) => tracing::debug!("content changed; cached pages retired"),
-                    Ok(false) => {}
-                    Err(e) => tracing::debug!(error = %e, "content generation check failed"),
-                }
-            }
-        });
-    }
+    // Content and host changes made anywhere retire this process's caches (pushed; polled
+    // only while the push channel is down).
+    app.store
+        .notices()
+        .listen(app.store.primary(), stop.clone());
+    tokio::spawn(site::invalidation::follow(site.clone(), stop.clone()));
     if let Some(set) = app.store.replicas() {
         tokio::spawn(set.clone().monitor(REPLICA_PROBE, stop.clone()));
     }

@@ -59,7 +59,7 @@ impl App {
             .map(secrecy::ExposeSecret::expose_secret);
         let limiter = RateLimiter::new(redis_url, LimiterOptions::default())?;
         Ok(Self(Arc::new(AppInner {
-            hosts: Default::default(),
+            hosts: crate::tenancy::HostDirectory::new(store.notices().clone()),
             trusted_proxies,
             limiter,
             config,

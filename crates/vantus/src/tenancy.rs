@@ -282,14 +282,17 @@ pub async fn ensure(
 }
 
 /// `tenant_hosts` held in memory for the public site, so resolving a request's tenant costs
-/// no query. Reloaded (one query for the whole table) when older than [`HOSTS_TTL`]: a host
-/// added or moved is picked up by every replica within that time. Lookups of unknown hosts
-/// never reach the database, however many a client makes up.
+/// no query. The copy is kept until a change notice ([`crate::store::notify`]) says hosts
+/// changed, from this replica or any other; while notices are down it is re-read (one query
+/// for the whole table) when older than [`HOSTS_TTL`]. Lookups of unknown hosts never reach
+/// the database, however many a client makes up.
 pub struct HostDirectory {
     loaded: tokio::sync::RwLock<Option<LoadedHosts>>,
+    /// Whether notices flow (then the copy never expires by age); `None` means never.
+    notices: Option<crate::store::notify::Notices>,
 }
 
-/// How long a loaded copy of `tenant_hosts` is used before it is read again.
+/// How long a loaded copy of `tenant_hosts` is used while change notices are down.
 pub const HOSTS_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 struct LoadedHosts {
@@ -301,13 +304,22 @@ impl Default for HostDirectory {
     fn default() -> Self {
         Self {
             loaded: tokio::sync::RwLock::new(None),
+            notices: None,
         }
     }
 }
 
 impl HostDirectory {
-    /// Drops the loaded copy, so the next lookup reads `tenant_hosts` again: called after a
-    /// host changes here, so this replica shows it at once (others within [`HOSTS_TTL`]).
+    /// A directory whose copy lives as long as `notices` keep flowing.
+    pub fn new(notices: crate::store::notify::Notices) -> Self {
+        Self {
+            loaded: tokio::sync::RwLock::new(None),
+            notices: Some(notices),
+        }
+    }
+
+    /// Drops the loaded copy, so the next lookup reads `tenant_hosts` again: on a change
+    /// notice, and after a host changes here (so this replica shows it before the notice).
     pub async fn invalidate(&self) {
         *self.loaded.write().await = None;
     }
@@ -317,10 +329,11 @@ impl HostDirectory {
         let Some(host) = normalize_host(host) else {
             return Ok(None);
         };
+        let pushed = self.notices.as_ref().is_some_and(|n| n.push_is_up());
         let fresh = |loaded: &Option<LoadedHosts>| {
             loaded
                 .as_ref()
-                .filter(|l| l.at.elapsed() < HOSTS_TTL)
+                .filter(|l| pushed || l.at.elapsed() < HOSTS_TTL)
                 .is_some()
         };
         {

@@ -5,25 +5,21 @@
 
 pub mod account;
 pub mod audit;
+pub mod dashboard;
 pub mod layout;
 pub mod mfa;
 pub mod tenants;
 pub mod users;
 
-use askama::Template;
 use axum::Router;
-use axum::extract::State;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::auth::permission::{Permission, perm};
+use crate::auth::permission::perm;
 use crate::auth::routing::{Portal, RouteSpec};
 use crate::auth::session::Started;
-use crate::auth::staff::Staff;
 use crate::auth::{Auth, csrf};
 use crate::http::errors::AppError;
-use crate::leads::queries::{self, Inbox};
-use layout::{Area, Shell};
 
 /// The sign-in routes and the portal, with the form-token layer over all of them
 /// ([`crate::auth::csrf`]).
@@ -76,7 +72,7 @@ fn declare(portal: &mut Portal) {
     crate::auth::passkeys::routes::declare(portal);
     users::declare(portal);
     portal
-        .staff::<perm::ViewDashboard, _, _>(Method::GET, "/admin", dashboard)
+        .staff::<perm::ViewDashboard, _, _>(Method::GET, "/admin", dashboard::page)
         .staff::<perm::ViewDashboard, _, _>(Method::GET, "/admin/account", account::page)
         .staff::<perm::ViewDashboard, _, _>(
             Method::POST,
@@ -130,45 +126,4 @@ fn declare(portal: &mut Portal) {
         )
         .staff::<perm::ViewAudit, _, _>(Method::GET, "/admin/audit", audit::page)
         .staff::<perm::ExportAudit, _, _>(Method::GET, "/admin/audit/export", audit::export);
-}
-
-#[derive(Template)]
-#[template(path = "admin/dashboard.html")]
-struct Dashboard {
-    shell: Shell,
-    /// Shown to roles that may see leads.
-    new_leads: Option<i64>,
-    /// The tenant's last audit entries.
-    activity: Vec<audit::EntryView>,
-    can_view_audit: bool,
-}
-
-/// Entries in the dashboard's recent activity.
-const RECENT: i64 = 10;
-
-async fn dashboard(State(auth): State<Auth>, staff: Staff<perm::ViewDashboard>) -> Response {
-    let db = auth.store.primary();
-    let new_leads = if staff.role.can(Permission::ViewLeads) {
-        match with_conn!(db, conn => queries::count(conn, &staff.scope, Inbox::Leads).await) {
-            Ok(n) => Some(n),
-            Err(e) => return AppError::from(e).into_response(),
-        }
-    } else {
-        None
-    };
-    let activity = match audit::recent(db, &staff.scope, RECENT).await {
-        Ok(a) => a,
-        Err(e) => return AppError::from(e).into_response(),
-    };
-    let shell = match Shell::load(&auth, &staff, Area::Dashboard, "Dashboard").await {
-        Ok(s) => s,
-        Err(e) => return e.into_response(),
-    };
-    let page = Dashboard {
-        shell,
-        new_leads,
-        activity,
-        can_view_audit: staff.role.can(Permission::ViewAudit),
-    };
-    crate::http::html_page(StatusCode::OK, page.render())
 }

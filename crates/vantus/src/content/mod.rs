@@ -6,6 +6,7 @@
 
 pub mod markdown;
 pub mod meta;
+pub mod pending;
 pub mod seed;
 
 use serde::de::DeserializeOwned;

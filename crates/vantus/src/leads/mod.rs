@@ -13,6 +13,7 @@ pub mod idempotency;
 pub mod privacy;
 pub mod queries;
 pub mod spam;
+pub mod stats;
 pub mod submit;
 pub mod views;
 

@@ -352,3 +352,28 @@ pub fn parse_id(raw: &str) -> Option<Uuid> {
     let raw = raw.trim();
     Uuid::parse_str(raw.strip_prefix("msg_").unwrap_or(raw)).ok()
 }
+
+/// A tenant's undelivered messages: waiting (first try or retrying) and dead-lettered. For the
+/// portal's dashboard, which shows each tenant only its own backlog.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backlog {
+    pub pending: i64,
+    pub dead: i64,
+}
+
+pub async fn backlog_of(conn: &mut Conn<'_>, scope: &TenantScope) -> Result<Backlog, sqlx::Error> {
+    let rows: Vec<(String, i64)> = on_conn!(conn.reborrow(), c => sqlx::query_as(
+        "SELECT status, COUNT(*) FROM outbox
+         WHERE tenant_id = $1 AND status <> 'sent'
+         GROUP BY status"
+    ).bind(scope.id()).fetch_all(c).await)?;
+    let mut backlog = Backlog::default();
+    for (status, n) in rows {
+        match status.as_str() {
+            "pending" => backlog.pending = n,
+            "dead" => backlog.dead = n,
+            _ => {}
+        }
+    }
+    Ok(backlog)
+}

@@ -3,6 +3,7 @@
 pub mod cache;
 pub mod errors;
 mod feeds;
+pub mod invalidation;
 pub mod layout;
 pub mod views;
 

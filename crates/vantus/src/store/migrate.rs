@@ -58,6 +58,7 @@ async fn migrate_to_then<T>(
             // `Acquire` bound of `run` makes the future non-`Send` (sqlx's own workaround).
             m.run_direct(target, &mut *conn, false).await?;
             guard_audit_log(&mut Conn::Sqlite(&mut conn)).await?;
+            super::notify::install_triggers(&mut Conn::Sqlite(&mut conn)).await?;
             drop(conn);
             after.await
         }
@@ -70,6 +71,7 @@ async fn migrate_to_then<T>(
             let result = async {
                 m.run_direct(target, &mut *lock_conn, false).await?;
                 guard_audit_log(&mut Conn::Postgres(&mut lock_conn)).await?;
+                super::notify::install_triggers(&mut Conn::Postgres(&mut lock_conn)).await?;
                 after.await
             }
             .await;

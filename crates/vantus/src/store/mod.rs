@@ -86,6 +86,7 @@ macro_rules! with_conn {
 pub mod append_only;
 pub mod migrate;
 pub mod multirow;
+pub mod notify;
 pub mod replicas;
 pub mod rows;
 pub mod schema;
@@ -326,10 +327,16 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<Db, ConnectError> {
                 // After a checkpoint, the WAL file is cut back to this size: under continuous
                 // writes it otherwise keeps its largest size (65 MB seen in the benchmark).
                 .pragma("journal_size_limit", "16777216");
+            // Every connection announces the changes it commits (see `notify`).
+            let hub = notify::sqlite_hub(path);
             let pool = SqlitePoolOptions::new()
                 .max_connections(cfg.max_connections)
                 .acquire_timeout(PRIMARY_ACQUIRE_TIMEOUT)
                 .before_acquire(|conn, _| Box::pin(async move { Ok(outside_transaction(conn)) }))
+                .after_connect(move |conn, _| {
+                    let hub = hub.clone();
+                    Box::pin(async move { notify::install_sqlite_hooks(conn, hub).await })
+                })
                 .connect_with(options)
                 .await
                 .map_err(|source| ConnectError::Open {
@@ -441,11 +448,22 @@ pub fn is_storage_full(e: &sqlx::Error) -> bool {
 pub struct Store {
     primary: Db,
     replicas: Option<Arc<ReplicaSet>>,
+    notices: notify::Notices,
 }
 
 impl Store {
     pub fn new(primary: Db, replicas: Option<Arc<ReplicaSet>>) -> Self {
-        Self { primary, replicas }
+        let notices = notify::Notices::for_db(&primary);
+        Self {
+            primary,
+            replicas,
+            notices,
+        }
+    }
+
+    /// Change notices for this database (see [`notify`]).
+    pub fn notices(&self) -> &notify::Notices {
+        &self.notices
     }
 
     /// All writes, and reads that must see them, go here.
