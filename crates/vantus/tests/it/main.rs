@@ -18,6 +18,7 @@ mod http_hygiene;
 mod jobs;
 mod lead_durability;
 mod leads;
+mod media;
 mod mfa;
 mod migrations;
 mod observability;
