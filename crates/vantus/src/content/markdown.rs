@@ -148,7 +148,7 @@ impl<'a, I: Iterator<Item = Event<'a>>> Iterator for LibraryImages<'_, I> {
         let variants: Vec<&(String, u32)> = found
             .variants
             .iter()
-            .filter(|(url, _)| allowed_image(url) && url.starts_with(MEDIA_PREFIX))
+            .filter(|(url, _)| is_plain_library_url(url))
             .collect();
         if !variants.is_empty() {
             let mut set: Vec<String> = variants
@@ -172,14 +172,23 @@ impl<'a, I: Iterator<Item = Event<'a>>> Iterator for LibraryImages<'_, I> {
     }
 }
 
+/// A library address of the plainest kind (letters, digits, `-._/`): safe inside a
+/// `srcset`, whose syntax gives commas and spaces a meaning.
+fn is_plain_library_url(url: &str) -> bool {
+    url.starts_with(MEDIA_PREFIX)
+        && allowed_image(url)
+        && url
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._/".contains(&b))
+}
+
 /// A `srcset` whose every candidate is a library URL with a width descriptor.
 fn allowed_srcset(value: &str) -> bool {
     value.split(',').all(|candidate| {
         let mut parts = candidate.split_whitespace();
         match (parts.next(), parts.next(), parts.next()) {
             (Some(url), Some(w), None) => {
-                url.starts_with(MEDIA_PREFIX)
-                    && allowed_image(url)
+                is_plain_library_url(url)
                     && w.strip_suffix('w')
                         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
             }
