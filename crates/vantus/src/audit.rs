@@ -140,6 +140,12 @@ pub enum AuditAction {
     ReauthFailed,
     /// An owner or admin removed a member's second factors (lost phone and codes).
     MfaReset,
+    /// A file was added to the media library (detail: its name, type, size, visibility).
+    MediaUploaded,
+    /// A media file's alt text or visibility changed.
+    MediaUpdated,
+    /// A media file and its variants were deleted.
+    MediaDeleted,
 }
 
 impl AuditAction {
@@ -186,6 +192,9 @@ impl AuditAction {
             AuditAction::Reauthenticated => "reauth.succeeded",
             AuditAction::ReauthFailed => "reauth.failed",
             AuditAction::MfaReset => "mfa.reset",
+            AuditAction::MediaUploaded => "media.uploaded",
+            AuditAction::MediaUpdated => "media.updated",
+            AuditAction::MediaDeleted => "media.deleted",
         }
     }
 
@@ -232,6 +241,9 @@ impl AuditAction {
         AuditAction::Reauthenticated,
         AuditAction::ReauthFailed,
         AuditAction::MfaReset,
+        AuditAction::MediaUploaded,
+        AuditAction::MediaUpdated,
+        AuditAction::MediaDeleted,
     ];
 }
 

@@ -14,7 +14,7 @@
 //! | server | [`server`] | start-up, the one place routes are assembled, shutdown |
 //! | slices | [`site`], [`leads`], [`auth`], [`admin`], [`health`], [`ops`] | routes, handlers and views; operations (backup, restore, copy, doctor) |
 //! | state | [`state`] | what every handler shares once the server is ready |
-//! | domain | [`tenancy`], [`content`], [`audit`], [`jobs`], [`outbox`], [`mail`] | models and queries, shared by slices |
+//! | domain | [`tenancy`], [`content`], [`audit`], [`jobs`], [`outbox`], [`mail`], [`media`] | models and queries, shared by slices |
 //! | http | [`http`] | what every slice gets: layers, extractors, connection serving, error shape |
 //! | telemetry | [`telemetry`] | logs, metrics, traces, error reports |
 //! | store | [`store`], [`secrets`] | pools, connections, migrations, replicas; the secret key |
@@ -39,6 +39,7 @@ pub mod jobs;
 pub mod leads;
 pub mod lifecycle;
 pub mod mail;
+pub mod media;
 pub mod ops;
 pub mod outbox;
 pub mod secrets;

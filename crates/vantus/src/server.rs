@@ -285,6 +285,7 @@ fn application_routes(app: &App, site: &Site, auth: &crate::auth::Auth) -> Route
         .merge(site::routes().with_state(site.clone()))
         .merge(leads::routes(app).with_state(leads::Leads::new(app.clone())))
         .merge(crate::admin::portal_routes(auth))
+        .merge(crate::admin::media::public_routes(auth))
         .merge(fault_injection_routes())
         .route_layer(axum::middleware::from_fn(metrics::remember_route))
 }
@@ -410,6 +411,13 @@ async fn spawn_background(app: &App, site: &Site, stop: &CancellationToken) -> J
     if let Some(set) = app.store.replicas() {
         tokio::spawn(set.clone().monitor(REPLICA_PROBE, stop.clone()));
     }
+    // Every replica makes media variants; the lease on each row keeps them from doubling up.
+    crate::media::variants::spawn(
+        app.store.primary().clone(),
+        app.media.clone(),
+        crate::media::limits(&app.config),
+        stop.clone(),
+    );
     // Every replica delivers the outbox; the lease on each row keeps them from doubling up.
     crate::outbox::Worker::new(app.store.primary().clone(), &app.config, &instance)
         .spawn(stop.clone())

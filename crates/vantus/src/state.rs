@@ -29,6 +29,8 @@ pub struct AppInner {
     pub limiter: RateLimiter,
     /// `tenant_hosts` in memory, for [`PublicTenant`].
     pub hosts: crate::tenancy::HostDirectory,
+    /// Where media files are kept (local folder or S3).
+    pub media: crate::media::MediaStore,
 }
 
 impl axum::extract::FromRef<App> for TrustedProxies {
@@ -60,6 +62,7 @@ impl App {
         let limiter = RateLimiter::new(redis_url, LimiterOptions::default())?;
         Ok(Self(Arc::new(AppInner {
             hosts: crate::tenancy::HostDirectory::new(store.notices().clone()),
+            media: crate::media::MediaStore::for_config(&config),
             trusted_proxies,
             limiter,
             config,

@@ -7,6 +7,7 @@ pub mod account;
 pub mod audit;
 pub mod dashboard;
 pub mod layout;
+pub mod media;
 pub mod mfa;
 pub mod tenants;
 pub mod users;
@@ -71,6 +72,7 @@ fn declare(portal: &mut Portal) {
     crate::auth::routes::declare(portal);
     crate::auth::passkeys::routes::declare(portal);
     users::declare(portal);
+    media::declare(portal);
     portal
         .staff::<perm::ViewDashboard, _, _>(Method::GET, "/admin", dashboard::page)
         .staff::<perm::ViewDashboard, _, _>(Method::GET, "/admin/account", account::page)

@@ -65,6 +65,8 @@ pub async fn run(config_file: &Option<PathBuf>, args: BackupArgs) -> Result<(), 
     let destination = Destination::open(&location, &config.s3)?;
     let db = store::connect(&config.database).await?;
     let media = config.data_dir.join("media");
+    // Media in S3 is read from the bucket; otherwise from the data folder.
+    let remote_media = crate::media::MediaStore::remote_for_config(&config);
     let keep = (args.keep_daily.is_some() || args.keep_weekly.is_some())
         .then(|| (args.keep_daily.unwrap_or(0), args.keep_weekly.unwrap_or(0)));
     let scratch = crate::ops::scratch_dir(&config, "vantus-backup-")?;
@@ -74,7 +76,8 @@ pub async fn run(config_file: &Option<PathBuf>, args: BackupArgs) -> Result<(), 
             destination: &destination,
             scratch: scratch.path(),
             passphrase: passphrase.as_ref(),
-            media_dir: args.with_media.then_some(media.as_path()),
+            media_dir: (args.with_media && remote_media.is_none()).then_some(media.as_path()),
+            media_store: remote_media.as_ref().filter(|_| args.with_media),
             keep,
             interactive: true,
         },

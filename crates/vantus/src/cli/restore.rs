@@ -66,6 +66,7 @@ pub async fn run(config_file: &Option<PathBuf>, args: RestoreArgs) -> Result<(),
         return Err(e.into());
     }
     let media = config.data_dir.join("media");
+    let remote_media = crate::media::MediaStore::remote_for_config(&config);
     let started = Timestamp::now();
     let result = restore::run(
         &archive,
@@ -74,6 +75,7 @@ pub async fn run(config_file: &Option<PathBuf>, args: RestoreArgs) -> Result<(),
             force: args.force,
             passphrase: passphrase.as_ref(),
             media_dir: (!args.verify_only).then_some(media.as_path()),
+            media_store: remote_media.as_ref().filter(|_| !args.verify_only),
             interactive: true,
         },
     )

@@ -22,6 +22,7 @@ mod http;
 mod instance;
 mod leads;
 mod mail;
+mod media;
 mod settings;
 mod source;
 mod telemetry;
@@ -45,6 +46,7 @@ pub use mail::{
     MIN_OUTBOX_LEASE, MailConfig, OutboxConfig, SmtpConfig, SmtpTls, WebhookConfig,
     webhook_secret_bytes,
 };
+pub use media::MediaConfig;
 pub use settings::{SETTINGS, Setting};
 pub use source::{format_byte_size, parse_byte_size};
 pub use telemetry::{LogConfig, LogFormat, TelemetryConfig};
@@ -161,6 +163,7 @@ pub struct Config {
     pub log: LogConfig,
     pub backup: BackupConfig,
     pub s3: S3Config,
+    pub media: MediaConfig,
     pub telemetry: TelemetryConfig,
     pub redis_url: Option<SecretString>,
     /// Problems that do not stop a development start; logged once telemetry is up.
@@ -243,6 +246,7 @@ impl Config {
             outbox: OutboxConfig::parse(src),
             backup: BackupConfig::parse(src),
             s3: S3Config::parse(src),
+            media: MediaConfig::parse(src),
             telemetry: TelemetryConfig::parse(src),
             redis_url: instance::redis_url(src),
             log: LogConfig::parse(src),

@@ -160,6 +160,10 @@ settings! {
         "S3 access key id.";
     "S3_SECRET_ACCESS_KEY", "s3.secret_access_key", "(none)", true,
         "S3 secret access key.";
+    "VANTUS_MEDIA_MAX_BYTES", "media.max_bytes", "20MiB", false,
+        "Largest media upload (B, KiB, MiB; at most 256MiB). Larger ones are refused with 413.";
+    "VANTUS_MEDIA_MAX_PIXELS", "media.max_pixels", "50000000", false,
+        "Most pixels (width × height) an uploaded image may have; larger ones (and decompression bombs) are refused before decoding.";
     "REDIS_URL", "redis.url", "(none)", true,
         "redis://host:6379/0 for shared rate limits and sessions across replicas.";
     "VANTUS_METRICS_LISTEN", "metrics.listen", "(none)", false,

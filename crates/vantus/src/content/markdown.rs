@@ -48,14 +48,161 @@ impl askama::filters::HtmlSafe for SanitizedHtml {}
 /// `rel="noopener noreferrer"` (and `nofollow` when they leave the site), only http, https and
 /// mailto links survive, and images only from the media library or https.
 pub fn render(markdown: &str) -> SanitizedHtml {
+    render_inner(markdown, None)
+}
+
+/// A media-library image as the renderer writes it: its size, and its responsive variants
+/// (URL under [`MEDIA_PREFIX`], width in pixels), widest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LibraryImage {
+    pub width: u32,
+    pub height: u32,
+    pub variants: Vec<(String, u32)>,
+}
+
+/// What the renderer asks about an image source: is it a library image, and how is it sized.
+/// `crate::media::catalog` provides one for a body's images.
+pub trait MediaLookup {
+    fn image(&self, src: &str) -> Option<LibraryImage>;
+}
+
+/// [`render`], with library images written with `width`/`height` (no layout shift), a
+/// `srcset` of their variants with `sizes`, and `loading="lazy"` for all but the first image
+/// of the body (the one likely above the fold). Everything still passes the sanitizer.
+pub fn render_with_media(markdown: &str, media: &dyn MediaLookup) -> SanitizedHtml {
+    render_inner(markdown, Some(media))
+}
+
+fn render_inner(markdown: &str, media: Option<&dyn MediaLookup>) -> SanitizedHtml {
     let options = Options::ENABLE_TABLES
         | Options::ENABLE_FOOTNOTES
         | Options::ENABLE_STRIKETHROUGH
         | Options::ENABLE_SMART_PUNCTUATION;
     let mut unsafe_html = String::with_capacity(markdown.len() * 3 / 2);
     let events = Parser::new_ext(markdown, options).map(rewrite);
-    html::push_html(&mut unsafe_html, events);
+    match media {
+        Some(media) => html::push_html(&mut unsafe_html, LibraryImages::new(events, media)),
+        None => html::push_html(&mut unsafe_html, events),
+    }
     SanitizedHtml(sanitizer().clean(&unsafe_html).to_string())
+}
+
+/// Layer 1 for images: a library image's events (start, alt text, end) become one `<img>`.
+struct LibraryImages<'m, I> {
+    events: I,
+    media: &'m dyn MediaLookup,
+    seen: usize,
+}
+
+impl<'m, I> LibraryImages<'m, I> {
+    fn new(events: I, media: &'m dyn MediaLookup) -> Self {
+        Self {
+            events,
+            media,
+            seen: 0,
+        }
+    }
+}
+
+impl<'a, I: Iterator<Item = Event<'a>>> Iterator for LibraryImages<'_, I> {
+    type Item = Event<'a>;
+
+    fn next(&mut self) -> Option<Event<'a>> {
+        let event = self.events.next()?;
+        let Event::Start(Tag::Image {
+            dest_url, title, ..
+        }) = &event
+        else {
+            return Some(event);
+        };
+        self.seen += 1;
+        let src = dest_url.trim();
+        let Some(found) = allowed_image(src).then(|| self.media.image(src)).flatten() else {
+            return Some(event);
+        };
+        let title = title.to_string();
+        let src = src.to_owned();
+        let mut alt = String::new();
+        for inner in self.events.by_ref() {
+            match inner {
+                Event::End(TagEnd::Image) => break,
+                Event::Text(t) | Event::Code(t) => alt.push_str(&t),
+                Event::SoftBreak | Event::HardBreak => alt.push(' '),
+                _ => {}
+            }
+        }
+        let mut tag = format!(
+            "<img src=\"{}\" alt=\"{}\"",
+            escape_attr(&src),
+            escape_attr(&alt)
+        );
+        if !title.is_empty() {
+            tag.push_str(&format!(" title=\"{}\"", escape_attr(&title)));
+        }
+        if found.width > 0 && found.height > 0 {
+            tag.push_str(&format!(
+                " width=\"{}\" height=\"{}\"",
+                found.width, found.height
+            ));
+        }
+        let variants: Vec<&(String, u32)> = found
+            .variants
+            .iter()
+            .filter(|(url, _)| is_plain_library_url(url))
+            .collect();
+        if !variants.is_empty() {
+            let mut set: Vec<String> = variants
+                .iter()
+                .map(|(url, w)| format!("{} {w}w", escape_attr(url)))
+                .collect();
+            if found.width > 0 {
+                set.push(format!("{} {}w", escape_attr(&src), found.width));
+            }
+            let widest = found.width.max(variants[0].1);
+            tag.push_str(&format!(
+                " srcset=\"{}\" sizes=\"(max-width: {widest}px) 100vw, {widest}px\"",
+                set.join(", ")
+            ));
+        }
+        if self.seen > 1 {
+            tag.push_str(" loading=\"lazy\"");
+        }
+        tag.push_str(" decoding=\"async\">");
+        Some(Event::InlineHtml(CowStr::from(tag)))
+    }
+}
+
+/// A library address of the plainest kind (letters, digits, `-._/`): safe inside a
+/// `srcset`, whose syntax gives commas and spaces a meaning.
+fn is_plain_library_url(url: &str) -> bool {
+    url.starts_with(MEDIA_PREFIX)
+        && allowed_image(url)
+        && url
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._/".contains(&b))
+}
+
+/// A `srcset` whose every candidate is a library URL with a width descriptor.
+fn allowed_srcset(value: &str) -> bool {
+    value.split(',').all(|candidate| {
+        let mut parts = candidate.split_whitespace();
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(url), Some(w), None) => {
+                is_plain_library_url(url)
+                    && w.strip_suffix('w')
+                        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            }
+            _ => false,
+        }
+    })
+}
+
+/// A `sizes` value as [`LibraryImages`] writes it: no URL, no quotes, nothing but a media
+/// condition and lengths.
+fn allowed_sizes(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b" ():,-%.".contains(&b))
 }
 
 /// Layer 1: raw HTML becomes text; links are written with their `rel`.
@@ -123,6 +270,14 @@ fn sanitizer() -> &'static ammonia::Builder<'static> {
                     matches!(value, REL_INTERNAL | REL_EXTERNAL).then_some(value.into())
                 }
                 ("img", "src") => allowed_image(value).then_some(value.into()),
+                ("img", "srcset") => allowed_srcset(value).then_some(value.into()),
+                ("img", "sizes") => allowed_sizes(value).then_some(value.into()),
+                ("img", "width" | "height") => (!value.is_empty()
+                    && value.len() <= 5
+                    && value.bytes().all(|b| b.is_ascii_digit()))
+                .then_some(value.into()),
+                ("img", "loading") => (value == "lazy").then_some(value.into()),
+                ("img", "decoding") => (value == "async").then_some(value.into()),
                 _ => Some(value.into()),
             })
             // Footnote links and their targets use ids; keep them, namespaced by ammonia.
@@ -130,6 +285,7 @@ fn sanitizer() -> &'static ammonia::Builder<'static> {
             .add_tag_attributes("div", ["id", "class"])
             .add_tag_attributes("li", ["id"])
             .add_tag_attributes("code", ["class"])
+            .add_tag_attributes("img", ["srcset", "sizes", "loading", "decoding"])
             .id_prefix(Some("fn-"));
         b
     })
@@ -400,5 +556,62 @@ mod tests {
         // Raw HTML is shown, not run.
         let raw = render("<b>bold</b>");
         assert!(raw.as_str().contains("&lt;b&gt;bold&lt;/b&gt;"), "{raw}");
+    }
+
+    /// A lookup that calls every library image a 1200×800 one with two variants.
+    struct EveryImage;
+
+    impl MediaLookup for EveryImage {
+        fn image(&self, src: &str) -> Option<LibraryImage> {
+            src.starts_with(MEDIA_PREFIX).then(|| LibraryImage {
+                width: 1200,
+                height: 800,
+                variants: vec![
+                    (format!("{src}-w960.webp"), 960),
+                    ("/media/x-w320.webp\" onerror=\"alert(1)".into(), 320),
+                ],
+            })
+        }
+    }
+
+    #[test]
+    fn library_images_get_their_size_variants_and_lazy_loading() {
+        let html = render_with_media(
+            "![Hero *shot*](/media/ab.jpg)\n\nText.\n\n![Second](/media/cd.png \"t\") ![ext](https://cdn.example/e.png)",
+            &EveryImage,
+        );
+        let s = html.as_str();
+        assert_eq!(active_content(s), None, "{s}");
+        assert!(s.contains(r#"src="/media/ab.jpg""#), "{s}");
+        assert!(s.contains(r#"alt="Hero shot""#), "{s}");
+        assert!(
+            s.contains(r#"width="1200""#) && s.contains(r#"height="800""#),
+            "{s}"
+        );
+        assert!(
+            s.contains(r#"srcset="/media/ab.jpg-w960.webp 960w, /media/ab.jpg 1200w""#),
+            "a variant URL that is not a plain library URL is left out: {s}"
+        );
+        assert!(
+            s.contains(r#"sizes="(max-width: 1200px) 100vw, 1200px""#),
+            "{s}"
+        );
+        let first = &s[..s.find("Text.").unwrap()];
+        assert!(
+            !first.contains("loading="),
+            "the first image loads at once: {s}"
+        );
+        assert!(s.contains(r#"loading="lazy""#), "{s}");
+        assert!(s.contains(r#"src="https://cdn.example/e.png""#), "{s}");
+    }
+
+    #[test]
+    fn the_stored_xss_corpus_renders_inert_with_a_media_lookup_too() {
+        for source in XSS_CORPUS {
+            let html = render_with_media(source, &EveryImage);
+            if let Some(found) = active_content(html.as_str()) {
+                panic!("{source:?} rendered {found}: {html}");
+            }
+        }
     }
 }

@@ -36,7 +36,6 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::config::Config;
@@ -75,7 +74,68 @@ pub fn with_standard_layers(
                 StatusCode::GATEWAY_TIMEOUT,
                 config.http.request_timeout,
             ))
-            .layer(RequestBodyLimitLayer::new(config.http.body_limit))
+            .layer(from_fn_with_state(
+                BodyLimits {
+                    default: config.http.body_limit,
+                    // The file plus its form fields and multipart framing.
+                    uploads: config.media.max_bytes.saturating_add(UPLOAD_OVERHEAD),
+                },
+                limit_body,
+            ))
             .layer(DefaultBodyLimit::max(config.http.body_limit)),
     )
+}
+
+/// The routes that take a file upload: their bodies may be as large as
+/// `VANTUS_MEDIA_MAX_BYTES` (plus [`UPLOAD_OVERHEAD`]); every other body is held to
+/// `VANTUS_BODY_LIMIT`.
+pub const UPLOAD_PATHS: &[&str] = &["/admin/media"];
+
+/// Room for an upload's form fields and multipart framing beside the file itself.
+pub const UPLOAD_OVERHEAD: usize = 256 * 1024;
+
+#[derive(Clone, Copy)]
+struct BodyLimits {
+    default: usize,
+    uploads: usize,
+}
+
+/// The body limit, larger for a POST to one of the [`UPLOAD_PATHS`]. An upload over its
+/// limit is answered by the upload handler's own check, which names the media setting.
+async fn limit_body(
+    axum::extract::State(limits): axum::extract::State<BodyLimits>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let is_upload =
+        req.method() == axum::http::Method::POST && UPLOAD_PATHS.contains(&req.uri().path());
+    let limit = if is_upload {
+        limits.uploads
+    } else {
+        limits.default
+    };
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        use axum::response::IntoResponse;
+        let mut res = StatusCode::PAYLOAD_TOO_LARGE.into_response();
+        if is_upload {
+            res.extensions_mut().insert(errors::ErrorDetail {
+                title: "File too large".into(),
+                message: format!(
+                    "file: the file is larger than the {} limit (VANTUS_MEDIA_MAX_BYTES)",
+                    crate::config::format_byte_size(limit - UPLOAD_OVERHEAD)
+                ),
+                field: Some("file".into()),
+            });
+        }
+        return res;
+    }
+    // A body without a length (chunked) is cut off at the limit while it is read; axum's
+    // extractors answer that with 413.
+    let req = req.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, limit)));
+    next.run(req).await
 }

@@ -94,6 +94,10 @@ pub async fn apply(
     let mut res = next.run(req).await;
     let h = res.headers_mut();
     for (name, value) in &policy.headers {
+        // A response that chose its own (stricter) policy keeps it: a media PDF's `sandbox`.
+        if name == axum::http::header::CONTENT_SECURITY_POLICY && h.contains_key(name) {
+            continue;
+        }
         h.insert(name.clone(), value.clone());
     }
     res

@@ -40,6 +40,8 @@ pub struct BackupOptions<'a> {
     pub passphrase: Option<&'a SecretString>,
     /// Include files under this folder as `media/…`.
     pub media_dir: Option<&'a Path>,
+    /// Include the objects of this media store (S3) as `media/<key>`, as well.
+    pub media_store: Option<&'a crate::media::MediaStore>,
     /// Prune older backups afterwards (daily, weekly); `None` keeps everything.
     pub keep: Option<(u32, u32)>,
     pub interactive: bool,
@@ -265,6 +267,9 @@ async fn write(
             blocking(|| archive.add_media(&relative, &file))?;
         }
     }
+    if let Some(store) = opts.media_store {
+        add_stored_media(&mut archive, store, opts.scratch).await?;
+    }
     let manifest = Manifest {
         format: FORMAT.to_owned(),
         format_version: FORMAT_VERSION,
@@ -459,6 +464,29 @@ impl AuditHeadFinder {
 }
 
 /// Files under `dir`, with their path relative to it (always `/`-separated), sorted.
+/// Adds every object of a (remote) media store under its key, one at a time through a file
+/// in the private scratch folder, so memory holds one object at most.
+async fn add_stored_media(
+    archive: &mut ArchiveWriter,
+    store: &crate::media::MediaStore,
+    scratch: &Path,
+) -> Result<(), OpsError> {
+    let storage = |e: crate::media::storage::StorageError| OpsError::Storage(e.to_string());
+    let mut keys = store.list().await.map_err(storage)?;
+    keys.sort();
+    for (key, _) in keys {
+        let bytes = store.get(&key).await.map_err(storage)?;
+        let tmp = tempfile::Builder::new()
+            .prefix("media-")
+            .tempfile_in(scratch)
+            .map_err(|e| OpsError::io(scratch, e))?;
+        std::fs::write(tmp.path(), &bytes).map_err(|e| OpsError::io(tmp.path(), e))?;
+        drop(bytes);
+        blocking(|| archive.add_media(&key, tmp.path()))?;
+    }
+    Ok(())
+}
+
 fn media_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, OpsError> {
     let mut out = Vec::new();
     if !dir.exists() {

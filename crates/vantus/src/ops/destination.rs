@@ -8,10 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures_util::{StreamExt, TryStreamExt};
-use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
-use secrecy::ExposeSecret;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::OpsError;
@@ -57,30 +55,9 @@ pub enum Destination {
     },
 }
 
-/// Builds an S3 client from the `S3_*` settings (path-style requests, so any S3-compatible
-/// server works; plain HTTP allowed only when the endpoint says `http://`).
+/// Builds an S3 client from the `S3_*` settings (see [`crate::media::storage::s3_client`]).
 pub fn s3_store(cfg: &S3Config, bucket: &str) -> Result<Arc<dyn ObjectStore>, OpsError> {
-    let mut b = AmazonS3Builder::new()
-        .with_bucket_name(bucket)
-        .with_region(&cfg.region)
-        .with_virtual_hosted_style_request(false);
-    if let Some(endpoint) = &cfg.endpoint {
-        b = b
-            .with_endpoint(endpoint)
-            .with_allow_http(endpoint.starts_with("http://"));
-    }
-    if let Some(k) = &cfg.access_key_id {
-        b = b.with_access_key_id(k.expose_secret());
-    }
-    if let Some(s) = &cfg.secret_access_key {
-        b = b.with_secret_access_key(s.expose_secret());
-    }
-    Ok(Arc::new(b.build().map_err(|e| {
-        OpsError::Config(crate::config::ConfigError::new(
-            "S3_ENDPOINT",
-            format!("cannot configure the S3 client: {e}"),
-        ))
-    })?))
+    crate::media::storage::s3_client(cfg, bucket).map_err(OpsError::Config)
 }
 
 impl Destination {

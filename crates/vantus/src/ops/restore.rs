@@ -37,6 +37,8 @@ pub struct RestoreOptions<'a> {
     pub passphrase: Option<&'a SecretString>,
     /// Where media files from the archive go (skipped when `None`).
     pub media_dir: Option<&'a Path>,
+    /// Put media files into this media store (S3) instead, under their archive paths.
+    pub media_store: Option<&'a crate::media::MediaStore>,
     pub interactive: bool,
 }
 
@@ -199,11 +201,13 @@ pub async fn run(
     schema::reset_sequences(target).await?;
     // An archive from before the hash chain brings audit rows without a place in it.
     audit::chain::seal_unchained(target).await?;
-    let media_files = match opts.media_dir {
-        Some(dir) if !manifest.media.is_empty() => {
-            restore_media(archive_path, &manifest, opts.passphrase, dir).await?
+    let media_files = match (opts.media_store, opts.media_dir) {
+        _ if manifest.media.is_empty() => 0,
+        (Some(store), _) => {
+            restore_media_to_store(archive_path, &manifest, opts.passphrase, store).await?
         }
-        _ => 0,
+        (None, Some(dir)) => restore_media(archive_path, &manifest, opts.passphrase, dir).await?,
+        (None, None) => 0,
     };
     Ok(RestoreReport {
         archive_created_at: manifest.created_at.clone(),
@@ -416,6 +420,34 @@ async fn restore_media(
     })
     .await
     .map_err(|e| OpsError::Integrity(format!("media restore failed: {e}")))?
+}
+
+/// Restores media into a (remote) media store: each file is written and checked in a private
+/// scratch folder as for a local restore, then uploaded under its archive path.
+async fn restore_media_to_store(
+    archive_path: &Path,
+    manifest: &Manifest,
+    passphrase: Option<&SecretString>,
+    store: &crate::media::MediaStore,
+) -> Result<usize, OpsError> {
+    let staging = tempfile::Builder::new()
+        .prefix("vantus-media-restore-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir()
+        .map_err(|e| OpsError::io(&std::env::temp_dir(), e))?;
+    let n = restore_media(archive_path, manifest, passphrase, staging.path()).await?;
+    for entry in &manifest.media {
+        archive::check_media_path(&entry.path)?;
+        let file = staging.path().join(&entry.path);
+        let bytes = tokio::fs::read(&file)
+            .await
+            .map_err(|e| OpsError::io(&file, e))?;
+        store
+            .put(&entry.path, bytes)
+            .await
+            .map_err(|e| OpsError::Storage(e.to_string()))?;
+    }
+    Ok(n)
 }
 
 /// Streams one media file to a temporary file beside its place (memory stays flat however

@@ -95,6 +95,11 @@ fn configured_destination(app: &App) -> Result<Destination, String> {
 async fn scheduled_backup(app: &App, instance: &str) -> Result<String, String> {
     let destination = configured_destination(app)?;
     let media = app.config.data_dir.join("media");
+    let remote_media = app
+        .media
+        .local_folder()
+        .is_none()
+        .then(|| app.media.clone());
     let scratch = super::scratch_dir(&app.config, "vantus-backup-").map_err(|e| e.to_string())?;
     let actor = Actor::Scheduler {
         instance: instance.to_owned(),
@@ -105,7 +110,8 @@ async fn scheduled_backup(app: &App, instance: &str) -> Result<String, String> {
             destination: &destination,
             scratch: scratch.path(),
             passphrase: app.config.backup.passphrase.as_ref(),
-            media_dir: Some(media.as_path()),
+            media_dir: remote_media.is_none().then_some(media.as_path()),
+            media_store: remote_media.as_ref(),
             keep: Some((app.config.backup.keep_daily, app.config.backup.keep_weekly)),
             interactive: false,
         },
@@ -158,6 +164,7 @@ async fn restore_drill(app: &App) -> Result<String, String> {
             force: false,
             passphrase: app.config.backup.passphrase.as_ref(),
             media_dir: None,
+            media_store: None,
             interactive: false,
         },
     )

@@ -20,6 +20,7 @@ mod invalidation;
 mod jobs;
 mod lead_durability;
 mod leads;
+mod media;
 mod mfa;
 mod migrations;
 mod observability;
