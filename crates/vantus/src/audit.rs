@@ -140,6 +140,16 @@ pub enum AuditAction {
     ReauthFailed,
     /// An owner or admin removed a member's second factors (lost phone and codes).
     MfaReset,
+    /// A lead moved to another pipeline stage (detail: before, after, lost reason).
+    LeadStageChanged,
+    /// A note was added to a lead (detail: the note's id; never its text).
+    LeadNoteAdded,
+    /// A lead was assigned to a member, or unassigned (detail: before and after).
+    LeadAssigned,
+    /// Staff marked a submission as spam.
+    LeadMarkedSpam,
+    /// Staff rescued a false positive: it became a lead and its notification was queued.
+    LeadRescued,
 }
 
 impl AuditAction {
@@ -186,6 +196,11 @@ impl AuditAction {
             AuditAction::Reauthenticated => "reauth.succeeded",
             AuditAction::ReauthFailed => "reauth.failed",
             AuditAction::MfaReset => "mfa.reset",
+            AuditAction::LeadStageChanged => "lead.stage_changed",
+            AuditAction::LeadNoteAdded => "lead.note_added",
+            AuditAction::LeadAssigned => "lead.assigned",
+            AuditAction::LeadMarkedSpam => "lead.marked_spam",
+            AuditAction::LeadRescued => "lead.rescued",
         }
     }
 
@@ -232,6 +247,11 @@ impl AuditAction {
         AuditAction::Reauthenticated,
         AuditAction::ReauthFailed,
         AuditAction::MfaReset,
+        AuditAction::LeadStageChanged,
+        AuditAction::LeadNoteAdded,
+        AuditAction::LeadAssigned,
+        AuditAction::LeadMarkedSpam,
+        AuditAction::LeadRescued,
     ];
 }
 

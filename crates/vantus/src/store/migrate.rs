@@ -10,7 +10,7 @@
 
 use sqlx::migrate::{MigrateError, Migrator};
 
-use super::{Conn, Db, append_only, on_conn};
+use super::{Conn, Db, append_only, on_conn, search};
 
 /// Key of the advisory lock held while migrating and seeding ("vantus:migrate").
 const MIGRATION_LOCK_KEY: i64 = 0x7661_6e74_7573_6d67;
@@ -58,6 +58,7 @@ async fn migrate_to_then<T>(
             // `Acquire` bound of `run` makes the future non-`Send` (sqlx's own workaround).
             m.run_direct(target, &mut *conn, false).await?;
             guard_audit_log(&mut Conn::Sqlite(&mut conn)).await?;
+            search::install(&mut Conn::Sqlite(&mut conn)).await?;
             drop(conn);
             after.await
         }
@@ -70,6 +71,7 @@ async fn migrate_to_then<T>(
             let result = async {
                 m.run_direct(target, &mut *lock_conn, false).await?;
                 guard_audit_log(&mut Conn::Postgres(&mut lock_conn)).await?;
+                search::install(&mut Conn::Postgres(&mut lock_conn)).await?;
                 after.await
             }
             .await;

@@ -89,6 +89,7 @@ pub mod multirow;
 pub mod replicas;
 pub mod rows;
 pub mod schema;
+pub mod search;
 mod timestamp;
 
 use std::str::FromStr;

@@ -9,6 +9,7 @@ mod backup_hardening;
 mod backup_restore;
 mod cli;
 mod config_doctor;
+mod crm;
 mod db_copy;
 mod doctor;
 mod harness_selftest;
