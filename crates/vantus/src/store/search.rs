@@ -59,7 +59,14 @@ pub fn lead_condition(conn: &Conn<'_>, n: usize, words: &[String]) -> (String, S
                 .join(" "),
         ),
         Conn::Postgres(_) => (
-            format!("{PG_DOCUMENT} @@ to_tsquery('simple'::regconfig, ${n})"),
+            // The matching ids are found first (a GIN bitmap scan, run once as an init plan),
+            // then the listed rows are looked up among them. Written as a plain condition on
+            // the document, the planner prefers the list's ordered index scan and recomputes
+            // every row's document until a page is full (hundreds of ms at 100,000 leads).
+            format!(
+                "leads.id = ANY(ARRAY(SELECT s.id FROM leads AS s \
+                 WHERE {PG_DOCUMENT} @@ to_tsquery('simple'::regconfig, ${n})))"
+            ),
             // Only letters and digits remain in a word: nothing in it is tsquery syntax.
             words
                 .iter()
