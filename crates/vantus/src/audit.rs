@@ -146,6 +146,16 @@ pub enum AuditAction {
     MediaUpdated,
     /// A media file and its variants were deleted.
     MediaDeleted,
+    /// A lead moved to another pipeline stage (detail: before, after, lost reason).
+    LeadStageChanged,
+    /// A note was added to a lead (detail: the note's id; never its text).
+    LeadNoteAdded,
+    /// A lead was assigned to a member, or unassigned (detail: before and after).
+    LeadAssigned,
+    /// Staff marked a submission as spam.
+    LeadMarkedSpam,
+    /// Staff rescued a false positive: it became a lead and its notification was queued.
+    LeadRescued,
 }
 
 impl AuditAction {
@@ -195,6 +205,11 @@ impl AuditAction {
             AuditAction::MediaUploaded => "media.uploaded",
             AuditAction::MediaUpdated => "media.updated",
             AuditAction::MediaDeleted => "media.deleted",
+            AuditAction::LeadStageChanged => "lead.stage_changed",
+            AuditAction::LeadNoteAdded => "lead.note_added",
+            AuditAction::LeadAssigned => "lead.assigned",
+            AuditAction::LeadMarkedSpam => "lead.marked_spam",
+            AuditAction::LeadRescued => "lead.rescued",
         }
     }
 
@@ -244,6 +259,11 @@ impl AuditAction {
         AuditAction::MediaUploaded,
         AuditAction::MediaUpdated,
         AuditAction::MediaDeleted,
+        AuditAction::LeadStageChanged,
+        AuditAction::LeadNoteAdded,
+        AuditAction::LeadAssigned,
+        AuditAction::LeadMarkedSpam,
+        AuditAction::LeadRescued,
     ];
 }
 

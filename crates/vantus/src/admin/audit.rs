@@ -58,7 +58,7 @@ pub struct AuditQuery {
     format: String,
 }
 
-fn day(field: &str, value: &str) -> Result<Option<time::Date>, AppError> {
+pub(crate) fn day(field: &str, value: &str) -> Result<Option<time::Date>, AppError> {
     if value.trim().is_empty() {
         return Ok(None);
     }
@@ -68,7 +68,7 @@ fn day(field: &str, value: &str) -> Result<Option<time::Date>, AppError> {
         .map_err(|_| AppError::bad_request(field, "must be a date as YYYY-MM-DD"))
 }
 
-fn midnight(d: time::Date) -> Timestamp {
+pub(crate) fn midnight(d: time::Date) -> Timestamp {
     Timestamp::from_datetime(d.midnight().assume_utc())
 }
 

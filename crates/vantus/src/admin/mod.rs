@@ -6,6 +6,7 @@
 pub mod account;
 pub mod audit;
 pub mod dashboard;
+pub mod crm;
 pub mod layout;
 pub mod media;
 pub mod mfa;
@@ -73,6 +74,7 @@ fn declare(portal: &mut Portal) {
     crate::auth::passkeys::routes::declare(portal);
     users::declare(portal);
     media::declare(portal);
+    crm::declare(portal);
     portal
         .staff::<perm::ViewDashboard, _, _>(Method::GET, "/admin", dashboard::page)
         .staff::<perm::ViewDashboard, _, _>(Method::GET, "/admin/account", account::page)

@@ -8,13 +8,16 @@
 //! selects ([`PublicTenant`]). Both POST routes are rate-limited per client.
 
 pub mod api;
+pub mod crm;
 pub mod form;
 pub mod idempotency;
+pub mod notes;
 pub mod privacy;
 pub mod queries;
 pub mod spam;
 pub mod stats;
 pub mod submit;
+pub mod timeline;
 pub mod views;
 
 use std::sync::Arc;

@@ -294,6 +294,10 @@ async fn store_in(
 /// Queues the notifications about new leads (spam notifies nobody): an email to the
 /// configured recipients (or the tenant's contact address), and a call to each webhook.
 async fn notify(conn: &mut Conn<'_>, target: &Target, jobs: &[&Job]) -> Result<(), sqlx::Error> {
+    let recipients = Recipients {
+        notify: &target.notify,
+        webhooks: &target.webhooks,
+    };
     // Each tenant's contact address, read once per batch.
     let mut contacts: HashMap<Uuid, Vec<String>> = HashMap::new();
     let mut messages: Vec<(&TenantScope, NewMessage)> = Vec::new();
@@ -301,51 +305,109 @@ async fn notify(conn: &mut Conn<'_>, target: &Target, jobs: &[&Job]) -> Result<(
         .iter()
         .filter(|job| job.submission.spam_reason.is_none())
     {
-        let recipients = if target.notify.is_empty() {
-            match contacts.get(&job.scope.id()) {
-                Some(found) => found.clone(),
-                None => {
-                    let found: Vec<String> = tenancy::contact_email(conn, &job.scope)
-                        .await?
-                        .into_iter()
-                        .collect();
-                    contacts.insert(job.scope.id(), found.clone());
-                    found
-                }
-            }
-        } else {
-            target.notify.clone()
-        };
-        let payload = lead_created(job);
-        if !recipients.is_empty() {
-            messages.push((
-                &job.scope,
-                NewMessage {
-                    channel: Channel::Email,
-                    topic: Topic::LeadCreated,
-                    destination: recipients.join(", "),
-                    lead_id: Some(job.id),
-                    payload: payload.clone(),
-                },
-            ));
-        }
-        for url in &target.webhooks {
-            messages.push((
-                &job.scope,
-                NewMessage {
-                    channel: Channel::Webhook,
-                    topic: Topic::LeadCreated,
-                    destination: url.to_string(),
-                    lead_id: Some(job.id),
-                    payload: payload.clone(),
-                },
-            ));
+        for m in recipients
+            .messages(conn, &mut contacts, &job.scope, job.id, lead_created(job))
+            .await?
+        {
+            messages.push((&job.scope, m));
         }
     }
     let messages: Vec<(&TenantScope, &NewMessage)> =
         messages.iter().map(|(scope, m)| (*scope, m)).collect();
     outbox::enqueue_many(conn, &messages).await?;
     Ok(())
+}
+
+/// Who hears of a new lead: `VANTUS_LEADS_NOTIFY` (empty: each tenant's contact address) by
+/// email, and every configured webhook.
+pub struct Recipients<'a> {
+    pub notify: &'a [String],
+    pub webhooks: &'a [Url],
+}
+
+impl<'a> Recipients<'a> {
+    /// As `config` says.
+    pub fn of(config: &'a crate::config::Config) -> Self {
+        Self {
+            notify: &config.leads.notify,
+            webhooks: &config.webhooks.urls,
+        }
+    }
+
+    /// The `lead.created` messages for the lead `lead_id` of `scope` (`contacts` caches the
+    /// tenants' contact addresses across calls).
+    async fn messages(
+        &self,
+        conn: &mut Conn<'_>,
+        contacts: &mut HashMap<Uuid, Vec<String>>,
+        scope: &TenantScope,
+        lead_id: Uuid,
+        payload: serde_json::Value,
+    ) -> Result<Vec<NewMessage>, sqlx::Error> {
+        let emails = if self.notify.is_empty() {
+            match contacts.get(&scope.id()) {
+                Some(found) => found.clone(),
+                None => {
+                    let found: Vec<String> = tenancy::contact_email(conn, scope)
+                        .await?
+                        .into_iter()
+                        .collect();
+                    contacts.insert(scope.id(), found.clone());
+                    found
+                }
+            }
+        } else {
+            self.notify.to_vec()
+        };
+        let mut messages = Vec::new();
+        if !emails.is_empty() {
+            messages.push(NewMessage {
+                channel: Channel::Email,
+                topic: Topic::LeadCreated,
+                destination: emails.join(", "),
+                lead_id: Some(lead_id),
+                payload: payload.clone(),
+            });
+        }
+        for url in self.webhooks {
+            messages.push(NewMessage {
+                channel: Channel::Webhook,
+                topic: Topic::LeadCreated,
+                destination: url.to_string(),
+                lead_id: Some(lead_id),
+                payload: payload.clone(),
+            });
+        }
+        Ok(messages)
+    }
+
+    /// Queues on `conn` the notifications a fresh lead gets, for `lead`, stored earlier as
+    /// spam and now rescued by staff: the same topic, recipients and payload (its
+    /// `created_at` is when it arrived). Returns the outbox rows' ids.
+    pub async fn notify_rescued(
+        &self,
+        conn: &mut Conn<'_>,
+        scope: &TenantScope,
+        lead: LeadData,
+    ) -> Result<Vec<Uuid>, sqlx::Error> {
+        let id = lead.id;
+        let payload = LeadCreated {
+            lead: LeadData {
+                spam: false,
+                ..lead
+            },
+            tenant: TenantData {
+                slug: scope.slug().to_owned(),
+                name: scope.name().to_owned(),
+            },
+        }
+        .to_json();
+        let messages = self
+            .messages(conn, &mut HashMap::new(), scope, id, payload)
+            .await?;
+        let rows: Vec<(&TenantScope, &NewMessage)> = messages.iter().map(|m| (scope, m)).collect();
+        outbox::enqueue_many(conn, &rows).await
+    }
 }
 
 /// The `lead.created` payload of a job's lead.

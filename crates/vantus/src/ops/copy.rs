@@ -101,7 +101,10 @@ async fn occupied_tables(target: &Db) -> Result<Vec<String>, sqlx::Error> {
     let quote = |ident: &str| format!("\"{}\"", ident.replace('"', "\"\""));
     let mut occupied = Vec::new();
     for (schema_name, table) in names {
-        let ours = schema_name == current_schema && BOOKKEEPING.contains(&table.as_str());
+        // The leads' full-text index (SQLite) is derived from `leads` and never empty.
+        let ours = schema_name == current_schema
+            && (BOOKKEEPING.contains(&table.as_str())
+                || crate::store::search::is_index_table(&table));
         if ours {
             continue;
         }

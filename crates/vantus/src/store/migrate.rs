@@ -10,7 +10,7 @@
 
 use sqlx::migrate::{MigrateError, Migrator};
 
-use super::{Conn, Db, append_only, on_conn};
+use super::{Conn, Db, append_only, on_conn, search};
 
 /// Key of the advisory lock held while migrating and seeding ("vantus:migrate").
 const MIGRATION_LOCK_KEY: i64 = 0x7661_6e74_7573_6d67;
@@ -59,6 +59,7 @@ async fn migrate_to_then<T>(
             m.run_direct(target, &mut *conn, false).await?;
             guard_audit_log(&mut Conn::Sqlite(&mut conn)).await?;
             super::notify::install_triggers(&mut Conn::Sqlite(&mut conn)).await?;
+            search::install(&mut Conn::Sqlite(&mut conn)).await?;
             drop(conn);
             after.await
         }
@@ -72,6 +73,7 @@ async fn migrate_to_then<T>(
                 m.run_direct(target, &mut *lock_conn, false).await?;
                 guard_audit_log(&mut Conn::Postgres(&mut lock_conn)).await?;
                 super::notify::install_triggers(&mut Conn::Postgres(&mut lock_conn)).await?;
+                search::install(&mut Conn::Postgres(&mut lock_conn)).await?;
                 after.await
             }
             .await;

@@ -90,6 +90,7 @@ pub mod notify;
 pub mod replicas;
 pub mod rows;
 pub mod schema;
+pub mod search;
 mod timestamp;
 
 use std::str::FromStr;

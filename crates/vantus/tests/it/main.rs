@@ -10,6 +10,7 @@ mod backup_restore;
 mod cli;
 mod config_doctor;
 mod dashboard;
+mod crm;
 mod db_copy;
 mod doctor;
 mod harness_selftest;
