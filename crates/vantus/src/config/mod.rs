@@ -17,6 +17,7 @@
 
 mod auth;
 mod backup;
+mod content;
 mod database;
 mod http;
 mod instance;
@@ -38,6 +39,7 @@ use url::Url;
 
 pub use auth::{Argon2Settings, AuthConfig, MfaKeySource, ROLE_NAMES, parse_mfa_key};
 pub use backup::{BackupConfig, BackupLocation, S3Config, Schedule};
+pub use content::ContentConfig;
 pub use database::{DatabaseConfig, DatabaseUrl};
 pub use http::{Cidr, HttpConfig};
 pub use leads::{LeadsConfig, RateSetting};
@@ -154,6 +156,7 @@ pub struct Config {
     pub site_tenant: String,
     pub http: HttpConfig,
     pub leads: LeadsConfig,
+    pub content: ContentConfig,
     pub auth: AuthConfig,
     pub mail: MailConfig,
     pub webhooks: WebhookConfig,
@@ -237,6 +240,7 @@ impl Config {
             data_dir,
             http: HttpConfig::parse(src),
             leads: LeadsConfig::parse(src),
+            content: ContentConfig::parse(src),
             auth: AuthConfig::parse(src, env),
             mail: MailConfig::parse(src),
             webhooks: WebhookConfig::parse(src),
