@@ -140,6 +140,24 @@ pub enum AuditAction {
     ReauthFailed,
     /// An owner or admin removed a member's second factors (lost phone and codes).
     MfaReset,
+    /// An item was created in the portal (as a draft).
+    ContentCreated,
+    /// A draft of an item was saved (a new revision).
+    ContentSaved,
+    /// An item's draft went live (by hand, or by a schedule as the user who set it).
+    ContentPublished,
+    /// An item was taken off the site (by hand, or by a schedule).
+    ContentUnpublished,
+    /// An item was moved to the bin.
+    ContentDeleted,
+    /// An item was taken out of the bin.
+    ContentRestored,
+    /// An older revision was made the item's draft again.
+    ContentRevisionRestored,
+    /// A publish or unpublish was scheduled.
+    ContentScheduled,
+    /// A scheduled publish or unpublish was cancelled.
+    ContentScheduleCancelled,
 }
 
 impl AuditAction {
@@ -186,6 +204,15 @@ impl AuditAction {
             AuditAction::Reauthenticated => "reauth.succeeded",
             AuditAction::ReauthFailed => "reauth.failed",
             AuditAction::MfaReset => "mfa.reset",
+            AuditAction::ContentCreated => "content.created",
+            AuditAction::ContentSaved => "content.saved",
+            AuditAction::ContentPublished => "content.published",
+            AuditAction::ContentUnpublished => "content.unpublished",
+            AuditAction::ContentDeleted => "content.deleted",
+            AuditAction::ContentRestored => "content.restored",
+            AuditAction::ContentRevisionRestored => "content.revision_restored",
+            AuditAction::ContentScheduled => "content.scheduled",
+            AuditAction::ContentScheduleCancelled => "content.schedule_cancelled",
         }
     }
 
@@ -232,6 +259,15 @@ impl AuditAction {
         AuditAction::Reauthenticated,
         AuditAction::ReauthFailed,
         AuditAction::MfaReset,
+        AuditAction::ContentCreated,
+        AuditAction::ContentSaved,
+        AuditAction::ContentPublished,
+        AuditAction::ContentUnpublished,
+        AuditAction::ContentDeleted,
+        AuditAction::ContentRestored,
+        AuditAction::ContentRevisionRestored,
+        AuditAction::ContentScheduled,
+        AuditAction::ContentScheduleCancelled,
     ];
 }
 

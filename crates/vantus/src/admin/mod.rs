@@ -5,6 +5,7 @@
 
 pub mod account;
 pub mod audit;
+pub mod cms;
 pub mod layout;
 pub mod mfa;
 pub mod tenants;
@@ -75,6 +76,7 @@ fn declare(portal: &mut Portal) {
     crate::auth::routes::declare(portal);
     crate::auth::passkeys::routes::declare(portal);
     users::declare(portal);
+    cms::declare(portal);
     portal
         .staff::<perm::ViewDashboard, _, _>(Method::GET, "/admin", dashboard)
         .staff::<perm::ViewDashboard, _, _>(Method::GET, "/admin/account", account::page)

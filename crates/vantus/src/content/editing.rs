@@ -235,15 +235,20 @@ impl AdminItem {
 }
 
 /// `fields` dressed as the item they would become once published (for previews).
-pub fn as_published(item: &AdminItem, fields: &Fields, at: Timestamp) -> super::ContentItem {
+pub fn as_published(
+    id: Uuid,
+    published_at: Option<Timestamp>,
+    fields: &Fields,
+    at: Timestamp,
+) -> super::ContentItem {
     super::ContentItem {
-        id: item.id,
+        id,
         slug: fields.slug.clone(),
         title: fields.title.clone(),
         summary: fields.summary.clone(),
         body_markdown: fields.body_markdown.clone(),
         meta: fields.meta.clone(),
-        published_at: Some(item.published_at.unwrap_or(at)),
+        published_at: Some(published_at.unwrap_or(at)),
         updated_at: at,
         seo_description: fields.seo.description.clone(),
         seo_image: fields.seo.image.clone(),

@@ -134,6 +134,18 @@ pub async fn claim(
     Ok(n == 1)
 }
 
+/// Replaces the outcome of a claimed schedule (what actually happened).
+pub async fn set_outcome(
+    conn: &mut Conn<'_>,
+    scope: &TenantScope,
+    id: Uuid,
+    outcome: &str,
+) -> Result<(), sqlx::Error> {
+    on_conn!(conn.reborrow(), c => sqlx::query(
+        "UPDATE content_schedules SET outcome = $3 WHERE tenant_id = $1 AND id = $2"
+    ).bind(scope.id()).bind(id).bind(outcome).execute(c).await.map(|_| ()))
+}
+
 /// Cancels one pending schedule of an item. `false`: none such.
 pub async fn cancel(
     conn: &mut Conn<'_>,

@@ -87,7 +87,7 @@ pub async fn page(State(site): State<Site>, Path(token): Path<String>) -> Respon
             "This item was deleted.".into(),
         );
     }
-    let shown = editing::as_published(&item, &rev.fields(), rev.created_at);
+    let shown = editing::as_published(item.id, item.published_at, &rev.fields(), rev.created_at);
     match render::render_page(&site.config, item.kind(), &shown, related, true) {
         Ok(r) => {
             let mut res = (
