@@ -5,6 +5,7 @@
 //! Queries take a [`Conn`], so a caller can make them part of its own transaction.
 
 pub mod editing;
+pub mod fields;
 pub mod markdown;
 pub mod meta;
 pub mod preview;

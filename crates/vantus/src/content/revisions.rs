@@ -4,7 +4,7 @@
 
 use uuid::Uuid;
 
-use super::editing::{Fields, Seo};
+use super::fields::{Fields, Seo};
 use crate::store::{Conn, Timestamp, on_conn};
 use crate::tenancy::TenantScope;
 
