@@ -156,6 +156,24 @@ pub enum AuditAction {
     LeadMarkedSpam,
     /// Staff rescued a false positive: it became a lead and its notification was queued.
     LeadRescued,
+    /// An item was created in the portal (as a draft).
+    ContentCreated,
+    /// A draft of an item was saved (a new revision).
+    ContentSaved,
+    /// An item's draft went live (by hand, or by a schedule as the user who set it).
+    ContentPublished,
+    /// An item was taken off the site (by hand, or by a schedule).
+    ContentUnpublished,
+    /// An item was moved to the bin.
+    ContentDeleted,
+    /// An item was taken out of the bin.
+    ContentRestored,
+    /// An older revision was made the item's draft again.
+    ContentRevisionRestored,
+    /// A publish or unpublish was scheduled.
+    ContentScheduled,
+    /// A scheduled publish or unpublish was cancelled.
+    ContentScheduleCancelled,
 }
 
 impl AuditAction {
@@ -210,6 +228,15 @@ impl AuditAction {
             AuditAction::LeadAssigned => "lead.assigned",
             AuditAction::LeadMarkedSpam => "lead.marked_spam",
             AuditAction::LeadRescued => "lead.rescued",
+            AuditAction::ContentCreated => "content.created",
+            AuditAction::ContentSaved => "content.saved",
+            AuditAction::ContentPublished => "content.published",
+            AuditAction::ContentUnpublished => "content.unpublished",
+            AuditAction::ContentDeleted => "content.deleted",
+            AuditAction::ContentRestored => "content.restored",
+            AuditAction::ContentRevisionRestored => "content.revision_restored",
+            AuditAction::ContentScheduled => "content.scheduled",
+            AuditAction::ContentScheduleCancelled => "content.schedule_cancelled",
         }
     }
 
@@ -264,6 +291,15 @@ impl AuditAction {
         AuditAction::LeadAssigned,
         AuditAction::LeadMarkedSpam,
         AuditAction::LeadRescued,
+        AuditAction::ContentCreated,
+        AuditAction::ContentSaved,
+        AuditAction::ContentPublished,
+        AuditAction::ContentUnpublished,
+        AuditAction::ContentDeleted,
+        AuditAction::ContentRestored,
+        AuditAction::ContentRevisionRestored,
+        AuditAction::ContentScheduled,
+        AuditAction::ContentScheduleCancelled,
     ];
 }
 

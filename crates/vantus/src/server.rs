@@ -399,6 +399,7 @@ async fn spawn_background(app: &App, site: &Site, stop: &CancellationToken) -> J
     let instance = instance_name();
     let mut scheduler = Scheduler::new(app.store.primary().clone(), instance.clone());
     crate::ops::scheduled::register(&mut scheduler, app, &instance);
+    crate::admin::cms::scheduled::register(&mut scheduler, app);
     if !scheduler.is_empty() {
         scheduler.spawn(stop.clone());
     }

@@ -7,6 +7,7 @@ pub mod account;
 pub mod audit;
 pub mod dashboard;
 pub mod crm;
+pub mod cms;
 pub mod layout;
 pub mod media;
 pub mod mfa;
@@ -75,6 +76,7 @@ fn declare(portal: &mut Portal) {
     users::declare(portal);
     media::declare(portal);
     crm::declare(portal);
+    cms::declare(portal);
     portal
         .staff::<perm::ViewDashboard, _, _>(Method::GET, "/admin", dashboard::page)
         .staff::<perm::ViewDashboard, _, _>(Method::GET, "/admin/account", account::page)

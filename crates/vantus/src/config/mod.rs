@@ -17,6 +17,7 @@
 
 mod auth;
 mod backup;
+mod content;
 mod database;
 mod http;
 mod instance;
@@ -39,6 +40,7 @@ use url::Url;
 
 pub use auth::{Argon2Settings, AuthConfig, MfaKeySource, ROLE_NAMES, parse_mfa_key};
 pub use backup::{BackupConfig, BackupLocation, S3Config, Schedule};
+pub use content::ContentConfig;
 pub use database::{DatabaseConfig, DatabaseUrl};
 pub use http::{Cidr, HttpConfig};
 pub use leads::{LeadsConfig, RateSetting};
@@ -156,6 +158,7 @@ pub struct Config {
     pub site_tenant: String,
     pub http: HttpConfig,
     pub leads: LeadsConfig,
+    pub content: ContentConfig,
     pub auth: AuthConfig,
     pub mail: MailConfig,
     pub webhooks: WebhookConfig,
@@ -240,6 +243,7 @@ impl Config {
             data_dir,
             http: HttpConfig::parse(src),
             leads: LeadsConfig::parse(src),
+            content: ContentConfig::parse(src),
             auth: AuthConfig::parse(src, env),
             mail: MailConfig::parse(src),
             webhooks: WebhookConfig::parse(src),

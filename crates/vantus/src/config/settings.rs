@@ -76,6 +76,10 @@ settings! {
         "Comma-separated email domains (and their subdomains) whose submissions are stored as spam.";
     "VANTUS_SPAM_RETENTION", "leads.spam_retention", "30days", false,
         "Submissions stored as spam are deleted this long after they arrived (staff can rescue one before).";
+    "VANTUS_CONTENT_SCHEDULE_TICK", "content.schedule_tick", "30s", false,
+        "How often scheduled publishes and unpublishes are looked for (one replica runs each tick); a schedule runs at the first tick at or after its time. Must divide a minute or an hour evenly (1s, 5s, 30s, 1m, 5m…).";
+    "VANTUS_CONTENT_PREVIEW_TTL", "content.preview_ttl", "24h", false,
+        "How long a signed preview link of a draft works after it was made.";
     "VANTUS_RATE_LIMIT_FORMS", "rate_limit.forms", "10/10m", false,
         "Contact-form submissions allowed per client (IP, IPv6 /64) and period; more get 429 with Retry-After.";
     "VANTUS_RATE_LIMIT_API", "rate_limit.api", "60/1m", false,

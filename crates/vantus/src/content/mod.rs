@@ -4,10 +4,17 @@
 //! Every query takes a [`TenantScope`]; content of one tenant is unreachable from another.
 //! Queries take a [`Conn`], so a caller can make them part of its own transaction.
 
+pub mod editing;
+pub mod fields;
 pub mod markdown;
 pub mod meta;
 pub mod pending;
+pub mod preview;
+pub mod revisions;
+pub mod schedule;
 pub mod seed;
+#[doc(hidden)]
+pub mod xss_corpus;
 
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -65,6 +72,18 @@ pub struct ContentItem {
     pub meta: String,
     pub published_at: Option<Timestamp>,
     pub updated_at: Timestamp,
+    /// SEO fields; empty when not set (see [`editing::Seo`]).
+    pub seo_description: String,
+    pub seo_image: String,
+    pub seo_canonical: String,
+}
+
+/// The columns of [`ContentItem`], spliced into queries at compile time (`concat!`).
+macro_rules! item_columns {
+    () => {
+        "id, slug, title, summary, body_markdown, meta, published_at, updated_at, \
+         seo_description, seo_image, seo_canonical"
+    };
 }
 
 /// A published item without its body, as lists and feeds need it.
@@ -110,12 +129,12 @@ pub async fn find_published(
     kind: ContentKind,
     slug: &str,
 ) -> Result<Option<ContentItem>, sqlx::Error> {
-    on_conn!(conn.reborrow(), c => sqlx::query_as(
-        "SELECT id, slug, title, summary, body_markdown, meta, published_at, updated_at
+    on_conn!(conn.reborrow(), c => sqlx::query_as(concat!(
+        "SELECT ", item_columns!(), "
          FROM content_items
          WHERE tenant_id = $1 AND kind = $2 AND slug = $3
            AND status = 'published' AND deleted_at IS NULL"
-    ).bind(scope.id()).bind(kind.as_str()).bind(slug).fetch_optional(c).await)
+    )).bind(scope.id()).bind(kind.as_str()).bind(slug).fetch_optional(c).await)
 }
 
 /// Published items of a kind, newest first.
@@ -159,6 +178,18 @@ pub async fn generation(conn: &mut Conn<'_>, scope: &TenantScope) -> Result<i64,
 const BUMP_GENERATION: &str = "UPDATE site_state
      SET content_generation = content_generation + 1, updated_at = $2
      WHERE tenant_id = $1";
+
+/// Bumps the tenant's content generation: call it in the transaction of every change the
+/// public site can see (publish, unpublish, delete, a slug's redirect), so page caches on every
+/// replica retire what they hold.
+pub async fn bump_generation(conn: &mut Conn<'_>, scope: &TenantScope) -> Result<(), sqlx::Error> {
+    on_conn!(conn.reborrow(), c => sqlx::query(BUMP_GENERATION)
+        .bind(scope.id())
+        .bind(Timestamp::now())
+        .execute(c)
+        .await
+        .map(|_| ()))
+}
 
 /// A new or changed item, as the seed (and later the CMS) supplies it.
 #[derive(Clone, Debug)]

@@ -126,7 +126,11 @@ pub fn parse(path: &str, text: &str) -> Result<NewContent, String> {
 
 /// Proves the kind-specific fields match what the templates read, so a typo in a seed file
 /// fails the build's tests instead of silently blanking part of a page.
-fn check_meta_shape(kind: ContentKind, slug: &str, meta: &serde_json::Value) -> Result<(), String> {
+pub(crate) fn check_meta_shape(
+    kind: ContentKind,
+    slug: &str,
+    meta: &serde_json::Value,
+) -> Result<(), String> {
     fn strict<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> Result<(), String> {
         serde_json::from_value::<T>(v.clone())
             .map(|_| ())

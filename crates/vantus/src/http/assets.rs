@@ -23,6 +23,8 @@ pub struct Assets {
     /// The passkey ceremonies' browser half (`navigator.credentials`), on the sign-in and
     /// account pages only; an external file because the CSP allows no inline script.
     pub passkeys_js: Asset,
+    /// The content editor's live preview (optional: the editor works without it).
+    pub cms_editor_js: Asset,
 }
 
 fn asset(stem: &str, ext: &str, content_type: &'static str, bytes: &'static [u8]) -> Asset {
@@ -58,14 +60,25 @@ pub static ASSETS: LazyLock<Assets> = LazyLock::new(|| Assets {
         "text/javascript; charset=utf-8",
         include_bytes!("../../../../static/js/passkeys.js"),
     ),
+    cms_editor_js: asset(
+        "cms-editor",
+        "js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../../../static/js/cms-editor.js"),
+    ),
 });
 
 /// `GET /static/{file}`: only current fingerprints exist; anything else is a 404.
 pub async fn serve(Path(file): Path<String>, headers: HeaderMap) -> Response {
     let wanted = format!("/static/{file}");
-    [&ASSETS.stylesheet, &ASSETS.icon, &ASSETS.passkeys_js]
-        .into_iter()
-        .find(|a| a.url == wanted)
-        .map(|a| a.page.respond(&headers))
-        .unwrap_or_else(|| AppError::NotFound.into_response())
+    [
+        &ASSETS.stylesheet,
+        &ASSETS.icon,
+        &ASSETS.passkeys_js,
+        &ASSETS.cms_editor_js,
+    ]
+    .into_iter()
+    .find(|a| a.url == wanted)
+    .map(|a| a.page.respond(&headers))
+    .unwrap_or_else(|| AppError::NotFound.into_response())
 }

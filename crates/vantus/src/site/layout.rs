@@ -39,6 +39,10 @@ pub struct Layout {
     pub canonical: Option<String>,
     pub section: Section,
     pub og_type: &'static str,
+    /// Absolute URL of the image shared with a link (`og:image`), when the item names one.
+    pub image: Option<String>,
+    /// Asks search engines not to index the page (previews).
+    pub noindex: bool,
 }
 
 impl Layout {
@@ -54,6 +58,8 @@ impl Layout {
             canonical: Some(canonical),
             section,
             og_type: "website",
+            image: None,
+            noindex: false,
         }
     }
 
@@ -65,6 +71,8 @@ impl Layout {
             canonical: None,
             section,
             og_type: "website",
+            image: None,
+            noindex: false,
         }
     }
 

@@ -5,6 +5,8 @@ pub mod errors;
 mod feeds;
 pub mod invalidation;
 pub mod layout;
+mod preview;
+pub mod render;
 pub mod views;
 
 use std::sync::Arc;
@@ -48,6 +50,9 @@ pub fn routes() -> Router<Site> {
         .route("/terms", get(prose_page))
         .route("/sitemap.xml", get(feeds::sitemap))
         .route("/robots.txt", get(feeds::robots))
+        .route("/preview/{token}", get(preview::page))
+        // Pages made in the portal live at `/<slug>`; anything else unmatched is still a 404.
+        .fallback(custom_page)
 }
 
 /// Upper bound on cached rendered pages (a few MB at most).
@@ -179,32 +184,21 @@ fn canonical(app: &Site, path: &str) -> String {
     app.config.public_url_of(path)
 }
 
-fn page_layout(app: &Site, item: &content::ContentItem, path: &str, section: Section) -> Layout {
-    Layout::new(&item.title, &item.summary, canonical(app, path), section)
-}
-
 async fn home(State(app): State<Site>, headers: HeaderMap) -> Response {
     cached(&app, &headers, "/".into(), async {
         let site = &app.site;
-        let (page, work, insights) = app
+        let (page, related) = app
             .read_site(move |db: Db| async move {
                 with_conn!(&db, conn => {
                     Ok((
                         content::find_published(conn, site, ContentKind::Page, "home").await?,
-                        content::list_published(conn, site, ContentKind::CaseStudy, 3, 0).await?,
-                        content::list_published(conn, site, ContentKind::Insight, 3, 0).await?,
+                        render::load_related(conn, site, ContentKind::Page, "home").await?,
                     ))
                 })
             })
             .await?;
         let page = page.ok_or(AppError::NotFound)?;
-        Rendered::html(&HomePage {
-            layout: page_layout(&app, &page, "/", Section::Home),
-            meta: page.meta(),
-            intro: page.body_html(),
-            work: work.iter().map(CaseCard::from).collect(),
-            insights: insights.iter().map(InsightCard::from).collect(),
-        })
+        render::render_page(&app.config, ContentKind::Page, &page, related, false)
     })
     .await
 }
@@ -222,59 +216,78 @@ async fn load_page(app: &Site, slug: &str) -> Result<content::ContentItem, AppEr
 }
 
 async fn services(State(app): State<Site>, headers: HeaderMap) -> Response {
-    structured_page::<_, ServicesPage>(&app, &headers, "services", Section::Services).await
+    fixed_page(&app, &headers, "services").await
 }
 
 async fn process(State(app): State<Site>, headers: HeaderMap) -> Response {
-    structured_page::<_, ProcessPage>(&app, &headers, "process", Section::Process).await
+    fixed_page(&app, &headers, "process").await
 }
 
-/// Services and process: a page at `/<slug>` whose metadata (`M`) shapes its own template.
-async fn structured_page<M, T>(
-    app: &Site,
-    headers: &HeaderMap,
-    slug: &'static str,
-    section: Section,
-) -> Response
-where
-    M: serde::de::DeserializeOwned + Default,
-    T: Template + From<PageParts<M>>,
-{
-    let path = format!("/{slug}");
-    cached(app, headers, path.clone(), async {
-        let page = load_page(app, slug).await?;
-        Rendered::html(&T::from(PageParts {
-            layout: page_layout(app, &page, &path, section),
-            title: page.title.clone(),
-            summary: page.summary.clone(),
-            meta: page.meta(),
-            body: page.body_html(),
-        }))
-    })
-    .await
-}
-
-/// About, trust, contact, privacy and terms share one template; the path is the slug.
+/// About, trust, privacy and terms: the path is the slug.
 async fn prose_page(State(app): State<Site>, uri: axum::http::Uri, headers: HeaderMap) -> Response {
-    let path = uri.path().to_owned();
-    let slug = path.trim_start_matches('/').to_owned();
-    let section = match slug.as_str() {
-        "about" => Section::About,
-        _ => Section::None,
-    };
-    cached(&app, &headers, path.clone(), async {
-        let page = load_page(&app, &slug).await?;
-        Rendered::html(&ProsePage {
-            layout: page_layout(&app, &page, &path, section),
-            title: page.title.clone(),
-            summary: page.summary.clone(),
-            body: page.body_html(),
-            updated: matches!(slug.as_str(), "privacy" | "terms")
-                .then(|| date_of(&page))
-                .flatten(),
-        })
+    let slug = uri.path().trim_start_matches('/').to_owned();
+    fixed_page(&app, &headers, &slug).await
+}
+
+/// A page-kind item at `/<slug>`, rendered by [`render::render_page`].
+async fn fixed_page(app: &Site, headers: &HeaderMap, slug: &str) -> Response {
+    let path = ContentKind::Page.path_of(slug);
+    cached(app, headers, path, async {
+        let page = load_page(app, slug).await?;
+        render::render_page(
+            &app.config,
+            ContentKind::Page,
+            &page,
+            Default::default(),
+            false,
+        )
     })
     .await
+}
+
+/// The router's fallback: a page made in the portal (`/<slug>`), an old address of one (301),
+/// or the usual 404.
+async fn custom_page(
+    State(app): State<Site>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let slug = uri.path().trim_start_matches('/');
+    let routable = matches!(method, axum::http::Method::GET | axum::http::Method::HEAD)
+        && crate::tenancy::is_valid_slug(slug)
+        && !content::editing::FIXED_PAGES.contains(&slug);
+    if !routable {
+        return AppError::NotFound.into_response();
+    }
+    let res = fixed_page(&app, &headers, slug).await;
+    or_redirect(&app, ContentKind::Page, slug, res).await
+}
+
+/// A 404 for a content address becomes a 301 when the address is an old slug of an item
+/// (`content_redirects`); anything else is answered as it was.
+async fn or_redirect(app: &Site, kind: ContentKind, slug: &str, res: Response) -> Response {
+    if res.status() != StatusCode::NOT_FOUND {
+        return res;
+    }
+    let site = &app.site;
+    let found = app
+        .read_site(move |db: Db| async move {
+            with_conn!(&db, conn => content::editing::redirect_for(conn, site, kind, slug).await)
+        })
+        .await;
+    match found {
+        Ok(Some(to)) => {
+            let mut moved = StatusCode::MOVED_PERMANENTLY.into_response();
+            if let Ok(v) = axum::http::HeaderValue::from_str(&kind.path_of(&to)) {
+                moved.headers_mut().insert(axum::http::header::LOCATION, v);
+                return moved;
+            }
+            res
+        }
+        Ok(None) => res,
+        Err(e) => AppError::from(e).into_response(),
+    }
 }
 
 async fn work_index(State(app): State<Site>, headers: HeaderMap) -> Response {
@@ -310,30 +323,24 @@ fn check_slug(slug: &str) -> Result<(), AppError> {
     }
 }
 
-/// One published item of `kind` and up to two others of the same kind to suggest next.
+/// One published item of `kind`, and what its page shows beside it.
 async fn load_detail(
     app: &Site,
     kind: ContentKind,
     slug: &str,
-) -> Result<(content::ContentItem, Vec<content::ContentSummary>), AppError> {
+) -> Result<(content::ContentItem, render::Related), AppError> {
     let site = &app.site;
-    let (item, others) = app
+    let (item, related) = app
         .read_site(move |db: Db| async move {
             with_conn!(&db, conn => {
                 Ok((
                     content::find_published(conn, site, kind, slug).await?,
-                    content::list_published(conn, site, kind, 3, 0).await?,
+                    render::load_related(conn, site, kind, slug).await?,
                 ))
             })
         })
         .await?;
-    let item = item.ok_or(AppError::NotFound)?;
-    let more = others
-        .into_iter()
-        .filter(|o| o.slug != slug)
-        .take(2)
-        .collect();
-    Ok((item, more))
+    Ok((item.ok_or(AppError::NotFound)?, related))
 }
 
 async fn case_study(
@@ -341,43 +348,22 @@ async fn case_study(
     Path(slug): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    detail_page(
-        &app,
-        &headers,
-        ContentKind::CaseStudy,
-        &slug,
-        Section::Work,
-        |layout, item, more| CaseStudyPage {
-            layout,
-            title: item.title.clone(),
-            summary: item.summary.clone(),
-            meta: item.meta(),
-            body: item.body_html(),
-            more: more.iter().map(CaseCard::from).collect(),
-        },
-    )
-    .await
+    detail_page(&app, &headers, ContentKind::CaseStudy, &slug).await
 }
 
-/// A case study or an insight at `/<kind>/<slug>`, with a few others of its kind to read next.
-async fn detail_page<T: Template>(
-    app: &Site,
-    headers: &HeaderMap,
-    kind: ContentKind,
-    slug: &str,
-    section: Section,
-    template: impl FnOnce(Layout, &content::ContentItem, Vec<content::ContentSummary>) -> T,
-) -> Response {
+/// A case study or an insight at `/<kind>/<slug>`, with a few others of its kind to read
+/// next; an old slug of one redirects to its current address.
+async fn detail_page(app: &Site, headers: &HeaderMap, kind: ContentKind, slug: &str) -> Response {
     if let Err(e) = check_slug(slug) {
         return e.into_response();
     }
     let path = kind.path_of(slug);
-    cached(app, headers, path.clone(), async {
-        let (item, more) = load_detail(app, kind, slug).await?;
-        let layout = page_layout(app, &item, &path, section).article();
-        Rendered::html(&template(layout, &item, more))
+    let res = cached(app, headers, path, async {
+        let (item, related) = load_detail(app, kind, slug).await?;
+        render::render_page(&app.config, kind, &item, related, false)
     })
-    .await
+    .await;
+    or_redirect(app, kind, slug, res).await
 }
 
 #[derive(Deserialize)]
@@ -457,15 +443,5 @@ async fn insight(
     Path(slug): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    detail_page(
-        &app,
-        &headers,
-        ContentKind::Insight,
-        &slug,
-        Section::Insights,
-        |layout, item, more| {
-            InsightPage::from_item(layout, item, more.iter().map(InsightCard::from).collect())
-        },
-    )
-    .await
+    detail_page(&app, &headers, ContentKind::Insight, &slug).await
 }

@@ -8,6 +8,7 @@ mod audit_chain;
 mod backup_hardening;
 mod backup_restore;
 mod cli;
+mod cms;
 mod config_doctor;
 mod dashboard;
 mod crm;
