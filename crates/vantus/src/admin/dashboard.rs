@@ -21,13 +21,15 @@ use super::layout::{Area, Shell};
 use crate::auth::Auth;
 use crate::auth::permission::{Permission, perm};
 use crate::auth::staff::Staff;
-use crate::content::pending::{self, PendingItem};
+use crate::content::editing::{self, Awaiting};
 use crate::http::errors::AppError;
 use crate::leads::stats::{self, PipelineFigures};
 use crate::outbox::{self, Backlog};
 
 /// Entries in the dashboard's recent activity.
 const RECENT: i64 = 10;
+/// Content items listed per section (the count covers all of them).
+const LISTED: usize = 5;
 
 /// A list of content items waiting, with how many there are in all.
 pub struct PendingSection {
@@ -43,18 +45,18 @@ pub struct PendingView {
 }
 
 impl PendingSection {
-    fn of((total, items): (i64, Vec<PendingItem>)) -> Self {
+    fn of(items: impl Iterator<Item = Awaiting>) -> Self {
+        let items: Vec<PendingView> = items
+            .map(|i| PendingView {
+                title: i.title,
+                kind: i.kind.replace('_', " "),
+                updated: i.at.to_long_date(),
+                updated_iso: i.at.to_rfc3339_seconds(),
+            })
+            .collect();
         PendingSection {
-            total,
-            items: items
-                .into_iter()
-                .map(|i| PendingView {
-                    title: i.title,
-                    kind: i.kind.replace('_', " "),
-                    updated: i.updated_at.to_long_date(),
-                    updated_iso: i.updated_at.to_rfc3339_seconds(),
-                })
-                .collect(),
+            total: items.len() as i64,
+            items: items.into_iter().take(LISTED).collect(),
         }
     }
 }
@@ -98,10 +100,16 @@ async fn render(auth: &Auth, staff: &Staff<perm::ViewDashboard>) -> Result<Dashb
             false => None,
         };
         let (awaiting_review, scheduled) = match may(Permission::ViewContent) {
-            true => (
-                Some(PendingSection::of(pending::awaiting_review(conn, scope).await?)),
-                Some(PendingSection::of(pending::scheduled(conn, scope).await?)),
-            ),
+            true => {
+                let (drafts, schedules): (Vec<_>, Vec<_>) = editing::awaiting(conn, scope)
+                    .await?
+                    .into_iter()
+                    .partition(|a| a.what == "draft");
+                (
+                    Some(PendingSection::of(drafts.into_iter())),
+                    Some(PendingSection::of(schedules.into_iter())),
+                )
+            }
             false => (None, None),
         };
         let health = match may(Permission::ManageUsers) {

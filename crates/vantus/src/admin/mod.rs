@@ -5,9 +5,9 @@
 
 pub mod account;
 pub mod audit;
-pub mod dashboard;
-pub mod crm;
 pub mod cms;
+pub mod crm;
+pub mod dashboard;
 pub mod layout;
 pub mod media;
 pub mod mfa;

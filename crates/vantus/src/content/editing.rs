@@ -456,8 +456,9 @@ pub struct Awaiting {
     pub at: Timestamp,
 }
 
-/// Drafts awaiting publish and scheduled publishes and unpublishes, soonest schedule first,
-/// then the newest drafts: for the portal's dashboard.
+/// Drafts awaiting publish (a draft revision of any item, or an item never published, such as
+/// a draft seed file) and scheduled publishes and unpublishes, soonest schedule first, then the
+/// newest drafts: for the portal's dashboard (at most 50 of each).
 pub async fn awaiting(
     conn: &mut Conn<'_>,
     scope: &TenantScope,
@@ -471,11 +472,13 @@ pub async fn awaiting(
          LIMIT 50"
     ).bind(scope.id()).fetch_all(c).await)?;
     let drafts: Vec<Awaiting> = on_conn!(conn.reborrow(), c => sqlx::query_as(
-        "SELECT i.id AS item_id, i.kind, r.title, 'draft' AS what, r.created_at AS at
+        "SELECT i.id AS item_id, i.kind, COALESCE(r.title, i.title) AS title, 'draft' AS what,
+                COALESCE(r.created_at, i.updated_at) AS at
          FROM content_items i
-         JOIN content_revisions r ON r.id = i.draft_revision_id AND r.tenant_id = i.tenant_id
+         LEFT JOIN content_revisions r ON r.id = i.draft_revision_id AND r.tenant_id = i.tenant_id
          WHERE i.tenant_id = $1 AND i.deleted_at IS NULL
-         ORDER BY r.created_at DESC
+           AND (i.draft_revision_id IS NOT NULL OR i.status = 'draft')
+         ORDER BY at DESC
          LIMIT 50"
     ).bind(scope.id()).fetch_all(c).await)?;
     scheduled.extend(drafts);

@@ -8,7 +8,6 @@ pub mod editing;
 pub mod fields;
 pub mod markdown;
 pub mod meta;
-pub mod pending;
 pub mod preview;
 pub mod revisions;
 pub mod schedule;

@@ -381,10 +381,12 @@ pub async fn stage_counts(
 
 /// Leads (spam left out) of `scope` still being worked on: neither won nor lost.
 pub async fn open_count(conn: &mut Conn<'_>, scope: &TenantScope) -> Result<i64, sqlx::Error> {
-    on_conn!(conn.reborrow(), c => sqlx::query_scalar(
-        "SELECT count(*) FROM leads WHERE tenant_id = $1 AND spam_reason IS NULL
-         AND stage NOT IN ('won', 'lost')"
-    ).bind(scope.id()).fetch_one(c).await)
+    let counts = stage_counts(conn, scope).await?;
+    Ok(counts
+        .iter()
+        .filter(|(s, _)| s.is_open())
+        .map(|(_, n)| n)
+        .sum())
 }
 
 #[cfg(test)]

@@ -190,10 +190,15 @@ async fn home(State(app): State<Site>, headers: HeaderMap) -> Response {
         let (page, related) = app
             .read_site(move |db: Db| async move {
                 with_conn!(&db, conn => {
-                    Ok((
-                        content::find_published(conn, site, ContentKind::Page, "home").await?,
-                        render::load_related(conn, site, ContentKind::Page, "home").await?,
-                    ))
+                    let page = content::find_published(conn, site, ContentKind::Page, "home").await?;
+                    let related = match &page {
+                        Some(p) => render::load_related(conn, site, ContentKind::Page, "home")
+                            .await?
+                            .with_media(conn, site, &p.body_markdown)
+                            .await?,
+                        None => render::Related::default(),
+                    };
+                    Ok((page, related))
                 })
             })
             .await?;
@@ -203,16 +208,27 @@ async fn home(State(app): State<Site>, headers: HeaderMap) -> Response {
     .await
 }
 
-/// Loads one page-kind item, or 404.
-async fn load_page(app: &Site, slug: &str) -> Result<content::ContentItem, AppError> {
+/// Loads one page-kind item with the library images it shows, or 404.
+async fn load_page(
+    app: &Site,
+    slug: &str,
+) -> Result<(content::ContentItem, render::Related), AppError> {
     let site = &app.site;
-    app.read_site(move |db: Db| async move {
-        with_conn!(&db, conn => {
-            content::find_published(conn, site, ContentKind::Page, slug).await
+    let (page, related) = app
+        .read_site(move |db: Db| async move {
+            with_conn!(&db, conn => {
+                let page = content::find_published(conn, site, ContentKind::Page, slug).await?;
+                let related = match &page {
+                    Some(p) => render::Related::default()
+                        .with_media(conn, site, &p.body_markdown)
+                        .await?,
+                    None => render::Related::default(),
+                };
+                Ok::<_, sqlx::Error>((page, related))
+            })
         })
-    })
-    .await?
-    .ok_or(AppError::NotFound)
+        .await?;
+    Ok((page.ok_or(AppError::NotFound)?, related))
 }
 
 async fn services(State(app): State<Site>, headers: HeaderMap) -> Response {
@@ -233,14 +249,8 @@ async fn prose_page(State(app): State<Site>, uri: axum::http::Uri, headers: Head
 async fn fixed_page(app: &Site, headers: &HeaderMap, slug: &str) -> Response {
     let path = ContentKind::Page.path_of(slug);
     cached(app, headers, path, async {
-        let page = load_page(app, slug).await?;
-        render::render_page(
-            &app.config,
-            ContentKind::Page,
-            &page,
-            Default::default(),
-            false,
-        )
+        let (page, related) = load_page(app, slug).await?;
+        render::render_page(&app.config, ContentKind::Page, &page, related, false)
     })
     .await
 }
@@ -333,10 +343,15 @@ async fn load_detail(
     let (item, related) = app
         .read_site(move |db: Db| async move {
             with_conn!(&db, conn => {
-                Ok((
-                    content::find_published(conn, site, kind, slug).await?,
-                    render::load_related(conn, site, kind, slug).await?,
-                ))
+                let item = content::find_published(conn, site, kind, slug).await?;
+                let related = match &item {
+                    Some(i) => render::load_related(conn, site, kind, slug)
+                        .await?
+                        .with_media(conn, site, &i.body_markdown)
+                        .await?,
+                    None => render::Related::default(),
+                };
+                Ok((item, related))
             })
         })
         .await?;

@@ -66,7 +66,10 @@ pub async fn page(State(site): State<Site>, Path(token): Path<String>) -> Respon
             return Ok(None);
         };
         let kind = item.kind();
-        let related = render::load_related(conn, &scope, kind, &rev.slug).await?;
+        let related = render::load_related(conn, &scope, kind, &rev.slug)
+            .await?
+            .with_media(conn, &scope, &rev.body_markdown)
+            .await?;
         Ok(Some((item, rev, related)))
     });
     let (item, rev, related) = match read {

@@ -7,8 +7,10 @@ use super::Rendered;
 use super::layout::{Layout, Section};
 use super::views::*;
 use crate::config::Config;
+use crate::content::markdown::{self, SanitizedHtml};
 use crate::content::{self, ContentItem, ContentKind, ContentSummary};
 use crate::http::errors::AppError;
+use crate::media::catalog::{self, Catalog};
 use crate::store::Conn;
 use crate::tenancy::TenantScope;
 
@@ -19,6 +21,22 @@ pub struct Related {
     pub work: Vec<ContentSummary>,
     pub insights: Vec<ContentSummary>,
     pub more: Vec<ContentSummary>,
+    /// The library images the item's Markdown shows, so its body gets their sizes and
+    /// responsive variants ([`Related::with_media`]).
+    pub media: Catalog,
+}
+
+impl Related {
+    /// Adds the library images `markdown` refers to (in `scope`'s library only).
+    pub async fn with_media(
+        mut self,
+        conn: &mut Conn<'_>,
+        scope: &TenantScope,
+        markdown: &str,
+    ) -> Result<Self, sqlx::Error> {
+        self.media = catalog::for_markdown(conn, scope, markdown).await?;
+        Ok(self)
+    }
 }
 
 /// Reads what the page of `kind`/`slug` shows beside the item itself.
@@ -32,7 +50,7 @@ pub async fn load_related(
         ContentKind::Page if slug == "home" => Related {
             work: content::list_published(conn, scope, ContentKind::CaseStudy, 3, 0).await?,
             insights: content::list_published(conn, scope, ContentKind::Insight, 3, 0).await?,
-            more: Vec::new(),
+            ..Related::default()
         },
         ContentKind::Page => Related::default(),
         _ => Related {
@@ -92,23 +110,28 @@ pub fn render_page(
     noindex: bool,
 ) -> Result<Rendered, AppError> {
     let path = kind.path_of(&item.slug);
+    let body = markdown::render_with_media(&item.body_markdown, &related.media);
     let mut layout = page_layout(config, item, &path, section_of(kind, &item.slug));
     layout.noindex = noindex;
     match (kind, item.slug.as_str()) {
         (ContentKind::Page, "home") => Rendered::html(&HomePage {
             layout,
             meta: item.meta(),
-            intro: item.body_html(),
+            intro: body,
             work: related.work.iter().map(CaseCard::from).collect(),
             insights: related.insights.iter().map(InsightCard::from).collect(),
         }),
-        (ContentKind::Page, "services") => Rendered::html(&ServicesPage::from(parts(layout, item))),
-        (ContentKind::Page, "process") => Rendered::html(&ProcessPage::from(parts(layout, item))),
+        (ContentKind::Page, "services") => {
+            Rendered::html(&ServicesPage::from(parts(layout, item, body)))
+        }
+        (ContentKind::Page, "process") => {
+            Rendered::html(&ProcessPage::from(parts(layout, item, body)))
+        }
         (ContentKind::Page, slug) => Rendered::html(&ProsePage {
             layout,
             title: item.title.clone(),
             summary: item.summary.clone(),
-            body: item.body_html(),
+            body,
             updated: matches!(slug, "privacy" | "terms")
                 .then(|| date_of(item))
                 .flatten(),
@@ -118,12 +141,13 @@ pub fn render_page(
             title: item.title.clone(),
             summary: item.summary.clone(),
             meta: item.meta(),
-            body: item.body_html(),
+            body,
             more: related.more.iter().map(CaseCard::from).collect(),
         }),
         (ContentKind::Insight, _) => Rendered::html(&InsightPage::from_item(
             layout.article(),
             item,
+            body,
             related.more.iter().map(InsightCard::from).collect(),
         )),
     }
@@ -132,12 +156,13 @@ pub fn render_page(
 fn parts<M: serde::de::DeserializeOwned + Default>(
     layout: Layout,
     item: &ContentItem,
+    body: SanitizedHtml,
 ) -> PageParts<M> {
     PageParts {
         layout,
         title: item.title.clone(),
         summary: item.summary.clone(),
         meta: item.meta(),
-        body: item.body_html(),
+        body,
     }
 }

@@ -179,7 +179,12 @@ pub struct InsightPage {
 }
 
 impl InsightPage {
-    pub fn from_item(layout: Layout, item: &ContentItem, more: Vec<InsightCard>) -> Self {
+    pub fn from_item(
+        layout: Layout,
+        item: &ContentItem,
+        body: SanitizedHtml,
+        more: Vec<InsightCard>,
+    ) -> Self {
         Self {
             layout,
             title: item.title.clone(),
@@ -190,7 +195,7 @@ impl InsightPage {
             reading_minutes: markdown::word_count(&item.body_markdown)
                 .div_ceil(220)
                 .max(1),
-            body: item.body_html(),
+            body,
             more,
         }
     }

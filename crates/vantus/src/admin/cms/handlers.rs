@@ -418,10 +418,17 @@ pub async fn live_preview(
         None => ContentKind::parse(&post.kind).unwrap_or(ContentKind::Insight),
     };
     let mut res = if post.fragment.is_some() {
+        // The live preview: the same renderer as the page, with the library's images.
+        let media = with_conn!(auth.store.primary(), conn =>
+            crate::media::catalog::for_markdown(conn, &staff.scope, &post.body).await);
+        let media = match media {
+            Ok(m) => m,
+            Err(e) => return AppError::from(e).into_response(),
+        };
         (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            markdown::render(&post.body).to_string(),
+            markdown::render_with_media(&post.body, &media).to_string(),
         )
             .into_response()
     } else {
@@ -438,8 +445,10 @@ pub async fn live_preview(
             &fields,
             now,
         );
-        let read = with_conn!(auth.store.primary(), conn =>
-            render::load_related(conn, &staff.scope, kind, &fields.slug).await);
+        let read = with_conn!(auth.store.primary(), conn => {
+            let related = render::load_related(conn, &staff.scope, kind, &fields.slug).await?;
+            related.with_media(conn, &staff.scope, &fields.body_markdown).await
+        });
         let related = match read {
             Ok(r) => r,
             Err(e) => return AppError::from(e).into_response(),
