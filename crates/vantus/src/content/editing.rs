@@ -457,7 +457,7 @@ pub struct Awaiting {
 }
 
 /// Drafts awaiting publish (a draft revision of any item, or an item never published, such as
-/// a draft seed file) and scheduled publishes and unpublishes, soonest schedule first, then the
+/// a draft seed file; an item taken off the site is not waiting) and scheduled publishes and unpublishes, soonest schedule first, then the
 /// newest drafts: for the portal's dashboard (at most 50 of each).
 pub async fn awaiting(
     conn: &mut Conn<'_>,
@@ -477,7 +477,8 @@ pub async fn awaiting(
          FROM content_items i
          LEFT JOIN content_revisions r ON r.id = i.draft_revision_id AND r.tenant_id = i.tenant_id
          WHERE i.tenant_id = $1 AND i.deleted_at IS NULL
-           AND (i.draft_revision_id IS NOT NULL OR i.status = 'draft')
+           AND (i.draft_revision_id IS NOT NULL
+                OR (i.status = 'draft' AND i.published_revision_id IS NULL))
          ORDER BY at DESC
          LIMIT 50"
     ).bind(scope.id()).fetch_all(c).await)?;
