@@ -25,7 +25,7 @@ pub fn register(scheduler: &mut Scheduler, app: &App, instance: &str) {
         let run: JobFn = Arc::new(move || {
             let app = app.clone();
             let instance = instance.clone();
-            Box::pin(async move { scheduled_backup(&app, &instance).await })
+            Box::pin(async move { scheduled_backup(&app, &instance).await.map(Into::into) })
         });
         scheduler.add(jobs::BACKUP, schedule, run);
     }
@@ -33,7 +33,7 @@ pub fn register(scheduler: &mut Scheduler, app: &App, instance: &str) {
         let app = app.clone();
         let run: JobFn = Arc::new(move || {
             let app = app.clone();
-            Box::pin(async move { restore_drill(&app).await })
+            Box::pin(async move { restore_drill(&app).await.map(Into::into) })
         });
         scheduler.add(jobs::RESTORE_DRILL, schedule, run);
     }
@@ -52,10 +52,12 @@ pub fn register(scheduler: &mut Scheduler, app: &App, instance: &str) {
                 )
                 .await
                 .map(|p| {
-                    format!(
-                        "{} spam submission(s), {} idempotency key(s) deleted",
-                        p.spam, p.idempotency_keys
-                    )
+                    jobs::Ran::counted(p.spam + p.idempotency_keys, || {
+                        format!(
+                            "{} spam submission(s), {} idempotency key(s) deleted",
+                            p.spam, p.idempotency_keys
+                        )
+                    })
                 })
                 .map_err(|e| e.to_string())
             })
@@ -71,7 +73,7 @@ pub fn register(scheduler: &mut Scheduler, app: &App, instance: &str) {
             Box::pin(async move {
                 with_conn!(app.store.primary(), conn =>
                     crate::auth::passkeys::purge_expired_ceremonies(conn).await)
-                .map(|n| format!("{n} expired passkey ceremony(ies) deleted"))
+                .map(|n| jobs::Ran::counted(n, || format!("{n} expired passkey ceremony(ies) deleted")))
                 .map_err(|e| e.to_string())
             })
         });

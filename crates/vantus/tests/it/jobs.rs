@@ -120,3 +120,58 @@ async fn a_scheduled_job_runs_once_per_tick_and_fails_over() {
     );
     pg.close().await;
 }
+
+/// A run that had nothing to do (`Ran::Idle`) takes its claim back: only the runs that did
+/// something stay in `job_runs`, so a frequent sweep does not grow the journal every tick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_runs_are_not_journalled() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use vantus::jobs::Ran;
+
+    let test_db = TestDb::create(Engine::Sqlite).await;
+    let db = open_db(&test_db.url).await;
+    vantus::store::migrate::migrate_to(&db, None).await.unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let run: vantus::jobs::JobFn = Arc::new(move || {
+        // Every third run finds work; the others are idle.
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            Ok(if n % 3 == 2 {
+                Ran::Worked(format!("run {n} did work"))
+            } else {
+                Ran::Idle
+            })
+        })
+    });
+    let mut scheduler = vantus::jobs::Scheduler::new(db.clone(), "test-instance".into());
+    scheduler.add(
+        "sometimes-idle",
+        vantus::config::Schedule::parse("TEST_SCHEDULE", "* * * * * *").unwrap(),
+        run,
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    scheduler.spawn(stop.clone());
+    let journal = eventually(Duration::from_secs(30), "two runs that did work", async || {
+        let rows: Vec<(String, Option<String>)> = vantus::on_db!(&db, pool => sqlx::query_as(
+            "SELECT outcome, detail FROM job_runs WHERE job = 'sometimes-idle' ORDER BY scheduled_for"
+        ).fetch_all(pool).await.unwrap());
+        if rows.iter().filter(|r| r.0 == "succeeded").count() >= 2 {
+            Ok(rows)
+        } else {
+            Err(format!("{rows:?}"))
+        }
+    })
+    .await;
+    stop.cancel();
+    assert!(calls.load(Ordering::SeqCst) >= 6, "the job ran on every tick");
+    // A run in flight holds its claim ('running') until it ends; the finished ones are checked.
+    for (_, detail) in journal.iter().filter(|r| r.0 != "running") {
+        assert!(
+            detail.as_deref().is_some_and(|d| d.ends_with("did work")),
+            "an idle run was journalled: {journal:?}"
+        );
+    }
+    db.close().await;
+}

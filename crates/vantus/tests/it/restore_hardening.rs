@@ -532,7 +532,7 @@ async fn a_panicking_job_is_recorded_as_failed_and_runs_again() {
             if n == 0 {
                 panic!("first run goes wrong");
             }
-            Ok(format!("run {n} fine"))
+            Ok(format!("run {n} fine").into())
         })
     });
     scheduler.add(

@@ -15,7 +15,7 @@ use crate::auth::permission::Permission;
 use crate::auth::users;
 use crate::content::editing::{self, EditError};
 use crate::content::schedule::{self, Action, Scheduled};
-use crate::jobs::{JobFn, Scheduler};
+use crate::jobs::{JobFn, Ran, Scheduler};
 use crate::state::App;
 use crate::store::{Db, Timestamp};
 use crate::tenancy::{self, TenantScope};
@@ -33,8 +33,9 @@ pub fn register(scheduler: &mut Scheduler, app: &App) {
     scheduler.add(JOB, app.config.content.schedule_tick.clone(), run);
 }
 
-/// Carries out every due schedule of every tenant; a summary for `job_runs`.
-pub async fn run_due(db: &Db) -> Result<String, sqlx::Error> {
+/// Carries out every due schedule of every tenant; a summary for `job_runs`, or `Idle` when
+/// nothing was due (most ticks).
+pub async fn run_due(db: &Db) -> Result<Ran, sqlx::Error> {
     let now = Timestamp::now();
     let tenants = with_conn!(db, conn => tenancy::all(conn).await)?;
     let (mut done, mut refused) = (0, 0);
@@ -47,9 +48,9 @@ pub async fn run_due(db: &Db) -> Result<String, sqlx::Error> {
             }
         }
     }
-    Ok(format!(
-        "{done} scheduled change(s) carried out, {refused} not"
-    ))
+    Ok(Ran::counted(done + refused, || {
+        format!("{done} scheduled change(s) carried out, {refused} not")
+    }))
 }
 
 /// One schedule, in one transaction: claim it, check the scheduler may still publish, do it,
