@@ -200,7 +200,10 @@ async fn run_contained(job: &Job) -> (Outcome, Option<String>) {
                 .map(|s| (*s).to_owned())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "no message".to_owned());
-            (Outcome::Failed, Some(format!("the job panicked: {message}")))
+            (
+                Outcome::Failed,
+                Some(format!("the job panicked: {message}")),
+            )
         }
         Err(_) => (Outcome::Failed, Some("the job was cancelled".to_owned())),
     }

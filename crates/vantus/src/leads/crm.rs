@@ -214,7 +214,12 @@ macro_rules! bind_all {
 
 /// The WHERE clause of `filter` in `scope` (the inbox condition is spelled as the partial
 /// indexes spell it, so the planner can use them).
-fn filtered(conn: &Conn<'_>, select: &str, scope: &TenantScope, filter: &Filter) -> Built {
+async fn filtered(
+    conn: &mut Conn<'_>,
+    select: &str,
+    scope: &TenantScope,
+    filter: &Filter,
+) -> Result<Built, sqlx::Error> {
     let mut b = Built::new(select);
     b.sql.push_str(" FROM leads WHERE tenant_id = $1");
     b.args.push(Arg::Uuid(scope.id()));
@@ -242,12 +247,12 @@ fn filtered(conn: &Conn<'_>, select: &str, scope: &TenantScope, filter: &Filter)
     }
     if !filter.words.is_empty() {
         let n = b.args.len() + 1;
-        let (clause, value) = search::lead_condition(conn, n, &filter.words);
+        let (clause, value) = search::lead_condition(conn, n, &filter.words).await?;
         b.push(Arg::Text(value));
         b.sql.push_str(" AND ");
         b.sql.push_str(&clause);
     }
-    b
+    Ok(b)
 }
 
 /// Up to `limit` leads of `scope` matching `filter`, newest first, after `after` (`None`: from
@@ -259,7 +264,7 @@ pub async fn page(
     after: Option<&Cursor>,
     limit: i64,
 ) -> Result<Vec<CrmLead>, sqlx::Error> {
-    let mut b = filtered(conn, concat!("SELECT ", crm_columns!()), scope, filter);
+    let mut b = filtered(conn, concat!("SELECT ", crm_columns!()), scope, filter).await?;
     if let Some(cursor) = after {
         let t = b.push(Arg::Time(cursor.created_at));
         let i = b.push(Arg::Uuid(cursor.id));

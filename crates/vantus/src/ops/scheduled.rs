@@ -73,7 +73,9 @@ pub fn register(scheduler: &mut Scheduler, app: &App, instance: &str) {
             Box::pin(async move {
                 with_conn!(app.store.primary(), conn =>
                     crate::auth::passkeys::purge_expired_ceremonies(conn).await)
-                .map(|n| jobs::Ran::counted(n, || format!("{n} expired passkey ceremony(ies) deleted")))
+                .map(|n| {
+                    jobs::Ran::counted(n, || format!("{n} expired passkey ceremony(ies) deleted"))
+                })
                 .map_err(|e| e.to_string())
             })
         });

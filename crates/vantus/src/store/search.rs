@@ -58,31 +58,88 @@ pub fn words(query: &str) -> Vec<String> {
         .collect()
 }
 
-/// The condition "the lead `leads.id` matches the search bound as `$n`" for `conn`'s engine,
-/// and the value to bind for `words` (never empty: callers skip the condition without words).
-pub fn lead_condition(conn: &Conn<'_>, n: usize, words: &[String]) -> (String, String) {
+/// Up to this many matches, a search is "narrow": the list is read from the matching leads,
+/// sorted. Beyond it, the list's own index is walked in order and each lead is tested, which
+/// reaches a page after about `page × leads / matches` leads. The two costs meet near
+/// `sqrt(page × leads)`: about 2,000 for 50-lead pages of 100,000 leads.
+const NARROW: i64 = 2_000;
+
+/// The condition "the lead matches the search bound as `$n`" for `conn`'s engine, and the
+/// value to bind for `words` (never empty: callers skip the condition without words).
+///
+/// Neither engine's planner can tell a narrow search from a broad one (a prefix query has a
+/// fixed selectivity estimate), so this counts the matches first, up to [`NARROW`] + 1 (an
+/// index-only read), and writes the condition for the plan that suits the count:
+/// * SQLite: `leads.rowid IN (…)` lets the set of matching rowids drive the read; `+leads.rowid
+///   IN (…)` (the unary plus keeps the term off any index) makes SQLite walk the list's index
+///   and test each lead against the set, built once. The FTS table's rowids are the leads'.
+/// * PostgreSQL: a narrow search binds the matching ids themselves (read by the GIN index),
+///   which the planner looks up by primary key; a broad one tests each listed lead's stored
+///   vector by its primary key.
+pub async fn lead_condition(
+    conn: &mut Conn<'_>,
+    n: usize,
+    words: &[String],
+) -> Result<(String, String), sqlx::Error> {
     match conn {
-        Conn::Sqlite(_) => (
-            format!("leads.id IN (SELECT lead_id FROM _leads_fts WHERE _leads_fts MATCH ${n})"),
+        Conn::Sqlite(c) => {
             // Each word quoted (FTS5 syntax in it is literal), as a prefix.
-            words
+            let query = words
                 .iter()
                 .map(|w| format!("\"{w}\"*"))
                 .collect::<Vec<_>>()
-                .join(" "),
-        ),
-        Conn::Postgres(_) => (
-            format!(
-                "EXISTS (SELECT 1 FROM _leads_search AS s WHERE s.lead_id = leads.id \
-                 AND s.document @@ to_tsquery('simple'::regconfig, ${n}))"
-            ),
+                .join(" ");
+            let matches: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM (SELECT rowid FROM _leads_fts WHERE _leads_fts MATCH $1 LIMIT $2)",
+            )
+            .bind(&query)
+            .bind(NARROW + 1)
+            .fetch_one(&mut **c)
+            .await?;
+            let walk = if matches > NARROW { "+" } else { "" };
+            Ok((
+                format!(
+                    "{walk}leads.rowid IN (SELECT rowid FROM _leads_fts WHERE _leads_fts MATCH ${n})"
+                ),
+                query,
+            ))
+        }
+        Conn::Postgres(c) => {
             // Only letters and digits remain in a word: nothing in it is tsquery syntax.
-            words
+            let query = words
                 .iter()
                 .map(|w| format!("{w}:*"))
                 .collect::<Vec<_>>()
-                .join(" & "),
-        ),
+                .join(" & ");
+            let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
+                "SELECT lead_id FROM _leads_search
+                 WHERE document @@ to_tsquery('simple'::regconfig, $1) LIMIT $2",
+            )
+            .bind(&query)
+            .bind(NARROW + 1)
+            .fetch_all(&mut **c)
+            .await?;
+            if ids.len() as i64 > NARROW {
+                return Ok((
+                    format!(
+                        "EXISTS (SELECT 1 FROM _leads_search AS s WHERE s.lead_id = leads.id \
+                         AND s.document @@ to_tsquery('simple'::regconfig, ${n}))"
+                    ),
+                    query,
+                ));
+            }
+            // An array literal of the ids, bound as text: both engines' statements share one
+            // argument type list, and SQLite has no array type.
+            let list = ids
+                .iter()
+                .map(uuid::Uuid::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            Ok((
+                format!("leads.id = ANY(${n}::uuid[])"),
+                format!("{{{list}}}"),
+            ))
+        }
     }
 }
 

@@ -165,7 +165,10 @@ async fn idle_runs_are_not_journalled() {
     })
     .await;
     stop.cancel();
-    assert!(calls.load(Ordering::SeqCst) >= 6, "the job ran on every tick");
+    assert!(
+        calls.load(Ordering::SeqCst) >= 6,
+        "the job ran on every tick"
+    );
     // A run in flight holds its claim ('running') until it ends; the finished ones are checked.
     for (_, detail) in journal.iter().filter(|r| r.0 != "running") {
         assert!(
