@@ -25,6 +25,10 @@ pub enum AppError {
     /// The client sent something unusable; `field` names the parameter or header at fault.
     #[error("{field}: {message}")]
     BadRequest { field: String, message: String },
+    /// Well formed, but it clashes with the current state (409): restoring an item whose
+    /// slug another item has taken since, say. `field` names what clashes.
+    #[error("{field}: {message}")]
+    Conflict { field: String, message: String },
     /// The body is in a format the route does not take (415); `message` says which it takes.
     #[error("Content-Type: {0}")]
     UnsupportedMediaType(String),
@@ -85,6 +89,14 @@ impl IntoResponse for AppError {
                 StatusCode::BAD_REQUEST,
                 Some(ErrorDetail {
                     title: "Bad request".into(),
+                    message: format!("{field}: {message}"),
+                    field: Some(field),
+                }),
+            ),
+            AppError::Conflict { field, message } => (
+                StatusCode::CONFLICT,
+                Some(ErrorDetail {
+                    title: "Conflict".into(),
                     message: format!("{field}: {message}"),
                     field: Some(field),
                 }),

@@ -49,13 +49,19 @@ impl Progress {
         self.stage = stage.to_owned();
         match &self.bar {
             Some(bar) => bar.set_message(stage.to_owned()),
-            None => tracing::info!(
-                operation = self.operation,
-                stage,
-                done = self.done,
-                total = self.total,
-                "progress"
-            ),
+            // At most one line per LOG_EVERY: a backup of many small tables would otherwise
+            // log a line per table.
+            None if self.last_log.elapsed() >= LOG_EVERY => {
+                self.last_log = Instant::now();
+                tracing::info!(
+                    operation = self.operation,
+                    stage,
+                    done = self.done,
+                    total = self.total,
+                    "progress"
+                );
+            }
+            None => {}
         }
     }
 

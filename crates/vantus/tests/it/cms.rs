@@ -919,8 +919,49 @@ async fn scheduled_publish_and_unpublish_happen_on_time(engine: Engine) {
     assert_eq!(audit_count(&app, "content.schedule_cancelled").await, 1);
 }
 
+/// Restoring a revision whose slug another item has taken since is a 409 naming the slug, and
+/// changes nothing.
+async fn restoring_a_revision_whose_slug_was_taken_is_a_conflict(engine: Engine) {
+    let app = spawn(engine).await;
+    let ed = editor(&app).await;
+    let a = create(&app, &ed, "alpha-notes", "Alpha", "First body.").await;
+    post(
+        &app,
+        &ed,
+        &format!("/admin/content/{a}"),
+        &insight_fields("beta-notes", "Alpha", "Second body."),
+    )
+    .await
+    .assert_redirect_to(&format!("/admin/content/{a}?done=saved"));
+    publish(&app, &ed, a).await;
+    let first: Uuid = vantus::on_db!(app.server().app.store.primary(), p => sqlx::query_scalar(
+        "SELECT id FROM content_revisions WHERE item_id = $1 AND number = 1")
+        .bind(a).fetch_one(p).await)
+    .unwrap();
+    let _b = create(&app, &ed, "alpha-notes", "Another alpha", "Its own body.").await;
+    let revisions = || async {
+        vantus::on_db!(app.server().app.store.primary(), p => sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM content_revisions WHERE item_id = $1")
+            .bind(a).fetch_one(p).await)
+        .unwrap()
+    };
+    let before = revisions().await;
+    let res = post(
+        &app,
+        &ed,
+        &format!("/admin/content/{a}/revisions/{first}/restore"),
+        &[],
+    )
+    .await;
+    assert_eq!(res.status(), 409);
+    let body = res.text().await.unwrap();
+    assert!(body.contains("slug"), "the answer names the slug: {body}");
+    assert_eq!(revisions().await, before, "no draft was made");
+}
+
 both_engines!(
     every_action_works_and_is_audited,
+    restoring_a_revision_whose_slug_was_taken_is_a_conflict,
     a_draft_leaves_the_public_page_alone_until_published_and_revisions_restore,
     an_old_slug_answers_301_and_seo_fields_reach_the_head,
     bad_input_is_a_422_naming_the_field,

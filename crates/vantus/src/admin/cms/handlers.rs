@@ -847,7 +847,11 @@ pub async fn restore_revision(
         Ok(()) => redirect(&format!("/admin/content/{id}?done=revision")),
         Err(EditError::Invalid(i)) => {
             // The old revision no longer fits (its slug was taken since, say).
-            AppError::bad_request(i.field, i.message).into_response()
+            AppError::Conflict {
+                field: i.field.into(),
+                message: i.message,
+            }
+            .into_response()
         }
         Err(EditError::NotFound) => AppError::NotFound.into_response(),
         Err(EditError::Database(e)) => AppError::from(e).into_response(),
