@@ -3,10 +3,11 @@
 Called by bench/run (--scenarios publish); writes bench/results/<stamp>-publish.{json,md}.
 
 Both replicas serve /about from their page caches. Each sample commits what a publish writes
-(the page's body and the tenant's content generation, one transaction, with psql) and then
-polls replica two's /about every 2 ms until the new text appears. The time runs from just
-before psql starts (so it includes psql's own start and the commit) to the first response
-with the new text: an upper bound on what a visitor of the other replica waits. Median of
+(the page's body and the tenant's content generation, one transaction, through one psql
+session kept open, as replica one's connection would) and then polls replica two's /about
+every 2 ms until the new text appears. The time runs from just before the transaction is sent
+(so it includes the commit) to the first response with the new text: an upper bound on what a
+visitor of the other replica waits. Median of
 --samples (default 20); target < 200 ms. PostgreSQL only: SQLite has one server process.
 """
 import argparse
@@ -50,6 +51,10 @@ def run(args, log) -> dict:
         # Both listen once ready; give the LISTEN connections a moment.
         time.sleep(1)
         samples = []
+        # One session for every sample: psql's own start (tens of ms) is not part of a publish.
+        session = subprocess.Popen(["psql", "-qtAX", "-v", "ON_ERROR_STOP=1", url], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, text=True, bufsize=1)
+        procs.append(session)
         for n in range(args.samples):
             marker = f"Bench publish {n} {time.time_ns()}"
             for b in bases:  # both have the old page cached
@@ -57,7 +62,10 @@ def run(args, log) -> dict:
             sql = (f"BEGIN; UPDATE content_items SET body_markdown = '## {marker}' WHERE kind = 'page' AND slug = 'about';"
                    " UPDATE site_state SET content_generation = content_generation + 1; COMMIT;")
             start = time.perf_counter()
-            pg.psql(url, sql)
+            session.stdin.write(sql + "\n\\echo committed\n")
+            session.stdin.flush()
+            if session.stdout.readline().strip() != "committed":
+                raise RuntimeError(f"sample {n}: the publish transaction failed")
             while marker not in fetch(bases[1] + "/about"):
                 if time.perf_counter() - start > 10:
                     raise RuntimeError(f"sample {n}: not visible on replica two after 10 s")
@@ -89,7 +97,8 @@ def main() -> None:
     ok = r["median_ms"] < TARGETS["median_ms"]
     md = (f"# Publish to visible on a second replica ({args.meta})\n\n"
           f"Two `vantus serve` on one PostgreSQL; {len(r['samples_ms'])} publishes (body + generation, one "
-          "transaction, via psql); time from before psql to the first response of replica two with the new text.\n\n"
+          "transaction, sent through an open psql session); time from sending it to the first response of replica "
+          "two with the new text.\n\n"
           "| median ms | min ms | max ms |\n| --- | --- | --- |\n"
           f"| {r['median_ms']} | {r['min_ms']} | {r['max_ms']} |\n\n"
           f"Target: median < {TARGETS['median_ms']} ms {'met' if ok else 'MISSED'}\n")
