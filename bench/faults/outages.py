@@ -14,6 +14,10 @@ bench/results/<stamp>-fault-<scenario>.{json,md} and exits 1 on FAIL.
   mid-load with --outage seconds of downtime. Pass: /readyz answers 503 within one probe
   interval (1 s) of the stop and 200 again within 10 s of the start, without restarting
   Vantus; every acknowledged lead is stored. Reports the outage window seen by /readyz.
+* replica: Vantus on a PostgreSQL primary of its own with a streaming replica
+  (DATABASE_REPLICA_URLS), page reads while publishes keep invalidating the page cache; the
+  replica is stopped a third of the way in. Pass: no failed request, and the renders fell back
+  to the primary (`vantus_db_replica_fallbacks_total` grew).
 * disk: Vantus on SQLite in a small tmpfs, filled up mid-load. Pass: writes answer 503 (never
   500) with a log line while pages go on being served; writes succeed again once space is
   freed; `PRAGMA integrity_check` is ok; a backup into a full folder fails and leaves no
@@ -90,8 +94,9 @@ class Vantus:
                    if line.startswith(name) and not line.startswith("#"))
 
 
-def load(base: str, seconds: int, connections: int, spread: bool = False) -> subprocess.Popen:
-    env = dict(os.environ, WRK_SPREAD_CLIENTS="1" if spread else "0")
+def load(base: str, seconds: int, connections: int, spread: bool = False, posts: bool = True) -> subprocess.Popen:
+    """wrk with bench/lua/mixed_acked.lua: 90 % GET / and 10 % lead posts (or pages only)."""
+    env = dict(os.environ, WRK_SPREAD_CLIENTS="1" if spread else "0", WRK_POST_EVERY="10" if posts else "0")
     return subprocess.Popen(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(LUA), base],
                             stdout=subprocess.PIPE, text=True, env=env)
 
@@ -225,19 +230,58 @@ def as_postgres(*cmd: str) -> subprocess.CompletedProcess:
     return subprocess.run(prefix + list(cmd), check=True, capture_output=True, text=True)
 
 
+class Cluster:
+    """A PostgreSQL cluster of its own in `folder` (initdb as the postgres user), so a scenario
+    can stop it without touching the test server; or a streaming replica of one."""
+
+    def __init__(self, folder: Path):
+        if not PG_BIN:
+            raise RuntimeError("no PostgreSQL server binaries (set PG_BIN)")
+        self.folder, self.pgdata, self.port = folder, folder / "pgdata", free_port()
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            # The postgres user must reach the folder through the scenario's private one.
+            os.chmod(folder.parent, 0o755)
+            shutil.chown(folder, "postgres")
+        self.url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+
+    @classmethod
+    def primary(cls, folder: Path) -> "Cluster":
+        c = cls(folder)
+        c.pgdata.mkdir()
+        if os.geteuid() == 0:
+            shutil.chown(c.pgdata, "postgres")
+        as_postgres(f"{PG_BIN}/initdb", "-D", str(c.pgdata), "-A", "trust", "-U", "postgres")
+        return c
+
+    @classmethod
+    def replica_of(cls, primary: "Cluster", folder: Path) -> "Cluster":
+        c = cls(folder)
+        as_postgres(f"{PG_BIN}/pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
+                    "-D", str(c.pgdata), "-R", "-X", "stream", "--no-sync")
+        return c
+
+    def ctl(self, *args: str) -> None:
+        as_postgres(f"{PG_BIN}/pg_ctl", "-D", str(self.pgdata), "-w", "-l", str(self.folder / "pg.log"),
+                    "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1", *args)
+
+    def start(self) -> None:
+        self.ctl("start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self.ctl("stop", "-m", mode)
+
+    def kill(self) -> None:
+        try:
+            self.stop("immediate")
+        except subprocess.CalledProcessError:
+            pass  # not running
+
+
 def postgres_scenario(args, work: Path) -> dict:
-    if not PG_BIN:
-        raise RuntimeError("no PostgreSQL server binaries (set PG_BIN)")
-    pgdata, port = work / "pgdata", free_port()
-    pgdata.mkdir()
-    if os.geteuid() == 0:
-        shutil.chown(work, "postgres")
-        shutil.chown(pgdata, "postgres")
-    as_postgres(f"{PG_BIN}/initdb", "-D", str(pgdata), "-A", "trust", "-U", "postgres")
-    ctl = lambda *a: as_postgres(f"{PG_BIN}/pg_ctl", "-D", str(pgdata), "-w", "-l", str(work / "pg.log"),  # noqa: E731
-                                 "-o", f"-p {port} -k {work} -c listen_addresses=127.0.0.1", *a)
-    ctl("start")
-    url = f"postgres://postgres@127.0.0.1:{port}/postgres"
+    cluster = Cluster.primary(work / "primary")
+    cluster.start()
+    url = cluster.url
     v = Vantus(args.bin, {"DATABASE_URL": url}, work)
     subprocess.run([args.bin, "migrate"], env=v.env, check=True, capture_output=True)
     v.start()
@@ -251,10 +295,10 @@ def postgres_scenario(args, work: Path) -> dict:
         wrk = load(v.base, args.duration, args.connections)
         time.sleep(args.duration / 4)
         stopped_at = time.monotonic()
-        ctl("stop", "-m", "fast")
+        cluster.stop()
         time.sleep(args.outage)
         started_at = time.monotonic()
-        ctl("start")
+        cluster.start()
         result = load_result(wrk, args.duration)
         recovered = wait_until(lambda: ready(v.port), 30, "readiness after the restart")
         stop.set()
@@ -264,10 +308,7 @@ def postgres_scenario(args, work: Path) -> dict:
     finally:
         stop.set()
         v.stop()
-        try:
-            ctl("stop", "-m", "immediate")
-        except subprocess.CalledProcessError:
-            pass
+        cluster.kill()
     first_503 = next((t for t, up in samples if t >= stopped_at and not up), None)
     back = next((t for t, up in samples if t >= started_at and up), None)
     to_503 = None if first_503 is None else first_503 - stopped_at
@@ -281,6 +322,77 @@ def postgres_scenario(args, work: Path) -> dict:
             "summary": f"/readyz 503 {fmt(to_503)} s after the stop, 200 {fmt(to_200)} s after the start "
                        f"(no process restart); {result['acked']} leads acknowledged, {stored} stored, {lost} lost; "
                        f"{failures(result)} requests failed during the outage"}
+
+
+def replica_scenario(args, work: Path) -> dict:
+    """Page reads while the read replica stops: every render falls back to the primary."""
+    primary = Cluster.primary(work / "primary")
+    primary.start()
+    replica = None
+    try:
+        replica = Cluster.replica_of(primary, work / "replica")
+        replica.start()
+        v = Vantus(args.bin, {"DATABASE_URL": primary.url, "DATABASE_REPLICA_URLS": replica.url}, work)
+        subprocess.run([args.bin, "migrate"], env=v.env, check=True, capture_output=True)
+        v.start()
+        stop = threading.Event()
+        try:
+            wait_until(lambda: replica_state(v.port) == "healthy", 30, "the replica to be probed healthy")
+            # Publishes keep arriving, so pages keep being rendered (from the replica) rather
+            # than served from the page cache.
+            publisher = threading.Thread(target=keep_publishing, args=(primary.url, stop))
+            publisher.start()
+            reads_before = v.metric("vantus_db_replica_fallbacks_total")
+            wrk = load(v.base, args.duration, args.connections, posts=False)
+            time.sleep(args.duration / 3)
+            replica.stop("immediate")
+            state_after = wait_until(lambda: replica_state(v.port) != "healthy", 15, "the replica marked down")
+            result = load_result(wrk, args.duration)
+            fallbacks = v.metric("vantus_db_replica_fallbacks_total") - reads_before
+            stop.set()
+            publisher.join()
+            state = replica_state(v.port)
+        finally:
+            stop.set()
+            v.stop()
+    finally:
+        if replica:
+            replica.kill()
+        primary.kill()
+    failed = failures(result)
+    ok = failed == 0 and result["get_ok"] > 0 and fallbacks > 0
+    return {"verdict": ok, "wrk": result, "fallbacks": fallbacks, "replica_state_after": state,
+            "marked_down_after_s": round(state_after, 2),
+            "summary": f"{result['get_ok']} pages served, {failed} failed; the replica was stopped a third of the "
+                       f"way in and marked {state} {state_after:.2f} s later; {fallbacks:.0f} reads fell back to "
+                       f"the primary (vantus_db_replica_fallbacks_total)"}
+
+
+def replica_state(port: int) -> str:
+    """The first replica's state as /readyz reports it ("healthy", "unreachable", ...)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+            body = json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        body = json.loads(e.read())
+    except OSError:
+        return "unknown"
+    check = next((c for c in body.get("checks", []) if c.get("name") == "replicas"), {})
+    replicas = check.get("replicas") or [{}]
+    return replicas[0].get("state", "unknown")
+
+
+def keep_publishing(url: str, stop: threading.Event) -> None:
+    """Bumps the content generation ten times a second through one session, as publishes do."""
+    session = subprocess.Popen(["psql", "-qtAX", url], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, text=True)
+    try:
+        while not stop.wait(0.1):
+            session.stdin.write("UPDATE site_state SET content_generation = content_generation + 1;\n")
+            session.stdin.flush()
+    finally:
+        session.stdin.close()
+        session.wait(timeout=10)
 
 
 def rnd(x):
@@ -407,9 +519,10 @@ def slowloris_scenario(args, work: Path) -> dict:
 
 
 SCENARIOS = {"redis": redis_scenario, "smtp": smtp_scenario, "postgres": postgres_scenario,
-             "disk": disk_scenario, "slowloris": slowloris_scenario}
+             "replica": replica_scenario, "disk": disk_scenario, "slowloris": slowloris_scenario}
 TITLES = {"redis": "Redis stopped mid-load", "smtp": "SMTP down under lead load",
-          "postgres": "PostgreSQL primary restarted mid-load", "disk": "Disk full under the SQLite data folder",
+          "postgres": "PostgreSQL primary restarted mid-load",
+          "replica": "Read replica stopped mid-load", "disk": "Disk full under the SQLite data folder",
           "slowloris": "Slow clients (slowloris) beside normal load"}
 
 

@@ -8,6 +8,8 @@ local prefix
 -- WRK_SPREAD_CLIENTS=1: every request claims its own client (X-Forwarded-For from a trusted
 -- proxy), so per-client rate limits never apply to the load, only to a scenario's own probes.
 local spread = os.getenv("WRK_SPREAD_CLIENTS") == "1"
+-- WRK_POST_EVERY=n: every n-th request posts a lead (default 10); 0: pages only.
+local post_every = tonumber(os.getenv("WRK_POST_EVERY") or "10") or 10
 local lead = '{"name":"Ada Lovelace","email":"ada@example.com","company":"Analytical Engines Ltd",' ..
   '"message":"Rolling restart probe: a lead that must not be lost.","consent":true}'
 acked, get_ok, failed, s502, s503, s504 = 0, 0, 0, 0, 0, 0
@@ -28,7 +30,7 @@ function request()
   if spread then
     client = string.format("10.%d.%d.%d", id or 0, math.floor(counter / 256) % 256, counter % 256)
   end
-  if counter % 10 == 0 then
+  if post_every > 0 and counter % post_every == 0 then
     return wrk.format("POST", "/api/leads",
       { ["Content-Type"] = "application/json", ["Idempotency-Key"] = prefix .. counter,
         ["X-Forwarded-For"] = client }, lead)
