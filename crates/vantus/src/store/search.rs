@@ -135,8 +135,10 @@ pub async fn lead_condition(
                 .map(uuid::Uuid::to_string)
                 .collect::<Vec<_>>()
                 .join(",");
+            // Unnested in a subquery, so the text is parsed once: as `= ANY($n::uuid[])` the
+            // cast ran again for every row the plan visited (seconds at 100,000 leads).
             Ok((
-                format!("leads.id = ANY(${n}::uuid[])"),
+                format!("leads.id IN (SELECT unnest(CAST(${n} AS uuid[])))"),
                 format!("{{{list}}}"),
             ))
         }
