@@ -123,6 +123,7 @@ def run(args) -> dict:
     env = {
         "PATH": os.environ["PATH"], "VANTUS_LISTEN": f"127.0.0.1:{port}", "VANTUS_DATA_DIR": str(work / "data"),
         "RUST_LOG": "warn", "VANTUS_MEDIA_MAX_BYTES": "64MiB", "VANTUS_REQUEST_TIMEOUT": "120s",
+        **({"MALLOC_ARENA_MAX": os.environ["MALLOC_ARENA_MAX"]} if "MALLOC_ARENA_MAX" in os.environ else {}),
     }
     subprocess.run([args.bin, "migrate"], env=env, check=True, capture_output=True)
     subprocess.run([args.bin, "user", "create", "--email", EMAIL, "--role", "editor", "--name", "Bench",
