@@ -476,32 +476,43 @@ impl RunningServer {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Resolves on SIGTERM or SIGINT (Ctrl-C). The handlers are installed when this is called,
+/// not when the future is first polled: a signal that arrives in between is kept.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing a SIGTERM handler succeeds on Unix");
-        tokio::select! {
-            _ = interrupt => tracing::info!(signal = "SIGINT", "shutting down"),
-            _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term =
+            signal(SignalKind::terminate()).expect("installing a SIGTERM handler succeeds on Unix");
+        let mut interrupt =
+            signal(SignalKind::interrupt()).expect("installing a SIGINT handler succeeds on Unix");
+        async move {
+            tokio::select! {
+                _ = interrupt.recv() => tracing::info!(signal = "SIGINT", "shutting down"),
+                _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = interrupt.await;
-        tracing::info!(signal = "ctrl-c", "shutting down");
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!(signal = "ctrl-c", "shutting down");
+        }
     }
 }
 
-/// `vantus serve`: start, wait for a signal, drain, stop.
+/// `vantus serve`: start, wait for a signal, drain, stop. One signal listener, installed
+/// before anything starts, serves the whole run: a SIGTERM sent just as the server became
+/// ready (between two listeners) was lost, and the process kept running.
 pub async fn run(config: Config) -> Result<(), StartError> {
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
     let server = tokio::select! {
         s = start(config) => s?,
-        _ = shutdown_signal() => return Err(StartError::Interrupted),
+        _ = &mut signal => return Err(StartError::Interrupted),
     };
-    shutdown_signal().await;
+    signal.await;
     server.shutdown().await;
     Ok(())
 }

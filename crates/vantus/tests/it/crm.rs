@@ -758,7 +758,7 @@ async fn broad_and_narrow_searches_page_through_every_match_in_order(engine: Eng
     }.await)
     .unwrap();
     let mut inserted = inserted;
-    inserted.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+    inserted.sort_by_key(|l| std::cmp::Reverse((l.0, l.1)));
     for word in ["common", "narrowword", "plain"] {
         let expected: Vec<Uuid> = inserted
             .iter()
