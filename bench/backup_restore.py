@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Postgres, Vantus, arguments, engines, log, row, verdict, write_results  # noqa: E402
+from harness import Postgres, Vantus, arguments, log, parse, per_engine, row, verdict, write_results  # noqa: E402
 
 TARGETS = {"backup_s": 10.0, "restore_s": 20.0, "rss_mb": 200.0}
 
@@ -103,13 +103,8 @@ def main() -> None:
     ap = arguments(__doc__, duration=None)
     ap.add_argument("--audit-rows", type=int, default=100_000)
     ap.add_argument("--content-items", type=int, default=1_000)
-    args = ap.parse_args()
-    if args.rounds < 1:
-        raise SystemExit("bench/backup_restore.py: --rounds must be at least 1")
-    results = []
-    for engine in engines(args):
-        log(f"==> backup and restore: {engine}")
-        results.append(engine_run(args, engine))
+    args = parse(ap)
+    results = per_engine(args, "backup and restore", engine_run)
     write_results(args, "backup-restore", {"audit_rows": args.audit_rows, "content_items": args.content_items,
                                            "results": results, "targets": TARGETS},
                   markdown(args, results), report_rows(results))

@@ -29,8 +29,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (Postgres, Vantus, arguments, combine, engines, log, row, sign_in, verdict,  # noqa: E402
-                     write_results, wrk, wrk_line)
+from harness import (Postgres, Vantus, arguments, combine, latencies, log, parse, per_engine, row,  # noqa: E402
+                     sign_in, verdict, write_results, wrk, wrk_line)
 
 EMAIL = "bench-sales@example.com"
 
@@ -170,8 +170,8 @@ def markdown(rows: list[dict], args) -> str:
              "| engine | page | req/s | p50 / p95 / p99 / max ms | errors | CPU s per run | peak RSS MB |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        lines.append(f"| {r['engine']} | {r['page']} | {r['rps']:.0f} | {r['p50_ms']} / {r['p95_ms']} / "
-                     f"{r['p99_ms']} / {r['max_ms']} | {r['errors']} | {r['cpu_s']} | {r['peak_rss_mb']} |")
+        lines.append(f"| {r['engine']} | {r['page']} | {r['rps']:.0f} | {latencies(r)} | "
+                     f"{r['errors']} | {r['cpu_s']} | {r['peak_rss_mb']} |")
     lines += ["", "Targets:"]
     for r in rows:
         ok = r["p99_ms"] < TARGETS["p99_ms"] and r["errors"] == 0
@@ -183,13 +183,10 @@ def markdown(rows: list[dict], args) -> str:
 def main() -> None:
     ap = arguments(__doc__, connections=16)
     ap.add_argument("--leads", type=int, default=100_000)
-    args = ap.parse_args()
+    args = parse(ap)
     if args.leads < 1:
-        raise SystemExit("bench/crm.py: --leads must be at least 1")
-    runs = []
-    for engine in engines(args):
-        log(f"==> crm: {engine}")
-        runs.append(engine_run(args, engine))
+        ap.error("--leads must be at least 1")
+    runs = per_engine(args, "crm", engine_run)
     rows = summarise(runs)
     write_results(args, "crm", {"targets": TARGETS, "rows": rows, "raw": runs}, markdown(rows, args),
                   report_rows(rows))

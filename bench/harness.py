@@ -120,7 +120,11 @@ class Vantus:
     def __enter__(self) -> "Vantus":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type and self.proc and self.proc.poll() is not None:
+            # The server died under the bench: what it said is the first thing to read.
+            log(f"bench: vantus exited with {self.proc.returncode}; the end of its log:\n"
+                + (self.work / "vantus.err").read_text()[-3000:])
         self.close()
 
     def run(self, *args: str, stdin: str | None = None) -> str:
@@ -293,12 +297,36 @@ def arguments(doc: str, rounds: int | None = 3, duration: int | None = 10, conne
     return ap
 
 
-def engines(args) -> list[str]:
-    names = args.engines.split()
-    unknown = [e for e in names if e not in ("sqlite", "postgres")]
-    if unknown or not names:
-        raise SystemExit(f"bench: --engines takes sqlite and/or postgres, not {args.engines!r}")
-    return names
+def parse(ap: argparse.ArgumentParser):
+    """Parses the arguments, refusing what no scenario can run with."""
+    args = ap.parse_args()
+    for name in ("rounds", "duration", "connections"):
+        if getattr(args, name, 1) < 1:
+            ap.error(f"--{name} must be at least 1")
+    if hasattr(args, "engines"):
+        names = args.engines.split()
+        if not names or any(e not in ("sqlite", "postgres") for e in names):
+            ap.error(f"--engines takes sqlite and/or postgres, not {args.engines!r}")
+    return args
+
+
+def per_engine(args, scenario: str, engine_run) -> list[dict]:
+    """engine_run(args, engine) for each of --engines, in turn."""
+    results = []
+    for engine in args.engines.split():
+        log(f"==> {scenario}: {engine}")
+        results.append(engine_run(args, engine))
+    return results
+
+
+def table(header: list[str], rows) -> list[str]:
+    """The lines of a Markdown table."""
+    return ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header),
+            *("| " + " | ".join(str(cell) for cell in cells) + " |" for cells in rows)]
+
+
+def latencies(load: dict) -> str:
+    return f"{load['p50_ms']} / {load['p95_ms']} / {load['p99_ms']} / {load['max_ms']}"
 
 
 ENGINE_NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}

@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (MIN_FILL_SECONDS, UNLIMITED, Postgres, Vantus, arguments, combine, engines,  # noqa: E402
-                     form_token, log, measured, median, row, rss_kb, verdict, write_results, wrk, wrk_line)
+from harness import (MIN_FILL_SECONDS, UNLIMITED, Postgres, Vantus, arguments, combine, form_token,  # noqa: E402
+                     latencies, log, measured, median, parse, row, rss_kb, verdict, write_results, wrk, wrk_line)
 
 TARGETS = {"leads_per_s": {"sqlite": 2000, "postgres": 1500}, "ratio": 0.5, "p99_ms": 50.0, "rss_growth_mb": 1.0}
 DOORS = ("form", "api")
@@ -180,7 +180,7 @@ def markdown(out: dict, args) -> str:
         limit = f"{r['in_process_tx_per_s']:.0f}" if r["ratio"] is not None else "–"
         ratio = f"{r['ratio']:.2f}" if r["ratio"] is not None else "–"
         lines.append(f"| {r['engine']} | `{door_name(r['door'])}` | {r['leads_per_s']:.0f} | {r['rps']:.0f} | "
-                     f"{r['p50_ms']} / {r['p95_ms']} / {r['p99_ms']} / {r['max_ms']} | {r['errors']} | "
+                     f"{latencies(r)} | {r['errors']} | "
                      f"{r['spam_added']} | {r['cpu_s']} | {limit} | {ratio} |")
     if out["in_process"]:
         lines += ["", "In-process transaction (median of runs):", "",
@@ -212,9 +212,9 @@ def main() -> None:
     ap.add_argument("--harness", default="", help="the lead_tx bench executable (none: HTTP only)")
     ap.add_argument("--soak", type=int, default=60, help="seconds of the memory run")
     ap.add_argument("--transactions", type=int, default=10000)
-    args = ap.parse_args()
+    args = parse(ap)
     http, tx = [], []
-    for engine in engines(args):
+    for engine in args.engines.split():
         if args.harness:
             log(f"==> leads: {engine}, in process")
             tx += in_process(args, engine)

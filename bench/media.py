@@ -27,7 +27,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Vantus, arguments, cpu_seconds, log, post, row, sign_in, verdict, write_results  # noqa: E402
+from harness import Vantus, arguments, cpu_seconds, log, parse, post, row, sign_in, verdict, write_results  # noqa: E402
 
 EMAIL = "bench-editor@example.com"
 TARGETS = {"cpu_s": 3.0, "peak_rss_mb": 300.0}
@@ -121,9 +121,9 @@ def main() -> None:
     ap.add_argument("--megapixels", type=float, default=24.0)
     ap.add_argument("--image", help="a JPEG to upload instead of the generated photo")
     ap.add_argument("--timeout", type=float, default=120.0)
-    args = ap.parse_args()
-    if args.rounds < 1 or args.megapixels <= 0:
-        raise SystemExit("bench/media.py: --rounds must be at least 1 and --megapixels above 0")
+    args = parse(ap)
+    if args.megapixels <= 0:
+        ap.error("--megapixels must be above 0")
     log(f"==> media: ingest of a {args.megapixels:g}-megapixel JPEG with its variants, {args.rounds} rounds")
     result = run(args)
     cpu = statistics.median(r["cpu_s"] for r in result["rounds"])

@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (MIN_FILL_SECONDS, Vantus, arguments, combine, engines, form_token, log, measured,  # noqa: E402
-                     row, sign_in, verdict, write_results, wrk, wrk_line)
+from harness import (MIN_FILL_SECONDS, Vantus, arguments, combine, form_token, latencies, log, measured,  # noqa: E402
+                     parse, per_engine, row, sign_in, verdict, write_results, wrk, wrk_line)
 
 EMAIL = "bench-sales@example.com"
 COUNTERS = ("reads", "posts", "admin", "accepted", "signed_out", "failed")
@@ -85,7 +85,7 @@ def markdown(rows: list[dict], args) -> str:
              "leads stored | sessions lost | other answers | CPU s per run | peak RSS MB |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        lines.append(f"| {r['engine']} | {r['rps']:.0f} | {r['p50_ms']} / {r['p95_ms']} / {r['p99_ms']} / {r['max_ms']} | "
+        lines.append(f"| {r['engine']} | {r['rps']:.0f} | {latencies(r)} | "
                      f"{r['errors']} | {r['reads']} / {r['posts']} / {r['admin']} | {r['accepted']} | {r['leads_added']} | "
                      f"{r['signed_out']} | {r['failed']} | {r['cpu_s']} | {r['peak_rss_mb']} |")
     lines += ["", "Checks:", *[f"- {r['engine']}: " + "; ".join(f"{t} {verdict(ok)}" for t, ok in checks(r))
@@ -94,13 +94,8 @@ def markdown(rows: list[dict], args) -> str:
 
 
 def main() -> None:
-    args = arguments(__doc__, connections=256).parse_args()
-    if args.rounds < 1:
-        raise SystemExit("bench/mixed.py: --rounds must be at least 1")
-    results = []
-    for engine in engines(args):
-        log(f"==> mixed: {engine}")
-        results.append(engine_run(args, engine))
+    args = parse(arguments(__doc__, connections=256))
+    results = per_engine(args, "mixed", engine_run)
     rows = summarise(results)
     write_results(args, "mixed", {"rows": rows, "raw": results}, markdown(rows, args), report_rows(rows, args))
 

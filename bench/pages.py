@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cold_start import cold_start  # noqa: E402
-from harness import (Vantus, arguments, combine, engines, free_port, log, row, rss_kb, verdict,  # noqa: E402
-                     write_results, wrk, wrk_line)
+from harness import (Vantus, arguments, combine, free_port, latencies, log, parse, per_engine, row, rss_kb,  # noqa: E402
+                     table, verdict, write_results, wrk, wrk_line)
 
 TARGETS = {"ratio": 0.5, "p99_ms": 10.0, "rss_mb": 64.0, "cold_start_ms": 300.0}
 PAGES = ("/", "/work/shopify-erp-sync")
@@ -152,21 +152,15 @@ def report_rows(rows: list[dict], results: list[dict], args) -> list[dict]:
     return out
 
 
-def lat(load: dict) -> str:
-    return f"{load['p50_ms']} / {load['p95_ms']} / {load['p99_ms']} / {load['max_ms']}"
-
-
 def markdown(rows: list[dict], results: list[dict], args) -> str:
     lines = [f"# Benchmark ({args.meta})", "",
              f"Medians of {args.rounds} rounds of {args.duration} s at {args.connections} connections, wrk -t2, "
              "Vantus and nginx alternating on the same bytes.", "",
-             "| engine | page | vantus req/s | nginx req/s | ratio | vantus p50 / p95 / p99 / max ms | "
-             "nginx p50 / p95 / p99 / max ms | vantus CPU s per run | RSS after / peak MB | errors |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for r in rows:
-        v, n = r["vantus"], r["nginx"]
-        lines.append(f"| {r['engine']} | `{r['page']}` | {v['rps']:.0f} | {n['rps']:.0f} | {r['ratio']:.2f} | {lat(v)} | "
-                     f"{lat(n)} | {v['cpu_s']} | {r['rss_after_mb']} / {r['peak_rss_mb']} | {v['errors']} |")
+             *table(["engine", "page", "vantus req/s", "nginx req/s", "ratio", "vantus p50 / p95 / p99 / max ms",
+                     "nginx p50 / p95 / p99 / max ms", "vantus CPU s per run", "RSS after / peak MB", "errors"],
+                    ([r["engine"], f"`{r['page']}`", f"{r['vantus']['rps']:.0f}", f"{r['nginx']['rps']:.0f}",
+                      f"{r['ratio']:.2f}", latencies(r["vantus"]), latencies(r["nginx"]), r["vantus"]["cpu_s"],
+                      f"{r['rss_after_mb']} / {r['peak_rss_mb']}", r["vantus"]["errors"]] for r in rows))]
     verdicts = [f"- {r['engine']} `{r['page']}`: " + "; ".join(f"{t} {verdict(ok)}" for t, ok in checks(r))
                 for r in rows]
     for e in results:
@@ -181,13 +175,8 @@ def markdown(rows: list[dict], results: list[dict], args) -> str:
 
 
 def main() -> None:
-    args = arguments(__doc__, connections=64).parse_args()
-    if args.rounds < 1:
-        raise SystemExit("bench/pages.py: --rounds must be at least 1")
-    results = []
-    for engine in engines(args):
-        log(f"==> pages: {engine}")
-        results.append(engine_run(args, engine))
+    args = parse(arguments(__doc__, connections=64))
+    results = per_engine(args, "pages", engine_run)
     rows = summarise(results)
     write_results(args, "", {"targets": TARGETS, "rows": rows, "raw": results}, markdown(rows, results, args),
                   report_rows(rows, results, args))

@@ -22,8 +22,8 @@ import urllib.parse
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (PASSWORD, UNLIMITED, Vantus, arguments, combine, engines, log, row, sign_in,  # noqa: E402
-                     verdict, write_results, wrk, wrk_line)
+from harness import (PASSWORD, UNLIMITED, Vantus, arguments, combine, latencies, log, parse, per_engine,  # noqa: E402
+                     row, sign_in, table, verdict, write_results, wrk, wrk_line)
 
 EMAIL = "bench-sales@example.com"
 TARGETS = {"session_added_ms": 1.0}
@@ -107,33 +107,25 @@ def report_rows(rows: list[dict], args) -> list[dict]:
     return out
 
 
-def lat(load: dict) -> str:
-    return f"{load['p50_ms']} / {load['p95_ms']} / {load['p99_ms']} / {load['max_ms']}"
-
-
 def markdown(rows: list[dict], args) -> str:
     lines = [f"# Portal benchmark ({args.meta})", "",
              "Sign-in: wrk POSTs a right address and password to `/admin/login` for "
              f"{args.duration} s; each answer is a 303 with a new session. Argon2id at the shipped defaults "
              "(19 MiB, 2 passes, 1 lane), `VANTUS_PASSWORD_HASHES_AT_ONCE=2`.", "",
-             "| engine | 1 connection: logins/s, p50 / p95 / p99 / max ms | "
-             f"{args.login_connections} connections: logins/s, p50 / p95 / p99 / max ms | errors |",
-             "| --- | --- | --- | --- |"]
-    for r in rows:
-        one, many = r["login_1"], r["login_n"]
-        lines.append(f"| {r['engine']} | {one['rps']:.1f}, {lat(one)} | {many['rps']:.1f}, {lat(many)} | "
-                     f"{one['errors'] + many['errors']} |")
+             *table(["engine", "1 connection: logins/s, p50 / p95 / p99 / max ms",
+                     f"{args.login_connections} connections: logins/s, p50 / p95 / p99 / max ms", "errors"],
+                    ([r["engine"], f"{r['login_1']['rps']:.1f}, {latencies(r['login_1'])}",
+                      f"{r['login_n']['rps']:.1f}, {latencies(r['login_n'])}",
+                      r["login_1"]["errors"] + r["login_n"]["errors"]] for r in rows))]
     lines += ["", f"Dashboard for a signed-in `sales` user beside the sign-in page (same layout, no session, "
               f"no query), medians of {args.rounds} rounds of {args.duration} s at {args.connections} connections, "
               "alternating. Added per request = 1/rate(dashboard) − 1/rate(sign-in page): the server time the "
               "session check, the tenant and the new-lead count add to one request.", "",
-              "| engine | `/admin` req/s | p50 / p95 / p99 / max ms | `/admin/login` req/s | p50 / p95 / p99 / max ms | "
-              "added per request | errors | peak RSS MB |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for r in rows:
-        d, b = r["dashboard"], r["bare"]
-        lines.append(f"| {r['engine']} | {d['rps']:.0f} | {lat(d)} | {b['rps']:.0f} | {lat(b)} | "
-                     f"{r['added_ms_per_request']} ms | {d['errors'] + b['errors']} | {r['peak_rss_mb']} |")
+              *table(["engine", "`/admin` req/s", "p50 / p95 / p99 / max ms", "`/admin/login` req/s",
+                      "p50 / p95 / p99 / max ms", "added per request", "errors", "peak RSS MB"],
+                     ([r["engine"], f"{r['dashboard']['rps']:.0f}", latencies(r["dashboard"]),
+                       f"{r['bare']['rps']:.0f}", latencies(r["bare"]), f"{r['added_ms_per_request']} ms",
+                       r["dashboard"]["errors"] + r["bare"]["errors"], r["peak_rss_mb"]] for r in rows))]
     lines += ["", "Targets:"]
     for r in rows:
         errors = r["login_1"]["errors"] + r["login_n"]["errors"] + r["dashboard"]["errors"] + r["bare"]["errors"]
@@ -147,11 +139,8 @@ def markdown(rows: list[dict], args) -> str:
 def main() -> None:
     ap = arguments(__doc__, connections=32)
     ap.add_argument("--login-connections", type=int, default=16)
-    args = ap.parse_args()
-    runs = []
-    for engine in engines(args):
-        log(f"==> portal: {engine}")
-        runs.append(engine_run(args, engine))
+    args = parse(ap)
+    runs = per_engine(args, "portal", engine_run)
     rows = summarise(runs)
     write_results(args, "portal", {"targets": TARGETS, "rows": rows, "raw": runs}, markdown(rows, args),
                   report_rows(rows, args))

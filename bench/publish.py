@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Vantus, arguments, cpu_seconds, log, row, write_results  # noqa: E402
+from harness import Vantus, arguments, cpu_seconds, log, parse, row, write_results  # noqa: E402
 
 TARGETS = {"median_ms": 200.0}
 
@@ -58,9 +58,9 @@ def run(args) -> dict:
 def main() -> None:
     ap = arguments(__doc__, rounds=None, duration=None, engines=False)
     ap.add_argument("--samples", type=int, default=20)
-    args = ap.parse_args()
+    args = parse(ap)
     if args.samples < 1:
-        raise SystemExit("bench/publish.py: --samples must be at least 1")
+        ap.error("--samples must be at least 1")
     log("==> publish: postgres, two replicas")
     r = run(args)
     ok = r["median_ms"] < TARGETS["median_ms"]
