@@ -116,15 +116,16 @@ class Vantus:
         # Where the bench itself reads the database: the SQLite file or the PostgreSQL URL.
         self.db = self.env.get("DATABASE_URL") or str(self.work / "data" / "vantus.db")
         self.proc: subprocess.Popen | None = None
+        self.stopped = False
 
     def __enter__(self) -> "Vantus":
         return self
 
     def __exit__(self, exc_type, *exc) -> None:
-        if exc_type and self.proc and self.proc.poll() is not None:
-            # The server died under the bench: what it said is the first thing to read.
-            log(f"bench: vantus exited with {self.proc.returncode}; the end of its log:\n"
-                + (self.work / "vantus.err").read_text()[-3000:])
+        if exc_type and self.proc and not self.stopped and self.proc.poll() is not None:
+            # The server died under the bench: how, and what it said, are the first things to read.
+            log(f"bench: vantus serve exited by itself with {self.proc.returncode} (negative: killed by that "
+                "signal); the end of its stderr:\n" + (self.work / "vantus.err").read_text()[-3000:])
         self.close()
 
     def run(self, *args: str, stdin: str | None = None) -> str:
@@ -153,14 +154,25 @@ class Vantus:
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
+            self.stopped = True
+            terminate(self.proc)
 
     def close(self) -> None:
         self.stop()
         if self.pg_name:
             self.pg.drop(self.pg_name)
         shutil.rmtree(self.work, ignore_errors=True)
+
+
+def terminate(proc: subprocess.Popen, within: float = 30) -> None:
+    """SIGTERM, and the process must exit within `within` seconds (else it is killed: an error)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=within)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"{' '.join(map(str, proc.args))} did not exit within {within:.0f} s of SIGTERM") from None
 
 
 def wrk(url: str, connections: int, seconds: float, script: str = "", env: dict | None = None,
