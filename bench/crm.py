@@ -21,24 +21,19 @@ generate_series (the GIN index is maintained by PostgreSQL). Then one `sales` ac
 Each --rounds times for --duration seconds, alternating; medians reported. Target: p99 < 25 ms.
 Every load goes to 127.0.0.1 only and is bounded by its duration.
 """
-import argparse
-import json
-import os
 import random
-import shutil
 import sqlite3
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from leads import Postgres, free_port, rss_kb, wait_ready  # noqa: E402
-from portal import EMAIL, PASSWORD, sign_in, wrk  # noqa: E402
+from harness import (Postgres, Vantus, arguments, combine, latencies, log, parse, per_engine, row,  # noqa: E402
+                     sign_in, verdict, write_results, wrk, wrk_line)
+
+EMAIL = "bench-sales@example.com"
 
 TARGETS = {"p99_ms": 25.0}
 STAGES = ["new", "contacted", "qualified", "proposal", "won", "lost"]
@@ -46,6 +41,7 @@ WORDS = ("design build launch website platform mobile app redesign budget timeli
          "integration analytics commerce booking portal dashboard api brand content").split()
 SEARCH_WORD = "zeppelin"  # in 1 of every 100 messages
 COMMON_WORD = "design"  # one of 20 words drawn 12 times: in about 46 % of the messages
+PAGES = ("first", "filtered", "search", "search-common", "deep")
 
 
 def message(n: int, rng: random.Random) -> str:
@@ -110,73 +106,62 @@ def deep_cursor(engine: str, where: str, pg: Postgres, depth: int) -> str:
     return out
 
 
-def engine_run(args, engine: str, pg: Postgres, log) -> dict:
-    work = Path(tempfile.mkdtemp(prefix="vantus-bench-crm-"))
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {"PATH": os.environ["PATH"], "VANTUS_LISTEN": f"127.0.0.1:{port}", "VANTUS_DATA_DIR": str(work / "data"),
-           "RUST_LOG": "warn"}
-    pg_name = f"vantus_bench_crm_{os.getpid()}"
-    where = str(work / "data" / "vantus.db")
-    if engine == "postgres":
-        where = env["DATABASE_URL"] = pg.fresh(pg_name)
-    subprocess.run([args.bin, "migrate"], env=env, check=True, capture_output=True)
-    started = time.monotonic()
-    if engine == "sqlite":
-        seed_sqlite(where, args.leads)
-    else:
-        seed_postgres(pg, where, args.leads)
-    seeded_s = round(time.monotonic() - started, 1)
-    log(f"   {engine}: {args.leads} leads seeded in {seeded_s} s")
-    subprocess.run([args.bin, "user", "create", "--email", EMAIL, "--role", "sales", "--name", "Load Test",
-                    "--password-stdin"], env=env, input=PASSWORD + "\n", text=True, check=True, capture_output=True)
-    cursor = deep_cursor(engine, where, pg, min(40_000, args.leads * 2 // 5))
-    pages = {
-        "first": "/admin/leads",
-        "filtered": "/admin/leads?stage=qualified&source=form",
-        "search": f"/admin/leads?q={SEARCH_WORD}",
-        "search-common": f"/admin/leads?q={COMMON_WORD}",
-        "deep": f"/admin/leads?after={cursor}",
-    }
-    with open(work / "vantus.err", "w") as err:
-        proc = subprocess.Popen([args.bin, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=err)
-    try:
-        wait_ready(base, proc)
-        cookie = sign_in(base)
+def engine_run(args, engine: str) -> dict:
+    with Vantus(args.bin, engine, "crm", {"RUST_LOG": "warn"}) as v:
+        v.run("migrate")
+        started = time.monotonic()
+        if engine == "sqlite":
+            seed_sqlite(v.db, args.leads)
+        else:
+            seed_postgres(v.pg, v.db, args.leads)
+        seeded_s = round(time.monotonic() - started, 1)
+        log(f"   {engine}: {args.leads} leads seeded in {seeded_s} s")
+        v.create_user(EMAIL, "sales")
+        cursor = deep_cursor(engine, v.db, v.pg, deep_depth(args))
+        pages = {
+            "first": "/admin/leads",
+            "filtered": "/admin/leads?stage=qualified&source=form",
+            "search": f"/admin/leads?q={SEARCH_WORD}",
+            "search-common": f"/admin/leads?q={COMMON_WORD}",
+            "deep": f"/admin/leads?after={cursor}",
+        }
+        v.start()
+        cookie = sign_in(v.base, EMAIL)
+
+        def load(path: str, seconds: int) -> dict:
+            return wrk(v.base + path, args.connections, seconds, "request.lua", {"BENCH_COOKIE": cookie},
+                       pids=(v.pid,))
+
         for path in pages.values():  # warm-up
-            wrk(base + path, args.connections, 1, cookie=cookie)
+            load(path, 1)
         runs = []
         for n in range(1, args.rounds + 1):
             for name, path in pages.items():
-                r = wrk(base + path, args.connections, args.duration, cookie=cookie)
+                r = load(path, args.duration)
                 r.update(page=name, round=n)
                 runs.append(r)
-                log(f"   {engine} {name} round {n}: {r['rps']:.0f} req/s, p50 {r['p50_ms']} ms, "
-                    f"p99 {r['p99_ms']} ms, non-2xx/3xx {r['non_2xx_3xx']}")
+                log(f"   {engine} {name} round {n}: {wrk_line(r)}")
         return {"engine": engine, "leads": args.leads, "seeded_s": seeded_s, "pages": runs,
-                "rss_kb": rss_kb(proc.pid)}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        if engine == "postgres":
-            pg.drop(pg_name)
-        shutil.rmtree(work, ignore_errors=True)
+                "peak_rss_mb": v.peak_rss_mb()}
+
+
+def deep_depth(args) -> int:
+    return min(40_000, args.leads * 2 // 5)
 
 
 def summarise(runs: list[dict]) -> list[dict]:
-    rows = []
-    for e in runs:
-        for page in ("first", "filtered", "search", "search-common", "deep"):
-            rs = [r for r in e["pages"] if r["page"] == page]
-            rows.append({
-                "engine": e["engine"], "page": page, "leads": e["leads"],
-                "rps": round(statistics.median(r["rps"] for r in rs), 1),
-                "p50_ms": round(statistics.median(r["p50_ms"] for r in rs), 3),
-                "p99_ms": round(statistics.median(r["p99_ms"] for r in rs), 3),
-                "errors": sum(r["non_2xx_3xx"] for r in rs),
-                "rss_mb": round(e["rss_kb"] / 1024, 1),
-            })
-    return rows
+    return [{"engine": e["engine"], "page": page, "leads": e["leads"], "peak_rss_mb": e["peak_rss_mb"],
+             **combine([r for r in e["pages"] if r["page"] == page])}
+            for e in runs for page in PAGES]
+
+
+def report_rows(rows: list[dict]) -> list[dict]:
+    return [row("crm", f"GET /admin/leads {r['page']} ({r['leads']} leads)", r["engine"], r,
+                peak_rss_mb=r["peak_rss_mb"],
+                reference=f"target p99 < {TARGETS['p99_ms']:.0f} ms",
+                checks=[(f"p99 < {TARGETS['p99_ms']:.0f} ms", r["p99_ms"] < TARGETS["p99_ms"]),
+                        ("no errors", r["errors"] == 0)])
+            for r in rows]
 
 
 def markdown(rows: list[dict], args) -> str:
@@ -184,45 +169,30 @@ def markdown(rows: list[dict], args) -> str:
              f"`GET /admin/leads` as a signed-in `sales` user with {args.leads} leads (5 % spam) in the tenant; "
              f"medians of {args.rounds} rounds of {args.duration} s at {args.connections} connections. "
              f"first: the newest page; filtered: stage=qualified&source=form; search: a word in 1 % of the "
-             f"messages; search-common: a word in about 46 %; deep: a keyset page {min(40_000, args.leads * 2 // 5)} leads deep.", "",
-             "| engine | page | req/s | p50 ms | p99 ms | non-2xx/3xx | RSS MB |",
+             f"messages; search-common: a word in about 46 %; deep: a keyset page {deep_depth(args)} leads deep.", "",
+             "| engine | page | req/s | p50 / p95 / p99 / max ms | errors | CPU s per run | peak RSS MB |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        lines.append(f"| {r['engine']} | {r['page']} | {r['rps']:.0f} | {r['p50_ms']} | {r['p99_ms']} | "
-                     f"{r['errors']} | {r['rss_mb']} |")
+        lines.append(f"| {r['engine']} | {r['page']} | {r['rps']:.0f} | {latencies(r)} | "
+                     f"{r['errors']} | {r['cpu_s']} | {r['peak_rss_mb']} |")
     lines += ["", "Targets:"]
     for r in rows:
         ok = r["p99_ms"] < TARGETS["p99_ms"] and r["errors"] == 0
         lines.append(f"- {r['engine']} {r['page']}: p99 {r['p99_ms']} ms (target < {TARGETS['p99_ms']} ms, "
-                     f"no errors) {'met' if ok else 'MISSED'}")
+                     f"no errors) {verdict(ok)}")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True)
-    ap.add_argument("--engines", default="sqlite postgres")
+    ap = arguments(__doc__, connections=16)
     ap.add_argument("--leads", type=int, default=100_000)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--duration", type=int, default=10)
-    ap.add_argument("--connections", type=int, default=16)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--stamp", required=True)
-    ap.add_argument("--meta", default="")
-    args = ap.parse_args()
-    log = lambda m: print(m, flush=True)  # noqa: E731
-    pg = Postgres()
-    runs = []
-    for engine in args.engines.split():
-        log(f"==> crm: {engine}")
-        runs.append(engine_run(args, engine, pg, log))
+    args = parse(ap)
+    if args.leads < 1:
+        ap.error("--leads must be at least 1")
+    runs = per_engine(args, "crm", engine_run)
     rows = summarise(runs)
-    stem = Path(args.out) / f"{args.stamp}-crm"
-    stem.with_suffix(".json").write_text(json.dumps({"meta": args.meta, "targets": TARGETS, "rows": rows,
-                                                     "raw": runs}, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(markdown(rows, args))
-    log(f"==> results: {stem}.md")
-    print(stem.with_suffix(".md").read_text())
+    write_results(args, "crm", {"targets": TARGETS, "rows": rows, "raw": runs}, markdown(rows, args),
+                  report_rows(rows))
 
 
 if __name__ == "__main__":

@@ -1,73 +1,84 @@
-"""Aggregates bench JSON lines into medians per engine, page and server, and checks targets."""
+"""The combined report of one bench/run: every scenario's rows (the "report_rows" of its
+<stamp>[-name].json) in one table, written to bench/results/<stamp>-report.{md,json}.
+
+A row is one measured case: its rate and latency (request loads), errors, the Vantus process's
+peak RSS and CPU seconds, the scenario's headline figure, what it is compared against, the
+ratio to that reference where there is one, and the verdict against the scenario's targets.
+A scenario asked for whose results are missing (it failed) is listed as such.
+"""
 import argparse
 import json
-import statistics
-from collections import defaultdict
+from pathlib import Path
 
-TARGETS = {"ratio": 0.5, "p99_ms": 10.0, "rss_mb": 64.0, "cold_start_ms": 300.0}
+# Scenario name (as bench/run --scenarios takes it) → the suffix of its result files.
+FILES = {"pages": "", "leads": "-leads", "backup": "-backup-restore", "portal": "-portal", "crm": "-crm",
+         "media": "-media", "publish": "-publish", "mixed": "-mixed"}
+COLUMNS = [("scenario", "scenario"), ("case", "case"), ("engine", "engine"), ("rps", "req/s"),
+           ("p50_ms", "p50 ms"), ("p95_ms", "p95 ms"), ("p99_ms", "p99 ms"), ("max_ms", "max ms"),
+           ("errors", "errors"), ("peak_rss_mb", "peak RSS MB"), ("cpu_s", "CPU s"), ("result", "result"),
+           ("reference", "reference"), ("ratio", "ratio"), ("verdict", "verdict")]
+
+
+def number(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.0f}" if abs(value) >= 100 else f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+
+
+def collect(directory: Path, stamp: str, scenarios: list[str]) -> tuple[list[dict], list[str]]:
+    rows, missing = [], []
+    for name in scenarios:
+        path = directory / f"{stamp}{FILES[name]}.json"
+        if path.exists():
+            rows += json.loads(path.read_text())["report_rows"]
+        else:
+            missing.append(name)
+    return rows, missing
+
+
+def markdown(args, rows: list[dict], missing: list[str]) -> str:
+    minutes, seconds = divmod(int(args.elapsed), 60)
+    lines = [f"# Benchmark report {args.stamp}", "", args.meta, "",
+             f"Elapsed: {minutes} min {seconds} s for {', '.join(args.scenarios.split())}. "
+             "Per-scenario details: the files of the same stamp in this folder.", "",
+             "| " + " | ".join(title for _, title in COLUMNS) + " |",
+             "|" + " --- |" * len(COLUMNS)]
+    for r in rows:
+        lines.append("| " + " | ".join(number(r[key]).replace("|", "/") for key, _ in COLUMNS) + " |")
+    lines += ["", "Req/s and latencies are wrk's (medians over the rounds; max is the largest); errors are "
+              "non-2xx/3xx answers plus socket errors; peak RSS is the server's VmHWM over its run (the "
+              "command's for backup and restore); CPU s is the server's user + system time during one load "
+              "(median over the rounds), or for the whole case where there is no load."]
+    missed = [f"- {r['scenario']} {r['case']} ({r['engine']}): "
+              + "; ".join(c for c in r["checks"] if c.endswith("MISSED")) for r in rows if r["verdict"] != "met"]
+    if missed:
+        lines += ["", "Missed targets:", *missed]
+    if missing:
+        lines += ["", f"FAILED (no results): {', '.join(missing)}"]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--input", required=True)
-    ap.add_argument("--json", required=True)
-    ap.add_argument("--markdown", required=True)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--stamp", required=True)
+    ap.add_argument("--scenarios", required=True, help="the scenarios the run asked for, in its order")
+    ap.add_argument("--dir", default=str(Path(__file__).resolve().parent / "results"))
+    ap.add_argument("--elapsed", type=float, required=True, help="seconds the run took")
     ap.add_argument("--meta", default="")
     args = ap.parse_args()
-    runs = defaultdict(list)
-    memory, cold = {}, None
-    with open(args.input) as f:
-        for line in f:
-            r = json.loads(line)
-            if "server" in r:
-                runs[(r["engine"], r["page"], r["server"])].append(r)
-            elif "rss_after_kb" in r:
-                memory[r["engine"]] = r
-            elif "cold_start_ms" in r:
-                cold = r
-    rows = []
-    for (engine, page, server), rs in sorted(runs.items()):
-        if server != "vantus":
-            continue
-        ng = runs[(engine, page, "nginx")]
-        v_rps = statistics.median(x["rps"] for x in rs)
-        n_rps = statistics.median(x["rps"] for x in ng)
-        rows.append({
-            "engine": engine, "page": page,
-            "vantus_rps": round(v_rps), "nginx_rps": round(n_rps), "ratio": round(v_rps / n_rps, 3),
-            "vantus_p50_ms": statistics.median(x["p50_ms"] for x in rs),
-            "vantus_p99_ms": statistics.median(x["p99_ms"] for x in rs),
-            "nginx_p50_ms": statistics.median(x["p50_ms"] for x in ng),
-            "nginx_p99_ms": statistics.median(x["p99_ms"] for x in ng),
-            "errors": sum(x["non_2xx"] for x in rs),
-            "rss_after_mb": round(memory.get(engine, {}).get("rss_after_kb", 0) / 1024, 1),
-            "peak_rss_mb": round(memory.get(engine, {}).get("peak_rss_kb", 0) / 1024, 1),
-        })
-    out = {"meta": args.meta, "rows": rows, "cold_start": cold, "targets": TARGETS}
-    with open(args.json, "w") as f:
-        json.dump(out, f, indent=2)
-    lines = [f"# Benchmark ({args.meta})", "",
-             "| engine | page | vantus req/s | nginx req/s | ratio | vantus p50 / p99 ms | nginx p50 / p99 ms | RSS after / peak MB | non-2xx |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for r in rows:
-        lines.append(f"| {r['engine']} | `{r['page']}` | {r['vantus_rps']} | {r['nginx_rps']} | {r['ratio']:.2f} | "
-                     f"{r['vantus_p50_ms']} / {r['vantus_p99_ms']} | {r['nginx_p50_ms']} / {r['nginx_p99_ms']} | "
-                     f"{r['rss_after_mb']} / {r['peak_rss_mb']} | {r['errors']} |")
-    if cold:
-        lines += ["", f"Cold start to a ready /readyz on an existing SQLite database: median {cold['cold_start_median_ms']} ms "
-                      f"(runs: {', '.join(str(t) for t in cold['cold_start_ms'])})."]
-    verdicts = []
-    for r in rows:
-        verdicts.append(f"- {r['engine']} `{r['page']}`: ratio {r['ratio']:.2f} (target ≥ {TARGETS['ratio']}) "
-                        f"{'met' if r['ratio'] >= TARGETS['ratio'] else 'MISSED'}; p99 {r['vantus_p99_ms']} ms "
-                        f"(target < {TARGETS['p99_ms']}) {'met' if r['vantus_p99_ms'] < TARGETS['p99_ms'] else 'MISSED'}; "
-                        f"RSS {r['rss_after_mb']} MB (target < {TARGETS['rss_mb']}) {'met' if r['rss_after_mb'] < TARGETS['rss_mb'] else 'MISSED'}")
-    if cold:
-        c = cold["cold_start_median_ms"]
-        verdicts.append(f"- cold start {c} ms (target < {TARGETS['cold_start_ms']}) {'met' if c < TARGETS['cold_start_ms'] else 'MISSED'}")
-    lines += ["", "Targets:", *verdicts, ""]
-    with open(args.markdown, "w") as f:
-        f.write("\n".join(lines))
+    unknown = [s for s in args.scenarios.split() if s not in FILES]
+    if unknown:
+        raise SystemExit(f"bench/report.py: unknown scenario {' '.join(unknown)} (known: {' '.join(FILES)})")
+    directory = Path(args.dir)
+    rows, missing = collect(directory, args.stamp, args.scenarios.split())
+    stem = directory / f"{args.stamp}-report"
+    Path(f"{stem}.json").write_text(json.dumps({"stamp": args.stamp, "meta": args.meta, "elapsed_s": round(args.elapsed),
+                                                "scenarios": args.scenarios.split(), "missing": missing,
+                                                "rows": rows}, indent=2) + "\n")
+    Path(f"{stem}.md").write_text(markdown(args, rows, missing))
+    print(Path(f"{stem}.md").read_text())
 
 
 if __name__ == "__main__":

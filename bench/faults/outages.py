@@ -45,7 +45,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH / "faults"))
-from leads import free_port  # noqa: E402
+from harness import free_port  # noqa: E402
 from restarts import ready, wait_until  # noqa: E402
 
 LUA = BENCH / "lua" / "mixed_acked.lua"

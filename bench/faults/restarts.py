@@ -24,7 +24,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
-from leads import Postgres, free_port  # noqa: E402
+from harness import Postgres, free_port  # noqa: E402
 
 LUA = BENCH / "lua" / "mixed_acked.lua"
 UNLIMITED = "1000000000/1s"

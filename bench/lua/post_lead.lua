@@ -45,12 +45,18 @@ function init(args)
   prefix = string.format("bench-%d-%d-%d-", id or 0, os.time(), math.random(1, 1000000000))
 end
 
-function request()
+-- One enquiry; `client`, when given, is sent as X-Forwarded-For (bench/lua/mixed.lua uses it).
+function enquiry(client)
   counter = counter + 1
   local key = prefix .. counter
+  headers["X-Forwarded-For"] = client
   if target == "form" then
     return wrk.format("POST", path, headers, body .. "&idempotency_key=" .. key)
   end
   headers["Idempotency-Key"] = key
   return wrk.format("POST", path, headers, body)
+end
+
+function request()
+  return enquiry(nil)
 end
