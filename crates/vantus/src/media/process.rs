@@ -15,7 +15,6 @@
 use std::io::Cursor;
 
 use image::codecs::gif::{GifDecoder, GifEncoder, Repeat};
-use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::PngEncoder;
 use image::codecs::webp::WebPEncoder;
 use image::metadata::Orientation;
@@ -202,13 +201,24 @@ fn encode(image: &DynamicImage, kind: Kind) -> Result<Vec<u8>, ImageError> {
     let mut out = Vec::new();
     match kind {
         Kind::Jpeg => {
-            let encoder = JpegEncoder::new_with_quality(&mut out, JPEG_QUALITY);
-            match image {
-                DynamicImage::ImageRgb8(_) | DynamicImage::ImageLuma8(_) => {
-                    image.write_with_encoder(encoder)?
+            let converted;
+            let (pixels, color) = match image {
+                DynamicImage::ImageRgb8(rgb) => (rgb.as_raw(), jpeg_encoder::ColorType::Rgb),
+                DynamicImage::ImageLuma8(luma) => (luma.as_raw(), jpeg_encoder::ColorType::Luma),
+                other => {
+                    converted = other.to_rgb8();
+                    (converted.as_raw(), jpeg_encoder::ColorType::Rgb)
                 }
-                other => DynamicImage::ImageRgb8(other.to_rgb8()).write_with_encoder(encoder)?,
-            }
+            };
+            // Sides are at most MAX_SIDE (20,000), within the format's 65,535.
+            let (Ok(width), Ok(height)) =
+                (u16::try_from(image.width()), u16::try_from(image.height()))
+            else {
+                return Err(jpeg_error("the image is too large for JPEG"));
+            };
+            jpeg_encoder::Encoder::new(&mut out, JPEG_QUALITY)
+                .encode(pixels, width, height, color)
+                .map_err(|e| jpeg_error(&e.to_string()))?;
         }
         Kind::Png => {
             let encoder = PngEncoder::new(&mut out);
@@ -223,6 +233,13 @@ fn encode(image: &DynamicImage, kind: Kind) -> Result<Vec<u8>, ImageError> {
         Kind::Pdf => unreachable!("a PDF is not encoded"),
     }
     Ok(out)
+}
+
+fn jpeg_error(why: &str) -> ImageError {
+    ImageError::Encoding(image::error::EncodingError::new(
+        image::error::ImageFormatHint::Exact(ImageFormat::Jpeg),
+        why.to_owned(),
+    ))
 }
 
 /// Lossless WebP (the only WebP encoder in pure Rust; see docs/adr/0013).
