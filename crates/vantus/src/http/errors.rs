@@ -81,25 +81,28 @@ pub struct ErrorDetail {
     pub field: Option<String>,
 }
 
+impl ErrorDetail {
+    /// A detail about one field: its message names the field first.
+    fn of_field(title: &str, field: String, message: String) -> Self {
+        ErrorDetail {
+            title: title.into(),
+            message: format!("{field}: {message}"),
+            field: Some(field),
+        }
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, detail) = match self {
             AppError::NotFound => (StatusCode::NOT_FOUND, None),
             AppError::BadRequest { field, message } => (
                 StatusCode::BAD_REQUEST,
-                Some(ErrorDetail {
-                    title: "Bad request".into(),
-                    message: format!("{field}: {message}"),
-                    field: Some(field),
-                }),
+                Some(ErrorDetail::of_field("Bad request", field, message)),
             ),
             AppError::Conflict { field, message } => (
                 StatusCode::CONFLICT,
-                Some(ErrorDetail {
-                    title: "Conflict".into(),
-                    message: format!("{field}: {message}"),
-                    field: Some(field),
-                }),
+                Some(ErrorDetail::of_field("Conflict", field, message)),
             ),
             AppError::UnsupportedMediaType(message) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
