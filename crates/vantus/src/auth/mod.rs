@@ -3,9 +3,11 @@
 //! [`staff::Staff`] extractor every admin handler starts from, passkeys ([`passkeys`]), the
 //! sign-in routes ([`routes`]), the second factor ([`mfa`]), the one way a session starts
 //! ([`sign_in`]), the emails about a user's own credentials ([`notify`]), and the single-use
-//! links sent by email: [`invitations`] and password [`resets`].
+//! links sent by email: [`invitations`] and password [`resets`]. The hourly sweep of the
+//! credentials that stopped working is [`expired`].
 
 pub mod csrf;
+pub mod expired;
 pub mod invitations;
 pub mod memberships;
 pub mod mfa;

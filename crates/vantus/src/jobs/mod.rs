@@ -138,8 +138,9 @@ pub const BACKUP: &str = "backup";
 pub const RESTORE_DRILL: &str = "restore-drill";
 /// Deletes spam past `VANTUS_SPAM_RETENTION` and idempotency keys past a day; hourly.
 pub const LEAD_RETENTION: &str = "lead-retention";
-/// Deletes passkey ceremonies that were started and never finished, once expired; hourly.
-pub const PASSKEY_CEREMONIES: &str = "passkey-ceremonies";
+/// Deletes dead credentials (ended sessions, used or expired reset links and invitations,
+/// expired sign-in challenges and passkey ceremonies; `auth::expired`); hourly.
+pub const CREDENTIAL_SWEEP: &str = "credential-sweep";
 
 struct Job {
     name: &'static str,

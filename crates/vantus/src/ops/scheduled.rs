@@ -1,5 +1,5 @@
 //! The jobs `vantus serve` runs on a schedule: backups, restore drills, the lead retention
-//! sweep (spam and old idempotency keys), and the sweep of unfinished passkey ceremonies.
+//! sweep (spam and old idempotency keys), and the sweep of dead credentials (`auth::expired`).
 
 use std::sync::Arc;
 
@@ -71,17 +71,16 @@ pub fn register(scheduler: &mut Scheduler, app: &App, instance: &str) {
         let run: JobFn = Arc::new(move || {
             let app = app.clone();
             Box::pin(async move {
+                let idle = app.config.auth.session_idle;
                 with_conn!(app.store.primary(), conn =>
-                    crate::auth::passkeys::purge_expired_ceremonies(conn).await)
-                .map(|n| {
-                    jobs::Ran::counted(n, || format!("{n} expired passkey ceremony(ies) deleted"))
-                })
+                    crate::auth::expired::sweep(conn, crate::store::Timestamp::now(), idle).await)
+                .map(|swept| jobs::Ran::counted(swept.total(), || swept.summary()))
                 .map_err(|e| e.to_string())
             })
         });
-        let hourly = crate::config::Schedule::parse("(passkey ceremonies)", "47 * * * *")
-            .expect("the ceremony sweep's schedule is a valid cron expression");
-        scheduler.add(jobs::PASSKEY_CEREMONIES, hourly, run);
+        let hourly = crate::config::Schedule::parse("(credential sweep)", "47 * * * *")
+            .expect("the credential sweep's schedule is a valid cron expression");
+        scheduler.add(jobs::CREDENTIAL_SWEEP, hourly, run);
     }
 }
 

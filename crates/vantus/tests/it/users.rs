@@ -854,7 +854,94 @@ async fn a_members_second_factor_is_reset(engine: Engine) {
     signed_in_as(&app, "grace@example.com", "Phone").await;
 }
 
+/// The hourly credential sweep deletes what stopped working more than 30 days ago (each
+/// account's newest session, accepted invitations and recent or live links stay), and a second
+/// sweep finds nothing.
+async fn dead_credentials_are_swept_after_thirty_days(engine: Engine) {
+    use vantus::store::Timestamp;
+    let app = spawn_cheap(engine).await;
+    three_members(&app);
+    let old_ada = signed_in_as(&app, "ada@example.com", "old laptop").await;
+    let ada = signed_in_as(&app, "ada@example.com", "laptop").await;
+    signed_in_as(&app, "grace@example.com", "laptop").await;
+    let db = app.server().app.store.primary();
+    let now = Timestamp::now();
+    let day = Duration::from_secs(24 * 3600);
+    let long_ago = now.minus(60 * day);
+    let lately = now.minus(3 * day);
+    // Every session but Ada's newest began and was last seen 60 days ago (Ada's first one and
+    // Grace's only one); Grace's is still her newest, so it stays as her last sign-in.
+    let ada_id = user_id(&app, "ada@example.com").await;
+    let ada_id: uuid::Uuid = ada_id.parse().unwrap();
+    vantus::on_db!(db, p => sqlx::query(
+        "UPDATE sessions SET created_at = $1, last_seen_at = $1
+         WHERE user_id <> $2
+            OR id = (SELECT id FROM sessions AS s WHERE s.user_id = $2 ORDER BY created_at LIMIT 1)"
+    ).bind(long_ago).bind(ada_id).execute(p).await.map(|_| ()))
+    .unwrap();
+    let tenant: uuid::Uuid = vantus::on_db!(db, p => sqlx::query_scalar(
+        "SELECT tenant_id FROM memberships WHERE user_id = $1"
+    ).bind(ada_id).fetch_one(p).await.unwrap());
+    // Invitations: pending and expired long ago (swept), expired lately (kept), accepted long
+    // ago (kept).
+    for (email, expires, accepted) in [
+        ("gone@example.com", long_ago, None),
+        ("late@example.com", lately, None),
+        ("joined@example.com", long_ago, Some(ada_id)),
+    ] {
+        vantus::on_db!(db, p => sqlx::query(
+            "INSERT INTO invitations (id, tenant_id, email, role, token_hash, created_at, expires_at,
+                                      accepted_at, accepted_by)
+             VALUES ($1, $2, $3, 'editor', $4, $5, $6, $7, $8)"
+        ).bind(uuid::Uuid::now_v7()).bind(tenant).bind(email).bind(format!("hash-{email}"))
+            .bind(expires.minus(day)).bind(expires).bind(accepted.map(|_| expires)).bind(accepted)
+            .execute(p).await.map(|_| ())).unwrap();
+    }
+    // Reset links: expired long ago (swept), expired lately and live (kept).
+    for (id, expires) in [
+        ("reset-old", long_ago),
+        ("reset-late", lately),
+        ("reset-live", now.plus(day)),
+    ] {
+        vantus::on_db!(db, p => sqlx::query(
+            "INSERT INTO password_resets (id, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)"
+        ).bind(id).bind(ada_id).bind(expires.minus(day)).bind(expires).execute(p).await.map(|_| ()))
+        .unwrap();
+    }
+    let idle = app.server().app.config.auth.session_idle;
+    let swept = vantus::with_conn!(db, conn => vantus::auth::expired::sweep(conn, Timestamp::now(), idle).await)
+        .unwrap();
+    assert_eq!(
+        (swept.sessions, swept.invitations, swept.password_resets),
+        (1, 1, 1),
+        "{swept:?}"
+    );
+    let invited: Vec<String> = vantus::on_db!(db, p => sqlx::query_scalar(
+        "SELECT email FROM invitations ORDER BY email"
+    ).fetch_all(p).await.unwrap());
+    assert_eq!(invited, ["joined@example.com", "late@example.com"]);
+    let resets: Vec<String> = vantus::on_db!(db, p => sqlx::query_scalar(
+        "SELECT id FROM password_resets ORDER BY id"
+    ).fetch_all(p).await.unwrap());
+    assert_eq!(resets, ["reset-late", "reset-live"]);
+    let sessions: i64 = vantus::on_db!(db, p => sqlx::query_scalar("SELECT COUNT(*) FROM sessions")
+        .fetch_one(p).await.unwrap());
+    assert_eq!(
+        sessions, 2,
+        "Ada's newest session and Grace's only one stay"
+    );
+    assert!(
+        signed_in(&app, &ada).await,
+        "a live session survives the sweep"
+    );
+    assert!(!signed_in(&app, &old_ada).await);
+    let again = vantus::with_conn!(db, conn => vantus::auth::expired::sweep(conn, Timestamp::now(), idle).await)
+        .unwrap();
+    assert_eq!(again.total(), 0, "{again:?}");
+}
+
 both_engines!(
+    dead_credentials_are_swept_after_thirty_days,
     a_members_second_factor_is_reset,
     an_existing_account_joins_with_its_own_password,
     the_invitation_email_is_delivered_and_its_link_forgotten,
