@@ -45,7 +45,8 @@ pub struct PendingView {
 }
 
 impl PendingSection {
-    fn of(items: impl Iterator<Item = Awaiting>) -> Self {
+    /// The first of the `total` pending entries.
+    fn of(items: impl Iterator<Item = Awaiting>, total: i64) -> Self {
         let items: Vec<PendingView> = items
             .map(|i| PendingView {
                 title: i.title,
@@ -54,10 +55,7 @@ impl PendingSection {
                 updated_iso: i.at.to_rfc3339_seconds(),
             })
             .collect();
-        PendingSection {
-            total: items.len() as i64,
-            items: items.into_iter().take(LISTED).collect(),
-        }
+        PendingSection { total, items }
     }
 }
 
@@ -101,13 +99,15 @@ async fn render(auth: &Auth, staff: &Staff<perm::ViewDashboard>) -> Result<Dashb
         };
         let (awaiting_review, scheduled) = match may(Permission::ViewContent) {
             true => {
-                let (drafts, schedules): (Vec<_>, Vec<_>) = editing::awaiting(conn, scope)
-                    .await?
-                    .into_iter()
-                    .partition(|a| a.what == "draft");
+                let (drafts, schedules): (Vec<_>, Vec<_>) =
+                    editing::awaiting(conn, scope, LISTED as i64)
+                        .await?
+                        .into_iter()
+                        .partition(|a| a.what == "draft");
+                let (draft_count, schedule_count) = editing::awaiting_counts(conn, scope).await?;
                 (
-                    Some(PendingSection::of(drafts.into_iter())),
-                    Some(PendingSection::of(schedules.into_iter())),
+                    Some(PendingSection::of(drafts.into_iter(), draft_count)),
+                    Some(PendingSection::of(schedules.into_iter(), schedule_count)),
                 )
             }
             false => (None, None),

@@ -456,34 +456,67 @@ pub struct Awaiting {
     pub at: Timestamp,
 }
 
-/// Drafts awaiting publish (a draft revision of any item, or an item never published, such as
-/// a draft seed file; an item taken off the site is not waiting) and scheduled publishes and unpublishes, soonest schedule first, then the
-/// newest drafts: for the portal's dashboard (at most 50 of each).
-pub async fn awaiting(
-    conn: &mut Conn<'_>,
-    scope: &TenantScope,
-) -> Result<Vec<Awaiting>, sqlx::Error> {
-    let mut scheduled: Vec<Awaiting> = on_conn!(conn.reborrow(), c => sqlx::query_as(
-        "SELECT s.item_id, i.kind, i.title, s.action AS what, s.run_at AS at
-         FROM content_schedules s
+/// The scheduled publishes and unpublishes still to run, of live items of tenant `$1`.
+macro_rules! pending_schedules {
+    () => {
+        "FROM content_schedules s
          JOIN content_items i ON i.id = s.item_id AND i.tenant_id = s.tenant_id
-         WHERE s.tenant_id = $1 AND s.done_at IS NULL AND i.deleted_at IS NULL
-         ORDER BY s.run_at
-         LIMIT 50"
-    ).bind(scope.id()).fetch_all(c).await)?;
-    let drafts: Vec<Awaiting> = on_conn!(conn.reborrow(), c => sqlx::query_as(
-        "SELECT i.id AS item_id, i.kind, COALESCE(r.title, i.title) AS title, 'draft' AS what,
-                COALESCE(r.created_at, i.updated_at) AS at
-         FROM content_items i
+         WHERE s.tenant_id = $1 AND s.done_at IS NULL AND i.deleted_at IS NULL"
+    };
+}
+
+/// Drafts awaiting publish in tenant `$1`: a draft revision of any item, or an item never
+/// published (such as a draft seed file); an item taken off the site is not waiting.
+macro_rules! pending_drafts {
+    () => {
+        "FROM content_items i
          LEFT JOIN content_revisions r ON r.id = i.draft_revision_id AND r.tenant_id = i.tenant_id
          WHERE i.tenant_id = $1 AND i.deleted_at IS NULL
            AND (i.draft_revision_id IS NOT NULL
-                OR (i.status = 'draft' AND i.published_revision_id IS NULL))
-         ORDER BY at DESC
-         LIMIT 50"
-    ).bind(scope.id()).fetch_all(c).await)?;
+                OR (i.status = 'draft' AND i.published_revision_id IS NULL))"
+    };
+}
+
+/// Scheduled publishes and unpublishes, soonest first, then drafts awaiting publish, newest
+/// first: at most `limit` of each, for the portal's dashboard ([`awaiting_counts`] counts all).
+pub async fn awaiting(
+    conn: &mut Conn<'_>,
+    scope: &TenantScope,
+    limit: i64,
+) -> Result<Vec<Awaiting>, sqlx::Error> {
+    const SCHEDULED: &str = concat!(
+        "SELECT s.item_id, i.kind, i.title, s.action AS what, s.run_at AS at ",
+        pending_schedules!(),
+        " ORDER BY s.run_at LIMIT $2"
+    );
+    const DRAFTS: &str = concat!(
+        "SELECT i.id AS item_id, i.kind, COALESCE(r.title, i.title) AS title, 'draft' AS what,
+                COALESCE(r.created_at, i.updated_at) AS at ",
+        pending_drafts!(),
+        " ORDER BY at DESC LIMIT $2"
+    );
+    let mut scheduled: Vec<Awaiting> = on_conn!(conn.reborrow(), c => sqlx::query_as(SCHEDULED)
+        .bind(scope.id()).bind(limit).fetch_all(c).await)?;
+    let drafts: Vec<Awaiting> = on_conn!(conn.reborrow(), c => sqlx::query_as(DRAFTS)
+        .bind(scope.id()).bind(limit).fetch_all(c).await)?;
     scheduled.extend(drafts);
     Ok(scheduled)
+}
+
+/// How many drafts await publish and how many schedules are still to run, all of them (what
+/// [`awaiting`] lists the first of).
+pub async fn awaiting_counts(
+    conn: &mut Conn<'_>,
+    scope: &TenantScope,
+) -> Result<(i64, i64), sqlx::Error> {
+    const COUNTS: &str = concat!(
+        "SELECT (SELECT COUNT(*) ",
+        pending_drafts!(),
+        "), (SELECT COUNT(*) ",
+        pending_schedules!(),
+        ")"
+    );
+    on_conn!(conn.reborrow(), c => sqlx::query_as(COUNTS).bind(scope.id()).fetch_one(c).await)
 }
 
 #[cfg(test)]

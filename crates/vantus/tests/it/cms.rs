@@ -879,7 +879,7 @@ async fn scheduled_publish_and_unpublish_happen_on_time(engine: Engine) {
     }
     // The dashboard's list is empty again.
     let pending = vantus::with_conn!(db, conn =>
-        vantus::content::editing::awaiting(conn, &app.server().app.site).await)
+        vantus::content::editing::awaiting(conn, &app.server().app.site, 50).await)
     .unwrap();
     assert!(pending.iter().all(|a| a.item_id != id), "{pending:?}");
 
@@ -896,7 +896,7 @@ async fn scheduled_publish_and_unpublish_happen_on_time(engine: Engine) {
     .await
     .assert_status(303);
     let pending = vantus::with_conn!(db, conn =>
-        vantus::content::editing::awaiting(conn, &app.server().app.site).await)
+        vantus::content::editing::awaiting(conn, &app.server().app.site, 50).await)
     .unwrap();
     assert!(
         pending

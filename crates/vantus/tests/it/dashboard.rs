@@ -31,12 +31,13 @@ async fn seed_leads(app: &TestApp, scope: &TenantScope, stages: &[&str], spam: u
 
 async fn seed_drafts(app: &TestApp, scope: &TenantScope, titles: &[&str]) {
     let db = app.server().app.store.primary();
-    for (i, title) in titles.iter().enumerate() {
+    for title in titles {
         vantus::on_db!(db, p => sqlx::query(
             "INSERT INTO content_items (id, tenant_id, kind, slug, title, summary, body_markdown,
                                         meta, status, created_at, updated_at)
              VALUES ($1, $2, 'insight', $3, $4, 's', 'b', '{}', 'draft', $5, $5)")
-            .bind(Uuid::now_v7()).bind(scope.id()).bind(format!("draft-{i}")).bind(*title)
+            .bind(Uuid::now_v7()).bind(scope.id()).bind(format!("draft-{}", Uuid::now_v7().simple()))
+            .bind(*title)
             .bind(Timestamp::now()).execute(p).await.map(|_| ()))
         .unwrap();
     }
@@ -121,6 +122,19 @@ async fn figures_match_the_seeded_data(engine: Engine) {
             .contains("no Redis configured")
     );
     assert!(html.contains(r#"id="recent-activity""#) && html.contains("login.succeeded"));
+
+    // The figure counts every draft, not only the few listed (nor the first 50 read).
+    let many: Vec<String> = (0..53).map(|n| format!("Draft number {n}")).collect();
+    let titles: Vec<&str> = many.iter().map(String::as_str).collect();
+    seed_drafts(&app, &site, &titles).await;
+    let html = page_as(&app, "/admin", &owner).await;
+    assert_eq!(text_of(&html, "awaiting-review").as_deref(), Some("55"));
+    let listed = html
+        .split(r#"id="awaiting-review-items""#)
+        .nth(1)
+        .and_then(|rest| rest.split("</ul>").next())
+        .map_or(0, |list| list.matches("<li").count());
+    assert!((1..=5).contains(&listed), "{listed} drafts listed");
 }
 
 async fn sections_are_hidden_by_role(engine: Engine) {
