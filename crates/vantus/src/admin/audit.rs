@@ -11,9 +11,8 @@
 use std::collections::HashMap;
 
 use askama::Template;
-use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -309,12 +308,6 @@ fn json_line(e: &Entry) -> String {
     line
 }
 
-/// Where the export stream is: the cursor, and whether the last page was short.
-struct Cursor {
-    before: Option<i64>,
-    done: bool,
-}
-
 pub async fn export(
     State(auth): State<Auth>,
     staff: Staff<perm::ExportAudit>,
@@ -345,46 +338,28 @@ pub async fn export(
         return AppError::from(e).into_response();
     }
     let scope = staff.scope.clone();
-    let header_line = (format == Format::Csv).then(|| crate::http::csv::record(CSV_COLUMNS));
-    let pages = futures_util::stream::try_unfold(
-        Cursor {
-            before: None,
-            done: false,
-        },
-        move |cursor| {
-            let (db, scope, filter) = (db.clone(), scope.clone(), filter.clone());
-            async move {
-                if cursor.done {
-                    return Ok::<_, sqlx::Error>(None);
-                }
-                let entries = with_conn!(&db, conn =>
-                    query::page(conn, &scope, &filter, cursor.before, EXPORT_PAGE).await)?;
-                let next = Cursor {
-                    before: entries.last().map(|e| e.seq),
-                    done: (entries.len() as i64) < EXPORT_PAGE,
-                };
-                let text: String = entries
-                    .iter()
-                    .map(|e| match format {
-                        Format::Csv => csv_line(e),
-                        Format::Jsonl => json_line(e),
-                    })
-                    .collect();
-                Ok(Some((Bytes::from(text), next)))
-            }
-        },
-    );
-    let head = futures_util::stream::iter(header_line.map(|h| Ok(Bytes::from(h))));
-    let body = Body::from_stream(futures_util::StreamExt::chain(head, pages));
-    let (content_type, file) = match format {
-        Format::Csv => ("text/csv; charset=utf-8", "audit-log.csv"),
-        Format::Jsonl => ("application/jsonl; charset=utf-8", "audit-log.jsonl"),
+    let (content_type, file, head) = match format {
+        Format::Csv => (
+            "text/csv; charset=utf-8",
+            "audit-log.csv",
+            Some(crate::http::csv::record(CSV_COLUMNS)),
+        ),
+        Format::Jsonl => ("application/jsonl; charset=utf-8", "audit-log.jsonl", None),
     };
-    let mut res = Response::new(body);
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file}\"")) {
-        res.headers_mut().insert(header::CONTENT_DISPOSITION, v);
-    }
-    res
+    crate::http::csv::streamed(content_type, file, head, move |before: Option<i64>| {
+        let (db, scope, filter) = (db.clone(), scope.clone(), filter.clone());
+        async move {
+            let entries = with_conn!(&db, conn =>
+                query::page(conn, &scope, &filter, before, EXPORT_PAGE).await)?;
+            Ok(crate::http::csv::Page::of(
+                &entries,
+                EXPORT_PAGE,
+                |e| match format {
+                    Format::Csv => csv_line(e),
+                    Format::Jsonl => json_line(e),
+                },
+                |e| e.seq,
+            ))
+        }
+    })
 }

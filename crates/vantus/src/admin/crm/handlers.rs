@@ -6,9 +6,8 @@
 use std::collections::HashMap;
 
 use askama::Template;
-use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -628,11 +627,6 @@ fn csv_line(lead: &CrmLead, names: &HashMap<Uuid, String>) -> String {
 }
 
 /// The export stream's place: the last lead written, and whether the last page was short.
-struct ExportCursor {
-    after: Option<Cursor>,
-    done: bool,
-}
-
 /// The leads of the current filter as CSV, streamed in keyset pages (never held in memory),
 /// spreadsheet-safe ([`crate::http::csv`]); the export itself is audited first.
 pub async fn export(
@@ -657,39 +651,23 @@ pub async fn export(
         Err(e) => return AppError::from(e).into_response(),
     };
     let scope = staff.scope.clone();
-    let pages = futures_util::stream::try_unfold(
-        ExportCursor {
-            after: None,
-            done: false,
-        },
-        move |cursor| {
+    crate::http::csv::streamed(
+        "text/csv; charset=utf-8",
+        "leads.csv",
+        Some(crate::http::csv::record(CSV_COLUMNS)),
+        move |after: Option<Cursor>| {
             let (db, scope, filter, names) =
                 (db.clone(), scope.clone(), filter.clone(), names.clone());
             async move {
-                if cursor.done {
-                    return Ok::<_, sqlx::Error>(None);
-                }
                 let leads = with_conn!(&db, conn =>
-                    crm::page(conn, &scope, &filter, cursor.after.as_ref(), EXPORT_PAGE).await)?;
-                let next = ExportCursor {
-                    after: leads.last().map(Cursor::of),
-                    done: (leads.len() as i64) < EXPORT_PAGE,
-                };
-                let text: String = leads.iter().map(|l| csv_line(l, &names)).collect();
-                Ok(Some((Bytes::from(text), next)))
+                    crm::page(conn, &scope, &filter, after.as_ref(), EXPORT_PAGE).await)?;
+                Ok(crate::http::csv::Page::of(
+                    &leads,
+                    EXPORT_PAGE,
+                    |l| csv_line(l, &names),
+                    Cursor::of,
+                ))
             }
         },
-    );
-    let head = futures_util::stream::iter([Ok(Bytes::from(crate::http::csv::record(CSV_COLUMNS)))]);
-    let body = Body::from_stream(futures_util::StreamExt::chain(head, pages));
-    let mut res = Response::new(body);
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/csv; charset=utf-8"),
-    );
-    res.headers_mut().insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_static("attachment; filename=\"leads.csv\""),
-    );
-    res
+    )
 }
