@@ -153,10 +153,12 @@ impl CrmLead {
     }
 }
 
+// Qualified: the FTS table the SQLite search reads through has columns of the same names.
 macro_rules! crm_columns {
     () => {
-        "leads.id, stage, spam_reason, source, name, email, company, role, budget, website, \
-         message, assignee_id, lost_reason, created_at, updated_at"
+        "leads.id, leads.stage, leads.spam_reason, leads.source, leads.name, leads.email, \
+         leads.company, leads.role, leads.budget, leads.website, leads.message, \
+         leads.assignee_id, leads.lost_reason, leads.created_at, leads.updated_at"
     };
 }
 
@@ -212,51 +214,75 @@ macro_rules! bind_all {
     }};
 }
 
-/// The WHERE clause of `filter` in `scope` (the inbox condition is spelled as the partial
-/// indexes spell it, so the planner can use them).
-async fn filtered(
-    conn: &mut Conn<'_>,
-    select: &str,
+/// `b` (a select list, and the arguments `from` uses), then `FROM {from} WHERE` the conditions of `filter` in `scope` but its words, and the
+/// cursor's (the inbox condition is spelled as the partial indexes spell it, so the planner
+/// can use them).
+fn listed(
+    mut b: Built,
+    from: &str,
     scope: &TenantScope,
     filter: &Filter,
-) -> Result<Built, sqlx::Error> {
-    let mut b = Built::new(select);
-    b.sql.push_str(" FROM leads WHERE tenant_id = $1");
-    b.args.push(Arg::Uuid(scope.id()));
+    after: Option<&Cursor>,
+) -> Built {
+    b.sql.push_str(" FROM ");
+    b.sql.push_str(from);
+    let tenant = b.push(Arg::Uuid(scope.id()));
+    b.sql
+        .push_str(&format!(" WHERE leads.tenant_id = ${tenant}"));
     b.sql.push_str(if filter.spam {
-        " AND spam_reason IS NOT NULL"
+        " AND leads.spam_reason IS NOT NULL"
     } else {
-        " AND spam_reason IS NULL"
+        " AND leads.spam_reason IS NULL"
     });
     if let Some(stage) = filter.stage {
-        b.and("stage = $?", Arg::Text(stage.as_str().into()));
+        b.and("leads.stage = $?", Arg::Text(stage.as_str().into()));
     }
     if let Some(source) = filter.source {
-        b.and("source = $?", Arg::Text(source.as_str().into()));
+        b.and("leads.source = $?", Arg::Text(source.as_str().into()));
     }
     match filter.owner {
         Owner::Anyone => {}
-        Owner::Unassigned => b.sql.push_str(" AND assignee_id IS NULL"),
-        Owner::Member(id) => b.and("assignee_id = $?", Arg::Uuid(id)),
+        Owner::Unassigned => b.sql.push_str(" AND leads.assignee_id IS NULL"),
+        Owner::Member(id) => b.and("leads.assignee_id = $?", Arg::Uuid(id)),
     }
     if let Some(from) = filter.from {
-        b.and("created_at >= $?", Arg::Time(from));
+        b.and("leads.created_at >= $?", Arg::Time(from));
     }
     if let Some(until) = filter.until {
-        b.and("created_at < $?", Arg::Time(until));
+        b.and("leads.created_at < $?", Arg::Time(until));
     }
-    if !filter.words.is_empty() {
-        let n = b.args.len() + 1;
-        let (clause, value) = search::lead_condition(conn, n, &filter.words).await?;
-        b.push(Arg::Text(value));
-        b.sql.push_str(" AND ");
-        b.sql.push_str(&clause);
+    if let Some(cursor) = after {
+        b.beyond("<", cursor);
     }
-    Ok(b)
+    b
 }
+
+impl Built {
+    /// Only leads `op` (`<`: after, `>`: before) `cursor` in the list's key.
+    fn beyond(&mut self, op: &str, cursor: &Cursor) {
+        let t = self.push(Arg::Time(cursor.created_at));
+        let i = self.push(Arg::Uuid(cursor.id));
+        self.sql.push_str(&format!(
+            " AND (leads.created_at, leads.id) {op} (${t}, ${i})"
+        ));
+    }
+
+    /// Ends the statement: `ORDER BY order LIMIT limit`.
+    fn limit(&mut self, order: &str, limit: i64) {
+        let l = self.push(Arg::Int(limit));
+        self.sql.push_str(&format!(" ORDER BY {order} LIMIT ${l}"));
+    }
+}
+
+/// The list's order, newest first.
+const LIST_ORDER: &str = "leads.created_at DESC, leads.id DESC";
 
 /// Up to `limit` leads of `scope` matching `filter`, newest first, after `after` (`None`: from
 /// the newest). The next page starts after the last one's [`Cursor`].
+///
+/// A search first tries [`search::newest_first`], which answers most searches without
+/// counting their matches, and falls back to [`search::lead_condition`] when that attempt
+/// cannot prove its page.
 pub async fn page(
     conn: &mut Conn<'_>,
     scope: &TenantScope,
@@ -264,20 +290,131 @@ pub async fn page(
     after: Option<&Cursor>,
     limit: i64,
 ) -> Result<Vec<CrmLead>, sqlx::Error> {
-    let mut b = filtered(conn, concat!("SELECT ", crm_columns!()), scope, filter).await?;
-    if let Some(cursor) = after {
-        let t = b.push(Arg::Time(cursor.created_at));
-        let i = b.push(Arg::Uuid(cursor.id));
-        b.sql
-            .push_str(&format!(" AND (created_at, leads.id) < (${t}, ${i})"));
+    let limit = limit.clamp(0, 1000);
+    if !filter.words.is_empty()
+        && limit > 0
+        && let Some(found) = newest_first(conn, scope, filter, after, limit).await?
+    {
+        return Ok(found);
     }
-    let l = b.push(Arg::Int(limit.clamp(0, 1000)));
-    b.sql.push_str(&format!(
-        " ORDER BY created_at DESC, leads.id DESC LIMIT ${l}"
-    ));
+    let mut b = listed(
+        Built::new(concat!("SELECT ", crm_columns!())),
+        "leads",
+        scope,
+        filter,
+        after,
+    );
+    if !filter.words.is_empty() {
+        let matching = search::lead_condition(conn, &filter.words).await?;
+        b.and(&matching.clause, Arg::Text(matching.value));
+    }
+    b.limit(LIST_ORDER, limit);
+    fetch(conn, b).await
+}
+
+/// Runs a built statement, rows as `T`.
+async fn fetch<T>(conn: &mut Conn<'_>, b: Built) -> Result<Vec<T>, sqlx::Error>
+where
+    T: Send
+        + Unpin
+        + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+{
     let Built { sql, args } = b;
-    on_conn!(conn.reborrow(), c => bind_all!(sqlx::query_as::<_, CrmLead>(sqlx::AssertSqlSafe(sql)), &args)
+    on_conn!(conn.reborrow(), c => bind_all!(sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(sql)), &args)
         .fetch_all(c).await)
+}
+
+/// A lead read in the FTS index's order, with its rowid there.
+#[derive(sqlx::FromRow)]
+struct Indexed {
+    #[sqlx(flatten)]
+    lead: CrmLead,
+    index_rowid: i64,
+}
+
+/// How many listed leads the SQLite newest-first proof walks at most: a word sparser than
+/// about one lead in a hundred is left to the count-based plans (the walk reads a compact
+/// index, about 1 ms for this many).
+const PROOF_WALK: i64 = 5_000;
+
+/// The page of a search read newest first ([`search::NewestFirst`]), or `None` when that
+/// read cannot be shown to be the page.
+async fn newest_first(
+    conn: &mut Conn<'_>,
+    scope: &TenantScope,
+    filter: &Filter,
+    after: Option<&Cursor>,
+    limit: i64,
+) -> Result<Option<Vec<CrmLead>>, sqlx::Error> {
+    match search::newest_first(conn, &filter.words, limit) {
+        search::NewestFirst::IndexOrder { query } => {
+            let mut b = Built::new(concat!(
+                "SELECT ",
+                crm_columns!(),
+                ", leads.rowid AS index_rowid"
+            ));
+            let q = b.push(Arg::Text(query));
+            let scan = b.push(Arg::Int(limit.saturating_mul(search::INDEX_SCAN_PER_ROW)));
+            let from = search::index_order_from(q, scan);
+            let mut b = listed(b, &from, scope, filter, after);
+            b.limit(search::INDEX_ORDER, limit);
+            let rows: Vec<Indexed> = fetch(conn, b).await?;
+            // A short page may have run out of matches or of the scan's bound: the general
+            // plan reads it (a rare word: its narrow plan is cheap).
+            if (rows.len() as i64) < limit {
+                return Ok(None);
+            }
+            // Every match at or above the lowest rowid read was read.
+            let lowest_read = rows.iter().map(|r| r.index_rowid).min().unwrap_or(i64::MAX);
+            let mut leads: Vec<CrmLead> = rows.into_iter().map(|r| r.lead).collect();
+            leads.sort_by_key(|l| std::cmp::Reverse((l.created_at, l.id)));
+            let Some(oldest) = leads.last().map(Cursor::of) else {
+                return Ok(None);
+            };
+            // A full page is the list's page when no lead listed above its oldest has a rowid
+            // below the lowest read: such a lead could be a match that was not read. The proof
+            // walks the list's index between the page's ends (the unary plus keeps the rowid
+            // test off the table's own key); past PROOF_WALK leads it gives up.
+            let mut proof = listed(
+                Built::new("SELECT COUNT(*), MIN(listed) FROM (SELECT +leads.rowid AS listed"),
+                "leads",
+                scope,
+                filter,
+                after,
+            );
+            proof.beyond(">", &oldest);
+            let cap = proof.push(Arg::Int(PROOF_WALK));
+            proof.sql.push_str(&format!(" LIMIT ${cap}) AS walked"));
+            let Built { sql, args } = proof;
+            let (walked, lowest_listed): (i64, Option<i64>) = on_conn!(conn.reborrow(), c =>
+                bind_all!(sqlx::query_as(sqlx::AssertSqlSafe(sql)), &args).fetch_one(c).await)?;
+            let proven = walked < PROOF_WALK && lowest_listed.is_none_or(|r| r >= lowest_read);
+            Ok(proven.then_some(leads))
+        }
+        search::NewestFirst::Window {
+            window,
+            matches,
+            query,
+        } => {
+            // The first `window` leads of the list, then the matching ones among them: a full
+            // page found there is the page, as the window is the start of the list.
+            let mut b = listed(
+                Built::new(concat!("SELECT * FROM (SELECT ", crm_columns!())),
+                "leads",
+                scope,
+                filter,
+                after,
+            );
+            b.limit(LIST_ORDER, window);
+            b.sql.push_str(") AS leads WHERE ");
+            let n = b.push(Arg::Text(query));
+            b.sql.push_str(&matches.replace("$?", &format!("${n}")));
+            b.limit(LIST_ORDER, limit);
+            let leads: Vec<CrmLead> = fetch(conn, b).await?;
+            Ok(((leads.len() as i64) == limit).then_some(leads))
+        }
+    }
 }
 
 pub async fn get(

@@ -719,6 +719,24 @@ async fn dashboard_figures(engine: Engine) {
     assert_eq!(crm::open_count(&mut conn, &site).await.unwrap(), 1);
 }
 
+/// `leads` (time, id, message) stored in `scope` in this order, in one transaction (2,700
+/// commits would dominate a test's time on PostgreSQL).
+async fn insert_leads(app: &TestApp, scope: &TenantScope, leads: &[(Timestamp, Uuid, &str)]) {
+    vantus::on_db!(db(app), p => async {
+        let mut tx = p.begin().await?;
+        for (at, id, message) in leads {
+            sqlx::query(
+                "INSERT INTO leads (id, tenant_id, stage, source, name, email, budget, message,
+                                    created_at, updated_at)
+                 VALUES ($1, $2, 'new', 'form', 'Bench', $3, '25k-50k', $4, $5, $5)")
+                .bind(id).bind(scope.id()).bind(format!("{}@example.org", id.simple()))
+                .bind(*message).bind(at).execute(&mut *tx).await?;
+        }
+        tx.commit().await
+    }.await)
+    .unwrap();
+}
+
 /// A broad search (more matches than the narrow plan takes) and a narrow one list exactly the
 /// leads that match, newest first (ties by id), across keyset pages: the two plans the search
 /// picks between (`store::search::lead_condition`) agree with a plain reading of the data.
@@ -726,7 +744,8 @@ async fn broad_and_narrow_searches_page_through_every_match_in_order(engine: Eng
     use vantus::leads::crm::{self, Cursor, Filter};
     let (app, site, _, _) = spawn(engine).await;
     let start = Timestamp::now().unix_micros() - 10_000_000_000;
-    // 2,160 leads say "common": more than the narrow plan takes (2,000).
+    // 2,160 leads say "common": more than the narrow plan takes (500 on SQLite, 2,000 on
+    // PostgreSQL); 270 say "narrowword", fewer than either.
     let inserted: Vec<(Timestamp, Uuid, &str)> = (0..2_700i64)
         .map(|i| {
             let message = match i % 10 {
@@ -743,21 +762,28 @@ async fn broad_and_narrow_searches_page_through_every_match_in_order(engine: Eng
             )
         })
         .collect();
-    // One transaction: 2,700 commits would dominate the test's time on PostgreSQL.
-    vantus::on_db!(db(&app), p => async {
-        let mut tx = p.begin().await?;
-        for (at, id, message) in &inserted {
-            sqlx::query(
-                "INSERT INTO leads (id, tenant_id, stage, source, name, email, budget, message,
-                                    created_at, updated_at)
-                 VALUES ($1, $2, 'new', 'form', 'Bench', $3, '25k-50k', $4, $5, $5)")
-                .bind(id).bind(site.id()).bind(format!("{}@example.org", id.simple()))
-                .bind(*message).bind(at).execute(&mut *tx).await?;
-        }
-        tx.commit().await
-    }.await)
-    .unwrap();
+    insert_leads(&app, &site, &inserted).await;
+    // Then 60 leads inserted late with earlier times (an import, a restore in another order):
+    // their rowids are the highest, their places all over the list, so the newest-first read
+    // of the FTS index is out of the list's order and must notice.
+    let late: Vec<(Timestamp, Uuid, &str)> = (0..60i64)
+        .map(|i| {
+            let micros = start + ((i * 1_361) % 2_700) * 1_000_000 + 500_000;
+            let message = if i % 3 == 0 {
+                "a narrowword and common words"
+            } else {
+                "common words only"
+            };
+            (
+                Timestamp::from_unix_micros(micros).unwrap(),
+                Uuid::now_v7(),
+                message,
+            )
+        })
+        .collect();
+    insert_leads(&app, &site, &late).await;
     let mut inserted = inserted;
+    inserted.extend(late);
     inserted.sort_by_key(|l| std::cmp::Reverse((l.0, l.1)));
     for word in ["common", "narrowword", "plain"] {
         let expected: Vec<Uuid> = inserted
@@ -769,20 +795,65 @@ async fn broad_and_narrow_searches_page_through_every_match_in_order(engine: Eng
             words: vec![word.to_owned()],
             ..Filter::default()
         };
-        let mut listed = Vec::new();
-        let mut after: Option<Cursor> = None;
-        loop {
-            let page = vantus::with_conn!(db(&app), conn =>
-                crm::page(conn, &site, &filter, after.as_ref(), 250).await)
-            .unwrap();
-            let Some(last) = page.last() else { break };
-            after = Some(Cursor::of(last));
-            listed.extend(page.iter().map(|l| l.id));
+        for size in [51, 250] {
+            let mut listed = Vec::new();
+            let mut after: Option<Cursor> = None;
+            loop {
+                let page = vantus::with_conn!(db(&app), conn =>
+                    crm::page(conn, &site, &filter, after.as_ref(), size).await)
+                .unwrap();
+                let Some(last) = page.last() else { break };
+                after = Some(Cursor::of(last));
+                listed.extend(page.iter().map(|l| l.id));
+            }
+            assert_eq!(
+                listed.len(),
+                expected.len(),
+                "{word} by {size}: every match once"
+            );
+            assert!(
+                listed == expected,
+                "{word} by {size}: listed newest first, ties by id"
+            );
         }
-        assert_eq!(listed.len(), expected.len(), "{word}: every match once");
-        assert!(
-            listed == expected,
-            "{word}: listed newest first, ties by id"
+    }
+}
+
+/// A SQLite index made by an earlier version (no prefix index) is made again, full, when the
+/// server migrates: searches keep finding every lead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_without_prefixes_is_rebuilt_on_migrate() {
+    use vantus::leads::crm::{self, Filter};
+    let (app, site, _, _) = spawn(Engine::Sqlite).await;
+    let ada = lead(&app, &site, "Ada", "We need a zeppelin booking portal").await;
+    vantus::on_db!(db(&app), p => async {
+        sqlx::query("DROP TABLE _leads_fts").execute(p).await?;
+        sqlx::query(
+            "CREATE VIRTUAL TABLE _leads_fts USING fts5(
+                 lead_id UNINDEXED, name, email, company, message,
+                 tokenize = 'unicode61 remove_diacritics 2')").execute(p).await?;
+        Ok::<_, sqlx::Error>(())
+    }.await)
+    .unwrap();
+    vantus::store::migrate::migrate_to(db(&app), None)
+        .await
+        .unwrap();
+    let definition: String = vantus::on_db!(db(&app), p => sqlx::query_scalar(
+        "SELECT sql FROM sqlite_master WHERE name = '_leads_fts'").fetch_one(p).await)
+    .unwrap();
+    assert!(definition.contains("prefix"), "{definition}");
+    for word in ["zeppelin", "zep", "booking"] {
+        let filter = Filter {
+            words: vantus::store::search::words(word),
+            ..Filter::default()
+        };
+        let found =
+            vantus::with_conn!(db(&app), conn => crm::page(conn, &site, &filter, None, 10).await)
+                .unwrap();
+        assert_eq!(
+            found.iter().map(|l| l.id).collect::<Vec<_>>(),
+            [ada],
+            "{word}"
         );
     }
 }
