@@ -33,12 +33,12 @@ impl TenantScope {
 // Moved to a leaf module so `config` need not import `tenancy`; re-exported for callers.
 pub use crate::slug::is_valid_slug;
 
-#[derive(sqlx::FromRow)]
 struct TenantRow {
     id: Uuid,
     slug: String,
     name: String,
 }
+crate::store::from_row!(TenantRow { id, slug, name });
 
 impl From<TenantRow> for TenantScope {
     fn from(r: TenantRow) -> Self {
@@ -76,12 +76,11 @@ pub struct Membership {
     pub role: String,
 }
 
-#[derive(sqlx::FromRow)]
 struct MembershipRow {
-    #[sqlx(flatten)]
     tenant: TenantRow,
     role: String,
 }
+crate::store::from_row!(MembershipRow { role } flatten { tenant });
 
 impl From<MembershipRow> for Membership {
     fn from(r: MembershipRow) -> Self {

@@ -26,7 +26,7 @@ pub struct Filter {
 }
 
 /// One stored entry.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct Entry {
     pub seq: i64,
     pub id: Uuid,
@@ -40,6 +40,18 @@ pub struct Entry {
     pub created_at: Timestamp,
     pub hash: Option<String>,
 }
+crate::store::from_row!(Entry {
+    seq,
+    id,
+    actor,
+    action,
+    resource,
+    detail,
+    ip,
+    request_id,
+    created_at,
+    hash
+});
 
 impl Entry {
     /// The account that acted, when a staff member did.

@@ -15,7 +15,7 @@ use crate::store::{Conn, Timestamp, on_conn};
 use crate::tenancy::TenantScope;
 
 /// An invitation as the users page lists it.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct Pending {
     pub id: Uuid,
     pub email: String,
@@ -23,9 +23,16 @@ pub struct Pending {
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
 }
+crate::store::from_row!(Pending {
+    id,
+    email,
+    role,
+    created_at,
+    expires_at
+});
 
 /// An invitation found by its token, whatever its state.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct Found {
     pub id: Uuid,
     pub tenant_id: Uuid,
@@ -35,6 +42,15 @@ pub struct Found {
     pub accepted_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
 }
+crate::store::from_row!(Found {
+    id,
+    tenant_id,
+    email,
+    role,
+    expires_at,
+    accepted_at,
+    revoked_at
+});
 
 /// Where an invitation stands, for the page its link opens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

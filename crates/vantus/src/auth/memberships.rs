@@ -14,13 +14,19 @@ use crate::tenancy::TenantScope;
 
 /// A member of a tenant. The address is shown to the owner managing the tenant, never logged
 /// or audited.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct Member {
     pub user_id: Uuid,
     pub name: String,
     pub email: String,
     pub role: String,
 }
+crate::store::from_row!(Member {
+    user_id,
+    name,
+    email,
+    role
+});
 
 /// Everyone in `scope`, by name.
 pub async fn members(conn: &mut Conn<'_>, scope: &TenantScope) -> Result<Vec<Member>, sqlx::Error> {

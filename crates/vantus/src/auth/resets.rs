@@ -17,13 +17,19 @@ pub struct Created {
 }
 
 /// A reset link found by its token, in any state.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct Found {
     pub id: String,
     pub user_id: Uuid,
     pub expires_at: Timestamp,
     pub used_at: Option<Timestamp>,
 }
+crate::store::from_row!(Found {
+    id,
+    user_id,
+    expires_at,
+    used_at
+});
 
 impl Found {
     /// Not used, not void, not expired.

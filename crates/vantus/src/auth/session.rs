@@ -47,7 +47,7 @@ pub fn session_token(headers: &axum::http::HeaderMap, cookie: &str) -> Option<Se
 
 /// A live session, as the request that presented its token sees it: with the account's name
 /// and its role in the session's tenant.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct Session {
     /// The token's SHA-256: how the session is named in queries, never the token itself.
     pub id: String,
@@ -67,6 +67,19 @@ pub struct Session {
     /// them to enrolment and nowhere else.
     pub must_enrol_mfa: bool,
 }
+crate::store::from_row!(Session {
+    id,
+    user_id,
+    tenant_id,
+    csrf_token,
+    created_at,
+    last_seen_at,
+    expires_at,
+    user_name,
+    role,
+    authenticated_at,
+    must_enrol_mfa
+});
 
 impl Session {
     /// Whether the last proof of a factor is within `window`.
@@ -196,7 +209,7 @@ pub async fn renew(
 }
 
 /// One of a user's live sessions, as the account page lists it.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct Listed {
     pub id: String,
     pub ip: Option<String>,
@@ -204,6 +217,13 @@ pub struct Listed {
     pub created_at: Timestamp,
     pub last_seen_at: Timestamp,
 }
+crate::store::from_row!(Listed {
+    id,
+    ip,
+    user_agent,
+    created_at,
+    last_seen_at
+});
 
 /// The user's live sessions, the most recently used first.
 pub async fn list_live(

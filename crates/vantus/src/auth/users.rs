@@ -47,7 +47,7 @@ impl StaffName {
 }
 
 /// A stored account.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct User {
     pub id: Uuid,
     pub email: String,
@@ -56,6 +56,14 @@ pub struct User {
     pub disabled_at: Option<Timestamp>,
     pub created_at: Timestamp,
 }
+crate::store::from_row!(User {
+    id,
+    email,
+    name,
+    password_hash,
+    disabled_at,
+    created_at
+});
 
 /// Why an account could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -160,7 +168,7 @@ pub async fn role_in(
 }
 
 /// A member of a tenant, as the users page lists them.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct Member {
     pub id: Uuid,
     pub email: String,
@@ -171,6 +179,14 @@ pub struct Member {
     /// When the account last signed in (anywhere), if ever.
     pub last_sign_in: Option<Timestamp>,
 }
+crate::store::from_row!(Member {
+    id,
+    email,
+    name,
+    role,
+    disabled_at,
+    last_sign_in
+});
 
 impl Member {
     pub fn role(&self) -> Option<Role> {

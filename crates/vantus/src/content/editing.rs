@@ -45,7 +45,7 @@ pub const FIXED_PAGES: &[&str] = &[
 ];
 
 /// An item as the portal sees it: its live state, and whether a draft is waiting.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct AdminItem {
     pub id: Uuid,
     pub kind: String,
@@ -64,6 +64,24 @@ pub struct AdminItem {
     pub draft_revision_id: Option<Uuid>,
     pub published_revision_id: Option<Uuid>,
 }
+crate::store::from_row!(AdminItem {
+    id,
+    kind,
+    slug,
+    title,
+    summary,
+    body_markdown,
+    meta,
+    status,
+    published_at,
+    updated_at,
+    deleted_at,
+    seo_description,
+    seo_image,
+    seo_canonical,
+    draft_revision_id,
+    published_revision_id
+});
 
 impl AdminItem {
     pub fn kind(&self) -> ContentKind {
@@ -133,7 +151,7 @@ pub async fn find(
 }
 
 /// One line of the content list: the item, and the title of its pending draft if any.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct ListedItem {
     pub id: Uuid,
     pub kind: String,
@@ -145,6 +163,17 @@ pub struct ListedItem {
     pub draft_title: Option<String>,
     pub draft_saved_at: Option<Timestamp>,
 }
+crate::store::from_row!(ListedItem {
+    id,
+    kind,
+    slug,
+    title,
+    status,
+    updated_at,
+    deleted_at,
+    draft_title,
+    draft_saved_at
+});
 
 /// The tenant's items, newest change first: the live ones, or (`deleted`) the bin.
 pub async fn list(
@@ -445,7 +474,7 @@ pub async fn redirect_for(
 
 /// One entry of [`awaiting`]: an item with a draft waiting to be published, or a scheduled
 /// publish or unpublish.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct Awaiting {
     pub item_id: Uuid,
     pub kind: String,
@@ -455,6 +484,13 @@ pub struct Awaiting {
     /// When the draft was saved, or when the schedule runs.
     pub at: Timestamp,
 }
+crate::store::from_row!(Awaiting {
+    item_id,
+    kind,
+    title,
+    what,
+    at
+});
 
 /// The scheduled publishes and unpublishes still to run, of live items of tenant `$1`.
 macro_rules! pending_schedules {

@@ -60,7 +60,7 @@ impl ContentKind {
 }
 
 /// A published item with its body, as a detail page needs it.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct ContentItem {
     pub id: Uuid,
     pub slug: String,
@@ -76,6 +76,19 @@ pub struct ContentItem {
     pub seo_image: String,
     pub seo_canonical: String,
 }
+crate::store::from_row!(ContentItem {
+    id,
+    slug,
+    title,
+    summary,
+    body_markdown,
+    meta,
+    published_at,
+    updated_at,
+    seo_description,
+    seo_image,
+    seo_canonical
+});
 
 /// The columns of [`ContentItem`], spliced into queries at compile time (`concat!`).
 macro_rules! item_columns {
@@ -86,7 +99,7 @@ macro_rules! item_columns {
 }
 
 /// A published item without its body, as lists and feeds need it.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct ContentSummary {
     pub slug: String,
     pub title: String,
@@ -95,6 +108,14 @@ pub struct ContentSummary {
     pub published_at: Option<Timestamp>,
     pub updated_at: Timestamp,
 }
+crate::store::from_row!(ContentSummary {
+    slug,
+    title,
+    summary,
+    meta,
+    published_at,
+    updated_at
+});
 
 /// Parses kind-specific fields. Content edited into an unexpected shape degrades to defaults
 /// (and a warning) rather than taking the page down.

@@ -9,7 +9,7 @@ use crate::store::{Conn, Timestamp, on_conn};
 use crate::tenancy::TenantScope;
 
 /// One saved state of an item.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct Revision {
     pub id: Uuid,
     pub item_id: Uuid,
@@ -28,6 +28,23 @@ pub struct Revision {
     pub author_name: Option<String>,
     pub created_at: Timestamp,
 }
+crate::store::from_row!(Revision {
+    id,
+    item_id,
+    number,
+    slug,
+    title,
+    summary,
+    body_markdown,
+    meta,
+    seo_description,
+    seo_image,
+    seo_canonical,
+    note,
+    author_id,
+    author_name,
+    created_at
+});
 
 impl Revision {
     pub fn fields(&self) -> Fields {

@@ -35,7 +35,7 @@ impl Action {
 }
 
 /// A scheduled publish or unpublish.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct Scheduled {
     pub id: Uuid,
     pub item_id: Uuid,
@@ -47,6 +47,17 @@ pub struct Scheduled {
     pub done_at: Option<Timestamp>,
     pub outcome: Option<String>,
 }
+crate::store::from_row!(Scheduled {
+    id,
+    item_id,
+    action,
+    run_at,
+    scheduled_by,
+    scheduled_by_name,
+    created_at,
+    done_at,
+    outcome
+});
 
 impl Scheduled {
     pub fn action(&self) -> Action {

@@ -128,7 +128,7 @@ impl Cursor {
 }
 
 /// A lead as the CRM sees it.
-#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CrmLead {
     pub id: Uuid,
     pub stage: String,
@@ -146,6 +146,23 @@ pub struct CrmLead {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
+crate::store::from_row!(CrmLead {
+    id,
+    stage,
+    spam_reason,
+    source,
+    name,
+    email,
+    company,
+    role,
+    budget,
+    website,
+    message,
+    assignee_id,
+    lost_reason,
+    created_at,
+    updated_at
+});
 
 impl CrmLead {
     pub fn stage(&self) -> Option<Stage> {
@@ -326,12 +343,11 @@ where
 }
 
 /// A lead read in the FTS index's order, with its rowid there.
-#[derive(sqlx::FromRow)]
 struct Indexed {
-    #[sqlx(flatten)]
     lead: CrmLead,
     index_rowid: i64,
 }
+crate::store::from_row!(Indexed { index_rowid } flatten { lead });
 
 /// How many listed leads the SQLite newest-first proof walks at most: a word sparser than
 /// about one lead in a hundred is left to the count-based plans (the walk reads a compact

@@ -19,12 +19,17 @@ use crate::tenancy::TenantScope;
 pub const MAX_KEY_LEN: usize = 255;
 
 /// A response to replay: status, an optional `Location`, and a body.
-#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SavedResponse {
     pub status: i64,
     pub location: Option<String>,
     pub body: String,
 }
+crate::store::from_row!(SavedResponse {
+    status,
+    location,
+    body
+});
 
 /// A validated idempotency key with the fingerprint of the request that came with it.
 #[derive(Clone, Debug)]

@@ -35,7 +35,7 @@ impl ActivityKind {
 }
 
 /// One stored activity.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct Activity {
     pub id: Uuid,
     pub actor_id: Option<Uuid>,
@@ -43,6 +43,13 @@ pub struct Activity {
     pub body: String,
     pub created_at: Timestamp,
 }
+crate::store::from_row!(Activity {
+    id,
+    actor_id,
+    kind,
+    body,
+    created_at
+});
 
 /// Records `kind` on the lead `lead` of `scope` by `actor`; `body` is the note's text, the
 /// new stage, or the assignee's id. Returns the row's id.

@@ -26,7 +26,7 @@ impl LeadSource {
 }
 
 /// A stored submission: a lead, or (with `spam_reason`) one the spam defence caught.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Lead {
     pub id: Uuid,
     pub stage: String,
@@ -44,6 +44,21 @@ pub struct Lead {
     #[serde(serialize_with = "rfc3339")]
     pub updated_at: Timestamp,
 }
+crate::store::from_row!(Lead {
+    id,
+    stage,
+    spam_reason,
+    source,
+    name,
+    email,
+    company,
+    role,
+    budget,
+    website,
+    message,
+    created_at,
+    updated_at
+});
 
 fn rfc3339<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&t.to_rfc3339_seconds())

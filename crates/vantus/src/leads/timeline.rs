@@ -25,7 +25,6 @@ pub struct Event {
     pub text: String,
 }
 
-#[derive(sqlx::FromRow)]
 struct Message {
     channel: String,
     topic: String,
@@ -33,6 +32,13 @@ struct Message {
     created_at: Timestamp,
     sent_at: Option<Timestamp>,
 }
+crate::store::from_row!(Message {
+    channel,
+    topic,
+    status,
+    created_at,
+    sent_at
+});
 
 /// The timeline of `lead` (of `scope`).
 pub async fn of_lead(

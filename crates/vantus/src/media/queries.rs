@@ -8,7 +8,7 @@ use crate::store::{Conn, Timestamp, on_conn};
 use crate::tenancy::TenantScope;
 
 /// A file in the library.
-#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Media {
     pub id: Uuid,
     pub file_name: String,
@@ -25,6 +25,22 @@ pub struct Media {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
+crate::store::from_row!(Media {
+    id,
+    file_name,
+    object_key,
+    label,
+    content_type,
+    bytes,
+    sha256,
+    width,
+    height,
+    alt_text,
+    is_public,
+    variants_state,
+    created_at,
+    updated_at
+});
 
 macro_rules! media_columns {
     () => {
@@ -34,7 +50,7 @@ macro_rules! media_columns {
 }
 
 /// A responsive variant of an image.
-#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VariantRow {
     pub media_id: Uuid,
     pub file_name: String,
@@ -44,6 +60,15 @@ pub struct VariantRow {
     pub bytes: i64,
     pub sha256: String,
 }
+crate::store::from_row!(VariantRow {
+    media_id,
+    file_name,
+    object_key,
+    width,
+    height,
+    bytes,
+    sha256
+});
 
 macro_rules! variant_columns {
     () => {
@@ -119,7 +144,7 @@ pub async fn get(
 }
 
 /// What `/media/<file_name>` serves: an original or a variant, with its owner's visibility.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct Served {
     pub object_key: String,
     pub content_type: String,
@@ -127,6 +152,13 @@ pub struct Served {
     pub is_public: bool,
     pub label: String,
 }
+crate::store::from_row!(Served {
+    object_key,
+    content_type,
+    sha256,
+    is_public,
+    label
+});
 
 /// The file called `file_name` in `scope` (an original or one of its variants).
 pub async fn find_served(
@@ -228,7 +260,7 @@ pub async fn by_file_names(
 }
 
 /// An image whose variants a worker has claimed.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct Claimed {
     pub id: Uuid,
     pub tenant_id: Uuid,
@@ -237,6 +269,14 @@ pub struct Claimed {
     pub content_type: String,
     pub variants_attempts: i64,
 }
+crate::store::from_row!(Claimed {
+    id,
+    tenant_id,
+    file_name,
+    object_key,
+    content_type,
+    variants_attempts
+});
 
 /// Claims the oldest image waiting for variants (or whose claim ran out: its worker died),
 /// for `lease`. A compare-and-set on the lease, so two replicas never take the same row.

@@ -255,7 +255,6 @@ pub async fn status_counts(conn: &mut Conn<'_>) -> Result<StatusCounts, sqlx::Er
     Ok(counts)
 }
 
-#[derive(sqlx::FromRow)]
 struct EntryRow {
     id: Uuid,
     message_id: String,
@@ -269,6 +268,19 @@ struct EntryRow {
     lead_id: Option<Uuid>,
     created_at: Timestamp,
 }
+crate::store::from_row!(EntryRow {
+    id,
+    message_id,
+    tenant,
+    channel,
+    topic,
+    status,
+    attempts,
+    next_attempt_at,
+    last_error,
+    lead_id,
+    created_at
+});
 
 /// The undelivered messages (pending, retrying, dead), oldest first, at most `limit`.
 pub async fn list(conn: &mut Conn<'_>, limit: i64) -> Result<Vec<Entry>, sqlx::Error> {

@@ -83,7 +83,6 @@ pub struct Worker {
 }
 
 /// A row this worker has leased.
-#[derive(sqlx::FromRow)]
 struct Claimed {
     id: Uuid,
     channel: String,
@@ -95,6 +94,17 @@ struct Claimed {
     attempts: i64,
     created_at: Timestamp,
 }
+crate::store::from_row!(Claimed {
+    id,
+    channel,
+    topic,
+    destination,
+    lead_id,
+    payload,
+    message_id,
+    attempts,
+    created_at
+});
 
 /// Why one attempt failed.
 struct Failure {

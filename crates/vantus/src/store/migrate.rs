@@ -8,15 +8,64 @@
 //! rolling upgrade old pods keep serving on the expanded schema. Schema changes are therefore
 //! written expand-then-contract (ADR 0001).
 
-use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
+use sqlx::{AssertSqlSafe, SqlSafeStr};
 
 use super::{Conn, Db, append_only, on_conn, search};
 
 /// Key of the advisory lock held while migrating and seeding ("vantus:migrate").
 const MIGRATION_LOCK_KEY: i64 = 0x7661_6e74_7573_6d67;
 
+/// Embeds `migrations/<file>.sql` as migration `version`, described as sqlx's `migrate!`
+/// would describe it (the file name after the version, `_` read as a space).
+macro_rules! migration {
+    ($version:literal, $file:literal) => {
+        (
+            $version,
+            $file,
+            include_str!(concat!("../../../../migrations/", $file, ".sql")),
+        )
+    };
+}
+
+/// Every migration, in order: version, file name (without `.sql`) and SQL. Listed by hand
+/// rather than by sqlx's `migrate!` macro, whose proc-macro crate builds both database drivers
+/// a second time (ADR 0103); `every_migration_file_is_listed` fails when a file is missing.
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    migration!(1, "0001_foundation"),
+    migration!(2, "0002_operations"),
+    migration!(3, "0003_leads"),
+    migration!(4, "0004_audit_chain"),
+    migration!(5, "0005_accounts"),
+    migration!(6, "0006_mfa"),
+    migration!(7, "0007_invitations"),
+    migration!(8, "0008_tenant_admin"),
+    migration!(9, "0009_passkeys"),
+    migration!(10, "0010_crm"),
+    migration!(11, "0011_cms"),
+    migration!(12, "0012_media"),
+];
+
 fn migrator() -> Migrator {
-    let mut m = sqlx::migrate!("../../migrations");
+    let migrations = MIGRATIONS
+        .iter()
+        .map(|&(version, file, sql)| {
+            let description = file
+                .split_once('_')
+                .map_or(file, |(_, d)| d)
+                .replace('_', " ");
+            // The same checksum and no-transaction marker as `migrate!`, so databases migrated
+            // by earlier releases (which used the macro) see the same migrations.
+            Migration::new(
+                version,
+                description.into(),
+                MigrationType::Simple,
+                AssertSqlSafe(sql).into_sql_str(),
+                sql.starts_with("-- no-transaction"),
+            )
+        })
+        .collect();
+    let mut m = Migrator::with_migrations(migrations);
     m.set_ignore_missing(true);
     m
 }
@@ -126,4 +175,43 @@ pub enum SetupError {
     Database(#[from] sqlx::Error),
     #[error("{0}")]
     Seed(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_file_is_listed() {
+        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
+        let mut files: Vec<String> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let listed: Vec<String> = MIGRATIONS
+            .iter()
+            .map(|(_, f, _)| format!("{f}.sql"))
+            .collect();
+        assert_eq!(
+            listed, files,
+            "MIGRATIONS must list every file of migrations/, in order"
+        );
+        for (version, file, _) in MIGRATIONS {
+            let prefix: i64 = file.split('_').next().unwrap().parse().unwrap();
+            assert_eq!(*version, prefix, "{file} is listed with the wrong version");
+        }
+    }
+
+    #[test]
+    fn migrations_are_described_like_sqlx_describes_them() {
+        let known = known();
+        assert_eq!(known.len(), MIGRATIONS.len());
+        assert_eq!(known[0], (1, "foundation".to_string()));
+        assert!(
+            known.contains(&(8, "tenant admin".to_string())),
+            "{known:?}"
+        );
+    }
 }

@@ -106,8 +106,8 @@ use sqlx::sqlite::{
 use sqlx::{Postgres, Sqlite, Transaction};
 
 pub use replicas::{ReplicaSet, ReplicaState};
-pub(crate) use rows::on_conn;
 pub use rows::{AsConn, Conn};
+pub(crate) use rows::{from_row, on_conn};
 pub use timestamp::Timestamp;
 
 use crate::config::{ConfigError, DatabaseConfig, DatabaseUrl};

@@ -47,6 +47,31 @@ macro_rules! on_conn {
 }
 pub(crate) use on_conn;
 
+/// `sqlx::FromRow` for a struct read by `query_as` on either engine: each named field is read
+/// from the column of the same name, each `flatten` field from the same row by its own
+/// `FromRow`. Written by hand rather than derived: sqlx's derive brings in its proc-macro
+/// crate, which builds both database drivers, TLS and the bundled SQLite a second time for the
+/// host (ADR 0103). A field left out, or one that is not in the struct, fails to compile.
+macro_rules! from_row {
+    ($ty:ident { $($field:ident),* $(,)? } $(flatten { $($flat:ident),+ $(,)? })?) => {
+        $crate::store::from_row!(@engine sqlx::sqlite::SqliteRow, $ty { $($field),* } $($($flat),+)?);
+        $crate::store::from_row!(@engine sqlx::postgres::PgRow, $ty { $($field),* } $($($flat),+)?);
+    };
+    (@engine $row:ty, $ty:ident { $($field:ident),* } $($flat:ident),*) => {
+        impl<'r> sqlx::FromRow<'r, $row> for $ty {
+            fn from_row(row: &'r $row) -> Result<Self, sqlx::Error> {
+                #[allow(unused_imports)]
+                use sqlx::Row as _;
+                Ok(Self {
+                    $($field: row.try_get(stringify!($field))?,)*
+                    $($flat: sqlx::FromRow::from_row(row)?,)*
+                })
+            }
+        }
+    };
+}
+pub(crate) use from_row;
+
 /// Anything that can lend a connection of either engine: pool connections and transactions.
 pub trait AsConn {
     fn as_conn(&mut self) -> Conn<'_>;

@@ -16,13 +16,19 @@ pub const TTL: Duration = Duration::from_secs(5 * 60);
 /// per-client and per-account limits count).
 pub const MAX_ATTEMPTS: i64 = 5;
 
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct Challenge {
     pub id: String,
     pub user_id: Uuid,
     pub next_path: String,
     pub attempts: i64,
 }
+crate::store::from_row!(Challenge {
+    id,
+    user_id,
+    next_path,
+    attempts
+});
 
 /// Starts a challenge for `user`, who will go to `next` once through.
 pub async fn create(

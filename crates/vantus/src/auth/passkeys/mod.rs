@@ -163,13 +163,19 @@ fn encode_id(credential_id: &[u8]) -> String {
 }
 
 /// One of a user's passkeys, as the account page lists it.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct Listed {
     pub id: Uuid,
     pub name: String,
     pub created_at: Timestamp,
     pub last_used_at: Option<Timestamp>,
 }
+crate::store::from_row!(Listed {
+    id,
+    name,
+    created_at,
+    last_used_at
+});
 
 /// The user's passkeys, the newest first.
 pub async fn list_for(conn: &mut Conn<'_>, user: Uuid) -> Result<Vec<Listed>, sqlx::Error> {
