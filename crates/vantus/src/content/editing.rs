@@ -342,12 +342,28 @@ pub async fn publish(
     scope: &TenantScope,
     id: Uuid,
 ) -> Result<Option<Published>, EditError> {
+    publish_revision(conn, scope, id, None).await
+}
+
+/// Publishes revision `pinned` of the item, or the pending draft when `None` (see
+/// [`publish`]). A scheduled publish pins the draft it was scheduled for: a draft saved after
+/// that is not what the scheduler approved, so it stays pending. `Ok(None)`: `pinned` is what
+/// is published already.
+pub async fn publish_revision(
+    conn: &mut Conn<'_>,
+    scope: &TenantScope,
+    id: Uuid,
+    pinned: Option<Uuid>,
+) -> Result<Option<Published>, EditError> {
     let item = find(conn, scope, id).await?.ok_or(EditError::NotFound)?;
     if item.deleted_at.is_some() {
         return Err(EditError::NotFound);
     }
     let kind = item.kind();
-    let (fields, revision) = match item.draft_revision_id {
+    let (fields, revision) = match pinned.or(item.draft_revision_id) {
+        Some(rev) if item.is_published() && item.published_revision_id == Some(rev) => {
+            return Ok(None);
+        }
         Some(rev) => {
             let r = revisions::find(conn, scope, id, rev)
                 .await?
@@ -366,7 +382,10 @@ pub async fn publish(
          SET slug = $3, title = $4, summary = $5, body_markdown = $6, meta = $7,
              seo_description = $8, seo_image = $9, seo_canonical = $10,
              status = 'published', published_at = COALESCE(published_at, $11),
-             published_revision_id = $12, draft_revision_id = NULL, updated_at = $11
+             published_revision_id = $12, updated_at = $11,
+             -- A newer draft than the published revision stays pending.
+             draft_revision_id = CASE WHEN draft_revision_id = $12 THEN NULL
+                                      ELSE draft_revision_id END
          WHERE tenant_id = $1 AND id = $2"
     )
     .bind(scope.id()).bind(id).bind(&fields.slug).bind(&fields.title).bind(&fields.summary)

@@ -46,6 +46,10 @@ pub struct Scheduled {
     pub created_at: Timestamp,
     pub done_at: Option<Timestamp>,
     pub outcome: Option<String>,
+    /// For a publish: the revision it publishes (the draft when it was scheduled). `None` for
+    /// unpublishes, and for publishes scheduled before revisions were pinned (they publish
+    /// whatever draft is pending when they run).
+    pub revision_id: Option<Uuid>,
 }
 crate::store::from_row!(Scheduled {
     id,
@@ -56,7 +60,8 @@ crate::store::from_row!(Scheduled {
     scheduled_by_name,
     created_at,
     done_at,
-    outcome
+    outcome,
+    revision_id
 });
 
 impl Scheduled {
@@ -68,12 +73,13 @@ impl Scheduled {
 macro_rules! schedule_select {
     () => {
         "SELECT s.id, s.item_id, s.action, s.run_at, s.scheduled_by, u.name AS scheduled_by_name,
-                s.created_at, s.done_at, s.outcome
+                s.created_at, s.done_at, s.outcome, s.revision_id
          FROM content_schedules s LEFT JOIN users u ON u.id = s.scheduled_by "
     };
 }
 
-/// Adds a schedule; returns its id.
+/// Adds a schedule; returns its id. `revision`: what a publish publishes (the pending draft
+/// now, so an edit saved later is not published unseen); `None` for an unpublish.
 pub async fn add(
     conn: &mut Conn<'_>,
     scope: &TenantScope,
@@ -81,14 +87,15 @@ pub async fn add(
     action: Action,
     run_at: Timestamp,
     by: Uuid,
+    revision: Option<Uuid>,
 ) -> Result<Uuid, sqlx::Error> {
     let id = Uuid::now_v7();
     on_conn!(conn.reborrow(), c => sqlx::query(
         "INSERT INTO content_schedules
-           (id, tenant_id, item_id, action, run_at, scheduled_by, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)"
+           (id, tenant_id, item_id, action, run_at, scheduled_by, created_at, revision_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
     ).bind(id).bind(scope.id()).bind(item_id).bind(action.as_str()).bind(run_at).bind(by)
-    .bind(Timestamp::now()).execute(c).await.map(|_| ()))?;
+    .bind(Timestamp::now()).bind(revision).execute(c).await.map(|_| ()))?;
     Ok(id)
 }
 

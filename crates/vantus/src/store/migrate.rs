@@ -44,6 +44,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     migration!(10, "0010_crm"),
     migration!(11, "0011_cms"),
     migration!(12, "0012_media"),
+    migration!(13, "0013_schedule_revision"),
 ];
 
 fn migrator() -> Migrator {

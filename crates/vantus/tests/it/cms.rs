@@ -919,6 +919,59 @@ async fn scheduled_publish_and_unpublish_happen_on_time(engine: Engine) {
     assert_eq!(audit_count(&app, "content.schedule_cancelled").await, 1);
 }
 
+/// A scheduled publish publishes the draft it was scheduled for: an edit saved in between
+/// stays a draft (the portal still shows it pending) and never reaches the public page unseen.
+async fn a_scheduled_publish_publishes_the_draft_it_was_scheduled_for(engine: Engine) {
+    let app = spawn(engine).await;
+    let ed = editor(&app).await;
+    let id = create(&app, &ed, "pinned", "Pinned", "Reviewed text.").await;
+    let publish_at = vantus::store::Timestamp::now()
+        .plus(Duration::from_secs(3))
+        .to_rfc3339_seconds();
+    post(
+        &app,
+        &ed,
+        &format!("/admin/content/{id}/schedule"),
+        &[("publish_at", publish_at.as_str())],
+    )
+    .await
+    .assert_redirect_to(&format!("/admin/content/{id}?done=scheduled"));
+    // Edited after scheduling, before the schedule runs.
+    post(
+        &app,
+        &ed,
+        &format!("/admin/content/{id}"),
+        &insight_fields("pinned", "Pinned", "Unreviewed edit."),
+    )
+    .await
+    .assert_redirect_to(&format!("/admin/content/{id}?done=saved"));
+    eventually(
+        Duration::from_secs(10),
+        "the scheduled publish",
+        async || public(&app, "/insights/pinned").await.0 == 200,
+    )
+    .await;
+    let (_, page) = public(&app, "/insights/pinned").await;
+    assert!(page.contains("Reviewed text."), "{page}");
+    assert!(!page.contains("Unreviewed edit."));
+    assert_eq!(
+        schedule_outcomes(&app, id).await,
+        [("publish".into(), Some("done".into()))]
+    );
+    // The later edit is still the pending draft, and publishing it by hand publishes it.
+    let db = app.server().app.store.primary();
+    let pending = vantus::with_conn!(db, conn =>
+        vantus::content::editing::awaiting(conn, &app.server().app.site, 50).await)
+    .unwrap();
+    assert!(
+        pending.iter().any(|a| a.item_id == id && a.what == "draft"),
+        "{pending:?}"
+    );
+    publish(&app, &ed, id).await;
+    let (_, page) = public(&app, "/insights/pinned").await;
+    assert!(page.contains("Unreviewed edit."), "{page}");
+}
+
 /// Restoring a revision whose slug another item has taken since is a 409 naming the slug, and
 /// changes nothing.
 async fn restoring_a_revision_whose_slug_was_taken_is_a_conflict(engine: Engine) {
@@ -969,6 +1022,7 @@ both_engines!(
     signed_preview_links_show_the_draft_and_refuse_forgeries_and_expiry,
     roles_and_tenants_are_kept_apart,
     scheduled_publish_and_unpublish_happen_on_time,
+    a_scheduled_publish_publishes_the_draft_it_was_scheduled_for,
 );
 
 /// Two servers on one PostgreSQL: each scheduled change happens once, on whichever leads.

@@ -698,9 +698,13 @@ pub async fn schedule(
         let unpublish_at = parse_time("unpublish_at", &post.unpublish_at)?;
         let pending = schedule::pending_of_item(conn, &staff.scope, id).await?;
         check_schedule(&item, &pending, publish_at, unpublish_at, now)?;
+        // A publish publishes the draft as it is now (read in this transaction): an edit saved
+        // after scheduling stays a draft until it is published or scheduled itself.
+        let draft = editing::find(conn, &staff.scope, id).await?.and_then(|i| i.draft_revision_id);
         for (action, at) in [(Action::Publish, publish_at), (Action::Unpublish, unpublish_at)] {
             let Some(at) = at else { continue };
-            let sid = schedule::add(conn, &staff.scope, id, action, at, me).await?;
+            let revision = (action == Action::Publish).then_some(draft).flatten();
+            let sid = schedule::add(conn, &staff.scope, id, action, at, me, revision).await?;
             staff.audit().record(conn, AuditAction::ContentScheduled, &resource(id),
                 audit::Change::none()
                     .with("action", action.as_str())

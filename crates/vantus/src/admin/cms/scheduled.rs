@@ -82,7 +82,7 @@ async fn carry_out(db: &Db, scope: &TenantScope, s: &Scheduled) -> Result<bool, 
             .with("scheduled", true)
             .with("schedule_id", s.id.to_string());
         let outcome = match s.action() {
-            Action::Publish => match editing::publish(conn, scope, s.item_id).await {
+            Action::Publish => match editing::publish_revision(conn, scope, s.item_id, s.revision_id).await {
                 Ok(Some(p)) => {
                     let mut change = base.with("slug", p.slug.clone());
                     if let Some(old) = &p.moved_from {
