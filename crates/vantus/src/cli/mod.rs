@@ -46,7 +46,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the public site (and, later, the portal) until SIGTERM or SIGINT.
+    /// Serve the public site and the admin portal until SIGTERM or SIGINT.
     #[command(after_long_help = settings_help())]
     Serve(serve::ServeArgs),
     /// Apply pending database migrations and seed the site tenant, then exit.

@@ -169,7 +169,7 @@ settings! {
     "VANTUS_MEDIA_MAX_PIXELS", "media.max_pixels", "50000000", false,
         "Most pixels (width × height) an uploaded image may have; larger ones (and decompression bombs) are refused before decoding.";
     "REDIS_URL", "redis.url", "(none)", true,
-        "redis://host:6379/0 for shared rate limits and sessions across replicas.";
+        "redis://host:6379/0 for rate limits shared across replicas.";
     "VANTUS_METRICS_LISTEN", "metrics.listen", "(none)", false,
         "Serve Prometheus /metrics on this separate address, e.g. 0.0.0.0:9090.";
     "VANTUS_METRICS_TOKEN", "metrics.token", "(none)", true,

@@ -12,7 +12,7 @@ pub(super) async fn check(d: &mut Doctor<'_>) {
         let finding = match redis_ping(secrecy::ExposeSecret::expose_secret(url)).await {
             Ok(()) => Finding::ok("redis", "REDIS_URL answers PING"),
             Err(e) => Finding::high("redis", format!("REDIS_URL is configured but unreachable: {e}"))
-                .impact("Replicas fall back to per-process limits and sessions: limits multiply by the replica count.")
+                .impact("Replicas fall back to per-process rate limits: each grants its own allowance, so limits multiply by the replica count.")
                 .fix("Check REDIS_URL and that Redis is running and reachable."),
         };
         d.push(finding);
@@ -20,7 +20,7 @@ pub(super) async fn check(d: &mut Doctor<'_>) {
         d.push(
             Finding::medium("rate-limits", "REDIS_URL is not set: rate limits are kept per process")
                 .impact("With several replicas, each grants its own allowance: a client gets N times the limit.")
-                .fix("Set REDIS_URL so every replica shares one limit (and, later, sessions)."),
+                .fix("Set REDIS_URL so every replica shares one limit."),
         );
     }
     if let Some(bucket) = &d.config.s3.bucket
