@@ -687,20 +687,21 @@ pub async fn schedule(
         Ok(i) => i,
         Err(res) => return res,
     };
-    if item.deleted_at.is_some() {
-        return AppError::NotFound.into_response();
-    }
     let id = item.id;
     let me = staff.user_id;
     let now = Timestamp::now();
     let done = in_write_tx!(auth.store.primary(), conn => {
         let publish_at = parse_time("publish_at", &post.publish_at)?;
         let unpublish_at = parse_time("unpublish_at", &post.unpublish_at)?;
+        // The item as it is in this transaction: the checks see its current state, and a
+        // publish pins the draft as it is now (an edit saved after scheduling stays a draft
+        // until it is published or scheduled itself).
+        let current = editing::find(conn, &staff.scope, id).await?
+            .filter(|i| i.deleted_at.is_none())
+            .ok_or(EditError::NotFound)?;
         let pending = schedule::pending_of_item(conn, &staff.scope, id).await?;
-        check_schedule(&item, &pending, publish_at, unpublish_at, now)?;
-        // A publish publishes the draft as it is now (read in this transaction): an edit saved
-        // after scheduling stays a draft until it is published or scheduled itself.
-        let draft = editing::find(conn, &staff.scope, id).await?.and_then(|i| i.draft_revision_id);
+        check_schedule(&current, &pending, publish_at, unpublish_at, now)?;
+        let draft = current.draft_revision_id;
         for (action, at) in [(Action::Publish, publish_at), (Action::Unpublish, unpublish_at)] {
             let Some(at) = at else { continue };
             let revision = (action == Action::Publish).then_some(draft).flatten();
