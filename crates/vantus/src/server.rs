@@ -287,7 +287,7 @@ fn application_routes(app: &App, site: &Site, auth: &crate::auth::Auth) -> Route
         .merge(crate::admin::portal_routes(auth))
         .merge(crate::admin::media::public_routes(auth))
         .merge(fault_injection_routes())
-        .route_layer(axum::middleware::from_fn(metrics::remember_route))
+        .route_layer(metrics::RememberRouteLayer)
 }
 
 /// Connects, migrates, seeds and builds the application state; also returns the content

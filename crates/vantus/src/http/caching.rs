@@ -10,8 +10,7 @@ use axum::body::Body;
 use axum::http::header::{
     ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, ETAG, IF_NONE_MATCH, VARY,
 };
-use axum::http::{HeaderMap, HeaderValue, Request, StatusCode};
-use axum::middleware::Next;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -45,14 +44,12 @@ impl CachePolicy {
     }
 }
 
-/// Middleware: responses that did not choose a Cache-Control get `no-store`.
-pub async fn default_no_store(req: Request<Body>, next: Next) -> Response {
-    let mut res = next.run(req).await;
+/// A response that names no Cache-Control gets `no-store`.
+pub fn default_no_store(res: &mut Response) {
     if !res.headers().contains_key(CACHE_CONTROL) {
         res.headers_mut()
             .insert(CACHE_CONTROL, CachePolicy::NoStore.header());
     }
-    res
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,6 +189,8 @@ impl CachedPage {
             r
         };
         let h = res.headers_mut();
+        // Room for these, the security headers and the request id without regrowing.
+        h.reserve(16);
         h.insert(CONTENT_TYPE, self.content_type.clone());
         h.insert(ETAG, etag.clone());
         h.insert(CACHE_CONTROL, self.policy.header());

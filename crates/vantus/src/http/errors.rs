@@ -7,10 +7,8 @@
 //! details never reach the client; they go to the log with the same request id.
 
 use axum::body::Body;
-use axum::extract::State;
 use axum::http::header::{ACCEPT, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG};
 use axum::http::{HeaderValue, Request, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -243,16 +241,25 @@ fn wants_html(req: &Request<Body>) -> bool {
         .is_some_and(|a| a.contains("text/html"))
 }
 
-/// Middleware: every 4xx/5xx leaves with a uniform body (HTML for browsers, JSON otherwise).
+/// What error rendering needs to know of a request, read before the request is handled.
+pub struct ErrorRendering {
+    html: bool,
+    request_id: Option<String>,
+}
+
+impl ErrorRendering {
+    pub fn of(req: &Request<Body>) -> Self {
+        ErrorRendering {
+            html: wants_html(req),
+            request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
+        }
+    }
+}
+
+/// Every 4xx/5xx leaves with a uniform body (HTML for browsers, JSON otherwise).
 /// Headers the inner response set (Retry-After, Allow, security headers) are kept.
-pub async fn render_errors(
-    State(ctx): State<ErrorContext>,
-    req: Request<Body>,
-    next: Next,
-) -> Response {
-    let html = wants_html(&req);
-    let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
-    let res = next.run(req).await;
+pub fn render_errors(ctx: &ErrorContext, asked: ErrorRendering, res: Response) -> Response {
+    let ErrorRendering { html, request_id } = asked;
     let status = res.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return res;
@@ -310,8 +317,8 @@ pub async fn render_errors(
     Response::from_parts(parts, Body::from(body))
 }
 
-/// For `CatchPanicLayer`: a panic becomes a bare 500 (rendered by [`render_errors`]) and a log
-/// line. The panic message is logged, never sent.
+/// A panic becomes a bare 500 (rendered by [`render_errors`]) and a log line. The panic
+/// message is logged, never sent.
 pub fn on_panic(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
     let message = err
         .downcast_ref::<String>()

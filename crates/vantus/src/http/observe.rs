@@ -6,11 +6,11 @@
 //! line with method, path, status and latency. The query string is not logged: it can carry
 //! personal data.
 
+use std::future::Future;
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Request};
-use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
@@ -56,20 +56,34 @@ fn link_trace(span: &tracing::Span, headers: &HeaderMap) -> Option<String> {
     (trace_id != TraceId::INVALID).then(|| trace_id.to_string())
 }
 
-pub async fn observe(mut req: Request<Body>, next: Next) -> Response {
+/// Gives the request its id and span, has `next` handle it inside that span, then echoes the
+/// id and writes the access log line.
+pub async fn observe<Fut>(
+    mut req: Request<Body>,
+    next: impl FnOnce(Request<Body>) -> Fut,
+) -> Response
+where
+    Fut: Future<Output = Response>,
+{
     let started = Instant::now();
     let id = incoming_id(req.headers()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
     // The method as a fixed label: a made-up method can be 50 KB long.
     let method = crate::telemetry::metrics::method_label(req.method());
     let path = req.uri().path().to_owned();
-    let span = tracing::info_span!("request", request_id = %id, method = %method, path = %path, trace_id = tracing::field::Empty);
+    let span = tracing::info_span!(
+        "request",
+        request_id = id.as_str(),
+        method,
+        path = path.as_str(),
+        trace_id = tracing::field::Empty
+    );
     let trace_id = link_trace(&span, req.headers());
     if let Some(t) = &trace_id {
         span.record("trace_id", t.as_str());
     }
 
-    let handled = next.run(req).instrument(span);
+    let handled = next(req).instrument(span);
     let mut res = if crate::telemetry::errors_enabled() {
         // A hub per request, so an error or panic report carries this request's tags only.
         use sentry::SentryFutureExt;
@@ -90,10 +104,17 @@ pub async fn observe(mut req: Request<Body>, next: Next) -> Response {
         res.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
     let trace_id = trace_id.unwrap_or_default();
+    // Fields as `&str`, not `%`: the JSON formatter escapes a string directly, where a
+    // Display value is formatted into a temporary first.
+    let (request_id, path, trace_id) = (id.as_str(), path.as_str(), trace_id.as_str());
     if status >= 500 {
-        tracing::warn!(request_id = %id, method = %method, path = %path, status, latency_ms, trace_id, "request");
+        tracing::warn!(
+            request_id, method, path, status, latency_ms, trace_id, "request"
+        );
     } else {
-        tracing::info!(request_id = %id, method = %method, path = %path, status, latency_ms, trace_id, "request");
+        tracing::info!(
+            request_id, method, path, status, latency_ms, trace_id, "request"
+        );
     }
     res
 }

@@ -8,10 +8,7 @@
 //! API client, a server-side integration), which no other site can steer, and passes; session
 //! cookies are `SameSite=Lax` besides, and portal forms carry a session-bound token.
 
-use axum::body::Body;
-use axum::extract::State;
 use axum::http::{Method, Request};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::errors::AppError;
@@ -28,6 +25,12 @@ impl AllowedOrigin {
     pub fn new(public_url: &url::Url, is_default: bool) -> Self {
         let origin = (!is_default).then(|| public_url.origin().ascii_serialization());
         Self { origin }
+    }
+
+    /// The 403 for a state-changing request another site sent, naming the reason.
+    pub fn refusal<B>(&self, req: &Request<B>) -> Option<Response> {
+        self.refuses(req.method(), req.headers())
+            .map(|why| AppError::Forbidden(why.into()).into_response())
     }
 
     /// Why a request must be refused, if it must.
@@ -57,18 +60,6 @@ impl AllowedOrigin {
             }
             _ => None,
         }
-    }
-}
-
-/// Middleware: 403, with the reason, for a state-changing request another site sent.
-pub async fn refuse_cross_site(
-    State(allowed): State<AllowedOrigin>,
-    req: Request<Body>,
-    next: Next,
-) -> Response {
-    match allowed.refuses(req.method(), req.headers()) {
-        Some(why) => AppError::Forbidden(why.into()).into_response(),
-        None => next.run(req).await,
     }
 }
 

@@ -1,10 +1,7 @@
 //! Security headers on every response, from one layer on the whole router: pages, errors,
 //! health checks, static files and anything added later. There is no route to forget.
 
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderName, HeaderValue, Request};
-use axum::middleware::Next;
+use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
 
 /// The pages need no inline script or style and no third-party origin, so the policy can be
@@ -86,19 +83,16 @@ impl SecurityHeaders {
     }
 }
 
-pub async fn apply(
-    State(policy): State<SecurityHeaders>,
-    req: Request<Body>,
-    next: Next,
-) -> Response {
-    let mut res = next.run(req).await;
-    let h = res.headers_mut();
-    for (name, value) in &policy.headers {
-        // A response that chose its own (stricter) policy keeps it: a media PDF's `sandbox`.
-        if name == axum::http::header::CONTENT_SECURITY_POLICY && h.contains_key(name) {
-            continue;
+impl SecurityHeaders {
+    /// Sets the headers on a response about to leave. A response that chose its own
+    /// (stricter) policy keeps it: a media PDF's `sandbox`.
+    pub fn apply(&self, res: &mut Response) {
+        let h = res.headers_mut();
+        for (name, value) in &self.headers {
+            if name == axum::http::header::CONTENT_SECURITY_POLICY && h.contains_key(name) {
+                continue;
+            }
+            h.insert(name.clone(), value.clone());
         }
-        h.insert(name.clone(), value.clone());
     }
-    res
 }

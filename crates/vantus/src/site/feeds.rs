@@ -27,7 +27,7 @@ fn xml(policy: CachePolicy, t: &impl Template) -> Result<Rendered, AppError> {
 }
 
 pub async fn sitemap(State(app): State<Site>, headers: HeaderMap) -> Response {
-    cached(&app, &headers, "/sitemap.xml".into(), async {
+    cached(&app, &headers, "/sitemap.xml".into(), || async {
         let site = &app.site;
         let (pages, work, insights) = app
             .read_site(move |db: Db| async move {
@@ -83,7 +83,7 @@ pub async fn robots(State(app): State<Site>, headers: HeaderMap) -> Response {
         "User-agent: *\nAllow: /\n\nSitemap: {}\n",
         canonical(&app, "/sitemap.xml")
     );
-    cached(&app, &headers, "/robots.txt".into(), async {
+    cached(&app, &headers, "/robots.txt".into(), || async {
         Ok(Rendered {
             content_type: "text/plain; charset=utf-8",
             policy: CachePolicy::Daily,
@@ -94,7 +94,7 @@ pub async fn robots(State(app): State<Site>, headers: HeaderMap) -> Response {
 }
 
 pub async fn atom(State(app): State<Site>, headers: HeaderMap) -> Response {
-    cached(&app, &headers, "/insights/feed.xml".into(), async {
+    cached(&app, &headers, "/insights/feed.xml".into(), || async {
         let site = &app.site;
         let items = app
             .read_site(move |db: Db| async move {

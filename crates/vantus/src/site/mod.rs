@@ -141,12 +141,18 @@ impl Rendered {
 
 /// Serves `key` from the page cache, rendering it on a miss. If rendering fails for a reason
 /// that is not the client's (the database is down), a stale copy is better than an error page.
-pub async fn cached(
+///
+/// `render` makes the rendering future, boxed and only on a miss: held inline, its database
+/// reads would make every hit's future tens of kilobytes to allocate and move.
+pub async fn cached<F>(
     app: &Site,
     headers: &HeaderMap,
     key: String,
-    render: impl std::future::Future<Output = Result<Rendered, AppError>>,
-) -> Response {
+    render: impl FnOnce() -> F,
+) -> Response
+where
+    F: std::future::Future<Output = Result<Rendered, AppError>>,
+{
     let stale = match app.pages.lookup(&key) {
         Lookup::Fresh(page) => return page.respond(headers),
         Lookup::Stale(page) if app.pages.is_rendering(&key) => return page.respond(headers),
@@ -160,7 +166,7 @@ pub async fn cached(
     }
     // Taken before reading: if content changes while we render, the entry is already stale.
     let generation = app.pages.generation();
-    match render.await {
+    match Box::pin(render()).await {
         Ok(r) => {
             let page = Arc::new(CachedPage::new(
                 generation,
@@ -185,7 +191,7 @@ fn canonical(app: &Site, path: &str) -> String {
 }
 
 async fn home(State(app): State<Site>, headers: HeaderMap) -> Response {
-    cached(&app, &headers, "/".into(), async {
+    cached(&app, &headers, "/".into(), || async {
         let site = &app.site;
         let (page, related) = app
             .read_site(move |db: Db| async move {
@@ -248,7 +254,7 @@ async fn prose_page(State(app): State<Site>, uri: axum::http::Uri, headers: Head
 /// A page-kind item at `/<slug>`, rendered by [`render::render_page`].
 async fn fixed_page(app: &Site, headers: &HeaderMap, slug: &str) -> Response {
     let path = ContentKind::Page.path_of(slug);
-    cached(app, headers, path, async {
+    cached(app, headers, path, || async {
         let (page, related) = load_page(app, slug).await?;
         render::render_page(&app.config, ContentKind::Page, &page, related, false)
     })
@@ -280,6 +286,12 @@ async fn or_redirect(app: &Site, kind: ContentKind, slug: &str, res: Response) -
     if res.status() != StatusCode::NOT_FOUND {
         return res;
     }
+    // Boxed, and only for a 404: held inline, the lookup's database read would enlarge the
+    // future of every page served.
+    Box::pin(redirect_for(app, kind, slug, res)).await
+}
+
+async fn redirect_for(app: &Site, kind: ContentKind, slug: &str, res: Response) -> Response {
     let site = &app.site;
     let found = app
         .read_site(move |db: Db| async move {
@@ -301,7 +313,7 @@ async fn or_redirect(app: &Site, kind: ContentKind, slug: &str, res: Response) -
 }
 
 async fn work_index(State(app): State<Site>, headers: HeaderMap) -> Response {
-    cached(&app, &headers, "/work".into(), async {
+    cached(&app, &headers, "/work".into(), || async {
         let site = &app.site;
         let items = app
             .read_site(move |db: Db| async move {
@@ -373,7 +385,7 @@ async fn detail_page(app: &Site, headers: &HeaderMap, kind: ContentKind, slug: &
         return e.into_response();
     }
     let path = kind.path_of(slug);
-    let res = cached(app, headers, path, async {
+    let res = cached(app, headers, path, || async {
         let (item, related) = load_detail(app, kind, slug).await?;
         render::render_page(&app.config, kind, &item, related, false)
     })
@@ -406,7 +418,7 @@ async fn insights_index(
     } else {
         format!("/insights?page={page}")
     };
-    cached(&app, &headers, key, async {
+    cached(&app, &headers, key, || async {
         let site = &app.site;
         let (total, items) = app
             .read_site(move |db: Db| async move {

@@ -8,12 +8,12 @@
 //! and/or on the main port to requests bearing `VANTUS_METRICS_TOKEN`.
 
 use std::sync::OnceLock;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, State};
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use secrecy::{ExposeSecret, SecretString};
@@ -74,46 +74,141 @@ pub async fn upkeep(stop: tokio_util::sync::CancellationToken) {
 
 /// The matched route template, carried from the inner router to the outer metrics layer.
 #[derive(Clone)]
-struct Route(String);
+struct Route(MatchedPath);
 
-/// Route layer on the application router: remembers which route template answered.
-pub async fn remember_route(req: Request<Body>, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned());
-    let mut res = next.run(req).await;
-    if let Some(r) = route {
-        res.extensions_mut().insert(Route(r));
+/// Route layer on the application router: remembers which route template answered, in the
+/// response, for [`record`]. A plain service with its own future: it runs on every request.
+#[derive(Clone, Copy, Default)]
+pub struct RememberRouteLayer;
+
+impl<S> tower::Layer<S> for RememberRouteLayer {
+    type Service = RememberRoute<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RememberRoute(inner)
     }
-    res
+}
+
+#[derive(Clone)]
+pub struct RememberRoute<S>(S);
+
+impl<S, B> tower::Service<Request<B>> for RememberRoute<S>
+where
+    S: tower::Service<Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = RouteFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        RouteFuture {
+            inner: self.0.call(req),
+            route,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    pub struct RouteFuture<F> {
+        #[pin]
+        inner: F,
+        route: Option<MatchedPath>,
+    }
+}
+
+impl<F, E> std::future::Future for RouteFuture<F>
+where
+    F: std::future::Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut res = std::task::ready!(this.inner.poll(cx))?;
+        if let Some(route) = this.route.take() {
+            res.extensions_mut().insert(Route(route));
+        }
+        Poll::Ready(Ok(res))
+    }
+}
+
+/// The handles of one route, method and status, looked up once per thread: building a
+/// metric key and finding it in the registry on every request costs allocations and a
+/// hash of every label.
+#[derive(Clone)]
+struct RequestHandles {
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+    /// Only for 5xx statuses.
+    errors: Option<metrics::Counter>,
+}
+
+impl RequestHandles {
+    fn register(route: &str, method: &'static str, status: StatusCode) -> Self {
+        let code = status.as_u16().to_string();
+        RequestHandles {
+            requests: metrics::counter!("vantus_http_requests_total",
+                "route" => route.to_owned(), "method" => method, "status" => code.clone()),
+            duration: metrics::histogram!("vantus_http_request_duration_seconds",
+                "route" => route.to_owned(), "method" => method),
+            errors: status.is_server_error().then(|| {
+                metrics::counter!("vantus_http_errors_total", "route" => route.to_owned(), "status" => code)
+            }),
+        }
+    }
+}
+
+thread_local! {
+    /// Per thread: a key buffer, and the handles by `route method status`. Bounded, like the
+    /// series themselves: routes are templates, methods a fixed set.
+    static HANDLES: std::cell::RefCell<(String, std::collections::HashMap<String, RequestHandles>)> =
+        Default::default();
+}
+
+fn request_handles(route: &str, method: &'static str, status: StatusCode) -> RequestHandles {
+    HANDLES.with_borrow_mut(|(key, handles)| {
+        use std::fmt::Write;
+        key.clear();
+        let _ = write!(key, "{route} {method} {}", status.as_u16());
+        if let Some(found) = handles.get(key.as_str()) {
+            return found.clone();
+        }
+        let made = RequestHandles::register(route, method, status);
+        handles.insert(key.clone(), made.clone());
+        made
+    })
 }
 
 /// Outer layer: counts and times every request by route template (never by raw path, which
 /// would let visitors create unbounded series).
-pub async fn record(req: Request<Body>, next: Next) -> Response {
+pub async fn record<Fut>(req: Request<Body>, next: impl FnOnce(Request<Body>) -> Fut) -> Response
+where
+    Fut: std::future::Future<Output = Response>,
+{
     let started = Instant::now();
     let method = method_label(req.method());
-    let builtin = match req.uri().path() {
-        p @ ("/healthz" | "/readyz" | "/metrics") => Some(p.to_owned()),
+    let builtin: Option<&'static str> = match req.uri().path() {
+        "/healthz" => Some("/healthz"),
+        "/readyz" => Some("/readyz"),
+        "/metrics" => Some("/metrics"),
         _ => None,
     };
-    let res = next.run(req).await;
-    let route = builtin
-        .or_else(|| res.extensions().get::<Route>().map(|r| r.0.clone()))
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let res = next(req).await;
     let status = res.status();
-    let labels = [
-        ("route", route.clone()),
-        ("method", method.to_owned()),
-        ("status", status.as_u16().to_string()),
-    ];
-    metrics::counter!("vantus_http_requests_total", &labels).increment(1);
-    metrics::histogram!("vantus_http_request_duration_seconds", "route" => route.clone(), "method" => method)
-        .record(started.elapsed().as_secs_f64());
-    if status.is_server_error() {
-        metrics::counter!("vantus_http_errors_total", "route" => route, "status" => status.as_u16().to_string())
-            .increment(1);
+    let route = match (builtin, res.extensions().get::<Route>()) {
+        (Some(p), _) => p,
+        (None, Some(r)) => r.0.as_str(),
+        (None, None) => "unmatched",
+    };
+    let handles = request_handles(route, method, status);
+    handles.requests.increment(1);
+    handles.duration.record(started.elapsed().as_secs_f64());
+    if let Some(errors) = handles.errors {
+        errors.increment(1);
     }
     res
 }

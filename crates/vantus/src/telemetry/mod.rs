@@ -10,15 +10,12 @@
 //! * Errors: error-level events and panics go to Sentry when `SENTRY_DSN` is set, tagged with
 //!   the request id, method and route, and never with personal data.
 //! * Metrics: see [`metrics`].
+//! * Log lines are written in batches by one thread: see [`log_writer`].
 //!
 //! Keep the returned guard alive until exit: dropping it flushes logs and traces.
 
+pub mod log_writer;
 pub mod metrics;
-
-/// Log lines queued for the writer thread before request handling waits for it. The
-/// library's default (128 000 lines, tens of MB at full load) would hold a burst in memory
-/// that glibc then keeps; a few thousand lines absorb any scheduling hiccup.
-const LOG_BUFFER_LINES: usize = 4096;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,7 +23,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use secrecy::ExposeSecret;
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
@@ -43,7 +39,7 @@ pub enum LogTarget {
 
 #[must_use = "dropping the guard stops log output"]
 pub struct TelemetryGuard {
-    _flush: WorkerGuard,
+    _flush: Option<log_writer::BatchWriterGuard>,
     tracer: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
     logger: Option<opentelemetry_sdk::logs::SdkLoggerProvider>,
     _sentry: Option<sentry::ClientInitGuard>,
@@ -88,13 +84,7 @@ pub fn init(
 ) -> TelemetryGuard {
     install_crypto_provider();
     let filter = EnvFilter::builder().parse_lossy(&log.filter);
-    let builder = NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(LOG_BUFFER_LINES);
-    let (writer, guard) = match target {
-        LogTarget::Stdout => builder.finish(std::io::stdout()),
-        LogTarget::Stderr => builder.finish(std::io::stderr()),
-    };
+    let (writer, guard) = log_writer::for_target(target);
 
     // OTLP/HTTP signal URLs under the collector's base URL, and who is sending.
     let signal_url = |signal: &str| {
