@@ -210,6 +210,15 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BatchWriter {
                 .wait(state)
                 .unwrap_or_else(|p| p.into_inner());
         }
+        if state.closed {
+            // The guard is gone (a test that started a second server, say): nothing will
+            // write these bytes, so they are not kept.
+            return LineHandle {
+                shared,
+                was_empty: false,
+                state: None,
+            };
+        }
         LineHandle {
             shared,
             was_empty: state.lines.is_empty(),
@@ -299,6 +308,16 @@ mod tests {
         );
         drop(guard);
         assert_eq!(written_lines(&sink).len(), 200);
+    }
+
+    #[test]
+    fn lines_after_the_guard_is_dropped_are_not_kept() {
+        let sink = Sink::default();
+        let (writer, guard) = BatchWriter::spawn(sink.clone(), BUFFER_LIMIT).unwrap();
+        drop(guard);
+        log_lines(&writer, 0, 100);
+        assert!(writer.0.lock().lines.is_empty());
+        assert!(written_lines(&sink).is_empty());
     }
 
     #[test]
