@@ -49,7 +49,7 @@ settings! {
     "VANTUS_SITE_TENANT", "site_tenant", "default", false,
         "Slug of the tenant whose content the public site shows.";
     "VANTUS_REQUEST_TIMEOUT", "http.request_timeout", "15s", false,
-        "Longest time a request may take before it is answered with 504.";
+        "Longest time a request may take before it is answered with 504 (408 if its body is still arriving).";
     "VANTUS_DRAIN_TIMEOUT", "http.drain_timeout", "25s", false,
         "On SIGTERM, how long in-flight requests may take to finish before the process exits.";
     "VANTUS_SHUTDOWN_DELAY", "http.shutdown_delay", "0s", false,

@@ -193,10 +193,18 @@ impl ErrorContext {
                 "The site cannot answer this request right now. Please try again in a moment."
                     .to_owned(),
             ),
-            StatusCode::GATEWAY_TIMEOUT | StatusCode::REQUEST_TIMEOUT => (
+            StatusCode::GATEWAY_TIMEOUT => (
                 "Request timed out",
                 format!(
                     "The request took longer than the {} limit.",
+                    humantime::format_duration(self.request_timeout)
+                ),
+            ),
+            StatusCode::REQUEST_TIMEOUT => (
+                "Request timed out",
+                format!(
+                    "The request body arrived too slowly: it was not complete within the {} \
+                     limit (VANTUS_REQUEST_TIMEOUT).",
                     humantime::format_duration(self.request_timeout)
                 ),
             ),

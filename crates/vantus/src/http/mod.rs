@@ -4,6 +4,7 @@
 //! and body limits ([`stack`] holds them in order).
 
 pub mod assets;
+pub mod body;
 pub mod caching;
 pub mod client_ip;
 pub mod csv;
@@ -53,10 +54,10 @@ pub fn with_standard_layers(
             pages: error_pages,
         },
         origin: origin::AllowedOrigin::new(&config.public_url, config.public_url_is_default),
-        body_limits: BodyLimits {
+        body_limits: body::BodyLimits {
             default: config.http.body_limit,
             // The file plus its form fields and multipart framing.
-            uploads: config.media.max_bytes.saturating_add(UPLOAD_OVERHEAD),
+            uploads: config.media.max_bytes.saturating_add(body::UPLOAD_OVERHEAD),
         },
     };
     router.layer(
@@ -72,58 +73,4 @@ pub fn with_standard_layers(
             ))
             .layer(DefaultBodyLimit::max(config.http.body_limit)),
     )
-}
-
-/// The routes that take a file upload: their bodies may be as large as
-/// `VANTUS_MEDIA_MAX_BYTES` (plus [`UPLOAD_OVERHEAD`]); every other body is held to
-/// `VANTUS_BODY_LIMIT`.
-pub const UPLOAD_PATHS: &[&str] = &["/admin/media"];
-
-/// Room for an upload's form fields and multipart framing beside the file itself.
-pub const UPLOAD_OVERHEAD: usize = 256 * 1024;
-
-#[derive(Clone, Copy)]
-pub struct BodyLimits {
-    default: usize,
-    uploads: usize,
-}
-
-impl BodyLimits {
-    /// Holds the request's body to its limit (larger for a POST to one of the
-    /// [`UPLOAD_PATHS`]), or answers the 413 for a body declared larger. An upload over its
-    /// limit is answered by the upload handler's own check, which names the media setting.
-    fn apply(&self, req: &mut axum::extract::Request) -> Option<axum::response::Response> {
-        let is_upload =
-            req.method() == axum::http::Method::POST && UPLOAD_PATHS.contains(&req.uri().path());
-        let limit = if is_upload {
-            self.uploads
-        } else {
-            self.default
-        };
-        let declared = req
-            .headers()
-            .get(axum::http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > limit) {
-            use axum::response::IntoResponse;
-            let mut res = StatusCode::PAYLOAD_TOO_LARGE.into_response();
-            if is_upload {
-                res.extensions_mut().insert(errors::ErrorDetail {
-                    title: "File too large".into(),
-                    message: format!(
-                        "file: the file is larger than the {} limit (VANTUS_MEDIA_MAX_BYTES)",
-                        crate::config::format_byte_size(limit - UPLOAD_OVERHEAD)
-                    ),
-                    field: Some("file".into()),
-                });
-            }
-            return Some(res);
-        }
-        // A body without a length (chunked) is cut off at the limit while it is read; axum's
-        // extractors answer that with 413.
-        let body = std::mem::take(req.body_mut());
-        *req.body_mut() = axum::body::Body::new(http_body_util::Limited::new(body, limit));
-        None
-    }
 }

@@ -6,7 +6,8 @@
 //!    including errors produced below it.
 //! 2. Compression (tower-http). Pages cached pre-compressed carry Content-Encoding and pass.
 //! 3. [`Guard`]: uniform error bodies ([`errors::render_errors`]), panic containment,
-//!    `no-store` by default, refusal of cross-site state changes and body limits.
+//!    `no-store` by default, refusal of cross-site state changes, body limits, and 408 for a
+//!    body still arriving when the timeout strikes (see [`super::body`]).
 //! 4. The request timeout and axum's body limit, then the routes.
 //!
 //! [`Apply`] runs each set as one boxed future per request. As nine `from_fn` layers, every
@@ -25,10 +26,11 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use tower::{Service, ServiceExt};
 
+use super::body::{Admission, BodyLimits};
 use super::errors::{self, ErrorContext, ErrorRendering};
 use super::origin::AllowedOrigin;
 use super::security_headers::SecurityHeaders;
-use super::{BodyLimits, caching, observe};
+use super::{caching, observe};
 use crate::telemetry::metrics;
 
 /// A service below that cannot fail (every layer there answers errors as responses).
@@ -181,15 +183,17 @@ impl Rules for Guard {
         mut req: Request,
     ) -> Response {
         let asked = ErrorRendering::of(&req);
-        let refused = self
-            .origin
-            .refusal(&req)
-            .or_else(|| self.body_limits.apply(&mut req));
-        let handled = match refused {
-            Some(refused) => Ok(refused),
-            None => contain_panics(answer(inner, req)).await,
+        let (handled, body) = match self.origin.refusal(&req) {
+            Some(refused) => (Ok(refused), None),
+            None => match self.body_limits.admit(&mut req) {
+                Admission::Refused(too_large) => (Ok(*too_large), None),
+                Admission::Admitted(body) => (contain_panics(answer(inner, req)).await, body),
+            },
         };
         let mut res = handled.unwrap_or_else(errors::on_panic);
+        if let Some(body) = &body {
+            body.blame_slow_body(&mut res);
+        }
         caching::default_no_store(&mut res);
         errors::render_errors(&self.errors, asked, res)
     }

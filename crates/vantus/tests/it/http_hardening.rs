@@ -223,6 +223,35 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     assert!(answered.starts_with("HTTP/1.1 200"), "{answered:.80}");
 }
 
+/// A body still arriving when VANTUS_REQUEST_TIMEOUT strikes is the client's slowness: 408,
+/// naming the setting, and the connection is closed (a slow handler stays 504: see
+/// `cli::slow_requests_time_out_with_a_clear_error`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_arriving_too_slowly_is_answered_408() {
+    let app = TestApp::spawn_with(Engine::Sqlite, |env| {
+        env.insert("VANTUS_REQUEST_TIMEOUT".into(), "1s".into());
+    })
+    .await;
+    let addr = addr_of(&app);
+    let reply = tokio::task::spawn_blocking(move || {
+        // A few bytes of a declared 200-byte body, then silence.
+        exchange(
+            addr,
+            b"POST /api/leads HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 200\r\n\r\n{\"name\": \"Slow",
+            Duration::from_secs(10),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply:.300}");
+    assert!(
+        reply.to_ascii_lowercase().contains("connection: close"),
+        "{reply:.600}"
+    );
+    assert!(reply.contains("VANTUS_REQUEST_TIMEOUT"), "{reply}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hypers_own_error_responses_carry_security_headers() {
     let app = TestApp::spawn(Engine::Sqlite).await;

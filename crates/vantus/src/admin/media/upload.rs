@@ -152,7 +152,7 @@ async fn read_form(req: Request, boundary: String, max: usize) -> Result<Upload,
         .allowed_fields(vec!["csrf_token", "file", "alt_text", "visibility"])
         .size_limit(
             multer::SizeLimit::new()
-                .whole_stream((max + crate::http::UPLOAD_OVERHEAD) as u64)
+                .whole_stream((max + crate::http::body::UPLOAD_OVERHEAD) as u64)
                 .per_field(FIELD_LIMIT)
                 .for_field("file", max as u64),
         );
