@@ -24,7 +24,7 @@ use axum::extract::Request;
 use axum::response::Response;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use tower::{Service, ServiceExt};
+use tower::Service;
 
 use super::body::{Admission, BodyLimits};
 use super::errors::{self, ErrorContext, ErrorRendering};
@@ -50,9 +50,10 @@ impl<S, B> Inner<B> for S where
 {
 }
 
-/// Calls the service below.
-async fn answer<S: Inner<B>, B: ResponseBody>(inner: S, req: Request) -> Response {
-    match inner.oneshot(req).await {
+/// Calls the service below. [`Apply::call`] moves in the instance it polled ready, so this
+/// calls it directly (a `oneshot` would poll it ready a second time).
+async fn answer<S: Inner<B>, B: ResponseBody>(mut inner: S, req: Request) -> Response {
+    match inner.call(req).await {
         Ok(res) => res.map(Body::new),
         Err(never) => match never {},
     }

@@ -139,7 +139,6 @@ where
 /// The handles of one route, method and status, looked up once per thread: building a
 /// metric key and finding it in the registry on every request costs allocations and a
 /// hash of every label.
-#[derive(Clone)]
 struct RequestHandles {
     requests: metrics::Counter,
     duration: metrics::Histogram,
@@ -162,24 +161,34 @@ impl RequestHandles {
     }
 }
 
+/// Handles by route, per (method, status): a lookup by the route as `&str`, without
+/// building a key per request.
+type HandleCache = std::collections::HashMap<
+    (&'static str, u16),
+    std::collections::HashMap<String, RequestHandles>,
+>;
+
 thread_local! {
-    /// Per thread: a key buffer, and the handles by `route method status`. Bounded, like the
-    /// series themselves: routes are templates, methods a fixed set.
-    static HANDLES: std::cell::RefCell<(String, std::collections::HashMap<String, RequestHandles>)> =
-        Default::default();
+    /// Per thread, the handles already registered. Bounded, like the series themselves:
+    /// routes are templates, methods a fixed set.
+    static HANDLES: std::cell::RefCell<HandleCache> = Default::default();
 }
 
-fn request_handles(route: &str, method: &'static str, status: StatusCode) -> RequestHandles {
-    HANDLES.with_borrow_mut(|(key, handles)| {
-        use std::fmt::Write;
-        key.clear();
-        let _ = write!(key, "{route} {method} {}", status.as_u16());
-        if let Some(found) = handles.get(key.as_str()) {
-            return found.clone();
+/// Runs `f` with the handles of this route, method and status, registering them on first use.
+fn with_request_handles(
+    route: &str,
+    method: &'static str,
+    status: StatusCode,
+    f: impl FnOnce(&RequestHandles),
+) {
+    HANDLES.with_borrow_mut(|cache| {
+        let by_route = cache.entry((method, status.as_u16())).or_default();
+        if let Some(found) = by_route.get(route) {
+            return f(found);
         }
         let made = RequestHandles::register(route, method, status);
-        handles.insert(key.clone(), made.clone());
-        made
+        f(&made);
+        by_route.insert(route.to_owned(), made);
     })
 }
 
@@ -204,12 +213,14 @@ where
         (None, Some(r)) => r.0.as_str(),
         (None, None) => "unmatched",
     };
-    let handles = request_handles(route, method, status);
-    handles.requests.increment(1);
-    handles.duration.record(started.elapsed().as_secs_f64());
-    if let Some(errors) = handles.errors {
-        errors.increment(1);
-    }
+    let elapsed = started.elapsed().as_secs_f64();
+    with_request_handles(route, method, status, |handles| {
+        handles.requests.increment(1);
+        handles.duration.record(elapsed);
+        if let Some(errors) = &handles.errors {
+            errors.increment(1);
+        }
+    });
     res
 }
 
