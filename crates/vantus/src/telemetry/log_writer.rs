@@ -60,6 +60,13 @@ pub fn for_target(target: super::LogTarget) -> (LogWriter, Option<BatchWriterGua
         super::LogTarget::Stdout => BatchWriter::spawn(std::io::stdout(), BUFFER_LIMIT),
         super::LogTarget::Stderr => BatchWriter::spawn(std::io::stderr(), BUFFER_LIMIT),
     };
+    batched_or_direct(target, spawned)
+}
+
+fn batched_or_direct(
+    target: super::LogTarget,
+    spawned: std::io::Result<(BatchWriter, BatchWriterGuard)>,
+) -> (LogWriter, Option<BatchWriterGuard>) {
     match spawned {
         Ok((writer, guard)) => (LogWriter::Batched(writer), Some(guard)),
         Err(e) => {
@@ -318,6 +325,26 @@ mod tests {
         log_lines(&writer, 0, 100);
         assert!(writer.0.lock().lines.is_empty());
         assert!(written_lines(&sink).is_empty());
+    }
+
+    #[test]
+    fn without_a_thread_lines_go_directly_to_the_chosen_stream() {
+        use super::super::LogTarget;
+        let no_thread = || Err(std::io::Error::other("no threads left"));
+        let (writer, guard) = batched_or_direct(LogTarget::Stdout, no_thread());
+        assert!(guard.is_none());
+        assert!(matches!(
+            writer.make_writer(),
+            EitherWriter::B(EitherWriter::A(_))
+        ));
+        let (writer, _) = batched_or_direct(LogTarget::Stderr, no_thread());
+        assert!(matches!(
+            writer.make_writer(),
+            EitherWriter::B(EitherWriter::B(_))
+        ));
+        let (writer, guard) = for_target(LogTarget::Stderr);
+        assert!(guard.is_some());
+        assert!(matches!(writer.make_writer(), EitherWriter::A(_)));
     }
 
     #[test]
