@@ -7,7 +7,7 @@ bytes; then both servers loaded alternately with wrk (same connections, 2 thread
 duration), --rounds rounds, medians reported. The server's RSS after the loads and its peak.
 On SQLite, cold start: process start to a 200 from /readyz on the existing database, 10 times
 (each then stopped with SIGTERM, which it must obey within 10 s).
-Targets: Vantus at least half nginx's rate, p99 < 10 ms, RSS < 64 MB, cold start < 300 ms.
+Targets: Vantus at least 0.85x nginx's rate (issue 13), p99 < 10 ms, RSS < 64 MB, cold start < 300 ms.
 Every load goes to 127.0.0.1 only and is bounded by its duration.
 """
 import shutil
@@ -23,7 +23,7 @@ from cold_start import cold_start  # noqa: E402
 from harness import (Vantus, arguments, combine, free_port, latencies, log, parse, per_engine, row, rss_kb,  # noqa: E402
                      table, terminate, verdict, write_results, wrk, wrk_line)
 
-TARGETS = {"ratio": 0.5, "p99_ms": 10.0, "rss_mb": 64.0, "cold_start_ms": 300.0}
+TARGETS = {"ratio": 0.85, "p99_ms": 10.0, "rss_mb": 64.0, "cold_start_ms": 300.0}
 PAGES = ("/", "/work/shopify-erp-sync")
 COLD_STARTS = 10
 
