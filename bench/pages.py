@@ -114,6 +114,14 @@ def engine_run(args, engine: str) -> dict:
     return {"engine": engine, "runs": runs, **memory, "cold_start": cold}
 
 
+def round_ratios(runs: list[dict], page: str) -> list[float]:
+    """Vantus ÷ nginx within each round: the two loads of a round run back to back, so a drift
+    of the machine between rounds moves both."""
+    def rps(server: str, n: int) -> float:
+        return next(r["rps"] for r in runs if r["page"] == page and r["server"] == server and r["round"] == n)
+    return [round(rps("vantus", n) / rps("nginx", n), 2) for n in sorted({r["round"] for r in runs})]
+
+
 def summarise(results: list[dict]) -> list[dict]:
     rows = []
     for e in results:
@@ -121,7 +129,8 @@ def summarise(results: list[dict]) -> list[dict]:
             mine = combine([r for r in e["runs"] if r["page"] == page and r["server"] == "vantus"])
             nginx = combine([r for r in e["runs"] if r["page"] == page and r["server"] == "nginx"])
             rows.append({"engine": e["engine"], "page": page, "vantus": mine, "nginx": nginx,
-                         "ratio": round(mine["rps"] / nginx["rps"], 3), "rss_after_mb": e["rss_after_mb"],
+                         "ratio": round(mine["rps"] / nginx["rps"], 3),
+                         "round_ratios": round_ratios(e["runs"], page), "rss_after_mb": e["rss_after_mb"],
                          "peak_rss_mb": e["peak_rss_mb"]})
     return rows
 
@@ -158,10 +167,11 @@ def markdown(rows: list[dict], results: list[dict], args) -> str:
     lines = [f"# Benchmark ({args.meta})", "",
              f"Medians of {args.rounds} rounds of {args.duration} s at {args.connections} connections, wrk -t2, "
              "Vantus and nginx alternating on the same bytes.", "",
-             *table(["engine", "page", "vantus req/s", "nginx req/s", "ratio", "vantus p50 / p95 / p99 / max ms",
+             *table(["engine", "page", "vantus req/s", "nginx req/s", "ratio", "ratio per round",
+                     "vantus p50 / p95 / p99 / max ms",
                      "nginx p50 / p95 / p99 / max ms", "vantus CPU s per run", "RSS after / peak MB", "errors"],
                     ([r["engine"], f"`{r['page']}`", f"{r['vantus']['rps']:.0f}", f"{r['nginx']['rps']:.0f}",
-                      f"{r['ratio']:.2f}", latencies(r["vantus"]), latencies(r["nginx"]), r["vantus"]["cpu_s"],
+                      f"{r['ratio']:.2f}", ", ".join(f"{x:.2f}" for x in r["round_ratios"]), latencies(r["vantus"]), latencies(r["nginx"]), r["vantus"]["cpu_s"],
                       f"{r['rss_after_mb']} / {r['peak_rss_mb']}", r["vantus"]["errors"]] for r in rows))]
     verdicts = [f"- {r['engine']} `{r['page']}`: " + "; ".join(f"{t} {verdict(ok)}" for t, ok in checks(r))
                 for r in rows]
