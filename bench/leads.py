@@ -209,12 +209,11 @@ def markdown(out: dict, args) -> str:
 
 def main() -> None:
     ap = arguments(__doc__, connections=32)
-    ap.add_argument("--harness", default="", help="the lead_tx bench executable (omitted or none: HTTP only)")
+    ap.add_argument("--harness", default="", type=lambda v: "" if v == "none" else v,
+                    help="the lead_tx bench executable (omitted or none: HTTP only)")
     ap.add_argument("--soak", type=int, default=60, help="seconds of the memory run")
     ap.add_argument("--transactions", type=int, default=10000)
     args = parse(ap)
-    if args.harness == "none":
-        args.harness = ""
     http, tx = [], []
     for engine in args.engines.split():
         if args.harness:
